@@ -1,0 +1,2 @@
+//! hashup: high-throughput parallel SHA-256 hashing and bulk upload to object
+//! storage through presigned URLs.
