@@ -3,12 +3,20 @@
 mod cli;
 
 use clap::Parser;
+use cli::hash::HashJob;
 use cli::{Cli, Command};
 use hashup::exit::ExitCode;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Hash(args) => match args.into_job() {
+            HashJob::Hash(config) => hashup::commands::hash::run(&config),
+            HashJob::Check(config) => hashup::commands::check::run(&config),
+        },
+        Command::Bench(args) => args
+            .into_config()
+            .and_then(|config| hashup::commands::bench::run(&config)),
         Command::Serve(args) => args
             .into_config()
             .and_then(hashup::serve::run)

@@ -1,5 +1,7 @@
 //! clap definitions only: the core never sees these types.
 
+pub mod bench;
+pub mod hash;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +17,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Hash files and directories in parallel; output compatible with sha256sum (and -c to check).
+    Hash(hash::HashArgs),
+    /// Measure SHA-256 throughput on this machine: in memory per thread count, and on files.
+    Bench(bench::BenchArgs),
     /// Run a PROMINENCE-compatible presign endpoint (S3 backend or embedded store).
     Serve(serve::ServeArgs),
 }

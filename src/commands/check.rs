@@ -1,0 +1,183 @@
+//! `hashup hash -c LIST...`: verify a `sha256sum` list in parallel, reporting like
+//! GNU `sha256sum -c`.
+
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::keep_writing;
+use crate::config::CheckConfig;
+use crate::exit::ExitCode;
+use crate::hash::{FileEntry, FileErrorKind, Hasher};
+use crate::sumfile::{self, Line};
+
+/// Counts for one list, reported as GNU's closing warnings.
+#[derive(Debug, Default)]
+struct Tally {
+    verified: u64,
+    mismatched: u64,
+    unreadable: u64,
+    malformed: u64,
+}
+
+/// Checks every list; exit 1 if any file failed, could not be read, or (with
+/// `strict`) any line was malformed, or a list had no valid line at all.
+pub fn run(config: &CheckConfig) -> anyhow::Result<ExitCode> {
+    let stdout = io::stdout();
+    let interactive = stdout.is_terminal();
+    let mut out = BufWriter::with_capacity(64 << 10, stdout.lock());
+    let mut ok = true;
+    for list in &config.lists {
+        match check_list(config, list, &mut out, interactive)? {
+            Some(list_ok) => ok &= list_ok,
+            None => return Ok(ExitCode::Success), // stdout closed
+        }
+    }
+    Ok(if ok {
+        ExitCode::Success
+    } else {
+        ExitCode::SomeFailed
+    })
+}
+
+fn display(list: &Path) -> String {
+    if list == Path::new("-") {
+        "'standard input'".into()
+    } else {
+        list.display().to_string()
+    }
+}
+
+/// Returns `Some(all good)`, or `None` when stdout went away.
+fn check_list(
+    config: &CheckConfig,
+    list: &Path,
+    out: &mut impl Write,
+    interactive: bool,
+) -> anyhow::Result<Option<bool>> {
+    let text = read_list(list).with_context(|| display(list))?;
+    let mut tally = Tally::default();
+    let mut expected = Vec::new();
+    let mut entries = Vec::new();
+    // The final newline ends the last line; it does not start another.
+    let body = text.strip_suffix(b"\n").unwrap_or(&text);
+    let lines = body.split(|&b| b == b'\n').take_while(|_| !text.is_empty());
+    for (number, line) in lines.enumerate() {
+        match sumfile::parse_line(line) {
+            Line::File(listed) => {
+                expected.push(listed.digest);
+                entries.push(Ok(FileEntry::named(listed.path)));
+            }
+            Line::Comment => {}
+            Line::Malformed => {
+                tally.malformed += 1;
+                if config.warn {
+                    eprintln!(
+                        "hashup: {}: {}: improperly formatted SHA256 checksum line",
+                        display(list),
+                        number + 1
+                    );
+                }
+            }
+        }
+    }
+    if expected.is_empty() {
+        eprintln!(
+            "hashup: {}: no properly formatted checksum lines found",
+            display(list)
+        );
+        return Ok(Some(false));
+    }
+
+    let hasher = Hasher::spawn(entries, &config.hash).context("cannot start hashing threads")?;
+    for (result, want) in hasher.in_order().zip(&expected) {
+        let (path, verdict): (PathBuf, &str) = match result {
+            Ok(file) if file.sha256 == *want => {
+                tally.verified += 1;
+                if config.quiet || config.status {
+                    continue;
+                }
+                (file.path, "OK")
+            }
+            Ok(file) => {
+                tally.verified += 1;
+                tally.mismatched += 1;
+                if config.status {
+                    continue;
+                }
+                (file.path, "FAILED")
+            }
+            Err(err) => {
+                let missing = matches!(&err.kind, FileErrorKind::Io(e) if e.kind() == io::ErrorKind::NotFound);
+                if missing && config.ignore_missing {
+                    continue;
+                }
+                tally.unreadable += 1;
+                if !keep_writing(out.flush())? {
+                    return Ok(None);
+                }
+                eprintln!("hashup: {err}");
+                if config.status {
+                    continue;
+                }
+                (err.path, "FAILED open or read")
+            }
+        };
+        let written = sumfile::write_check_prefix(out, &path)
+            .and_then(|()| writeln!(out, "{verdict}"))
+            .and_then(|()| if interactive { out.flush() } else { Ok(()) });
+        if !keep_writing(written).context("cannot write to standard output")? {
+            return Ok(None);
+        }
+    }
+    if !keep_writing(out.flush()).context("cannot write to standard output")? {
+        return Ok(None);
+    }
+
+    if !config.status {
+        warn(
+            tally.malformed,
+            "line is",
+            "lines are",
+            "improperly formatted",
+        );
+        warn(
+            tally.unreadable,
+            "listed file",
+            "listed files",
+            "could not be read",
+        );
+        warn(
+            tally.mismatched,
+            "computed checksum",
+            "computed checksums",
+            "did NOT match",
+        );
+    }
+    if config.ignore_missing && tally.verified == 0 && tally.unreadable == 0 {
+        eprintln!("hashup: {}: no file was verified", display(list));
+        return Ok(Some(false));
+    }
+    Ok(Some(
+        tally.mismatched == 0 && tally.unreadable == 0 && !(config.strict && tally.malformed > 0),
+    ))
+}
+
+fn warn(count: u64, one: &str, many: &str, what: &str) {
+    match count {
+        0 => {}
+        1 => eprintln!("hashup: WARNING: 1 {one} {what}"),
+        n => eprintln!("hashup: WARNING: {n} {many} {what}"),
+    }
+}
+
+fn read_list(list: &Path) -> io::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    if list == Path::new("-") {
+        io::stdin().lock().read_to_end(&mut text)?;
+    } else {
+        std::fs::File::open(list)?.read_to_end(&mut text)?;
+    }
+    Ok(text)
+}

@@ -1,0 +1,210 @@
+//! Reading one file into SHA-256: plain reads below a size threshold, a memory
+//! mapping above it, and a check that the file did not change meanwhile.
+//!
+//! Every file is opened with `O_NONBLOCK` (a FIFO swapped in after the walk cannot
+//! block the open) and, unless links are followed, `O_NOFOLLOW`; `fstat` on the open
+//! descriptor then decides: anything but a regular file is skipped unread.
+//!
+//! Mapping is an optimisation with a fallback: large files are mapped in windows of
+//! [`MAP_WINDOW`] bytes (so resident memory stays flat whatever the file size), each
+//! window read under the SIGBUS guard (see `guard.rs`); if the guard cannot be
+//! installed or a mapping fails, the file is read instead. Where mapping pays and
+//! where it does not is measured by `hashup bench --files` and
+//! `scripts/bench-hash.sh`; the threshold below is the result.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+
+use sha2::{Digest, Sha256};
+
+use super::{FileEntry, FileError, FileErrorKind, FileStamp, HashOptions, HashResult, HashedFile};
+use super::{IoMode, SkipReason, guard};
+
+/// Files at least this large are mapped in [`IoMode::Auto`].
+///
+/// Measured with `hashup bench --files` on page-cached files (2-core SHA-NI
+/// machine): below a few MiB the mmap/munmap pair and page faults cost more than
+/// the copy a read makes; above it mapping saves that copy. See the README.
+pub const DEFAULT_MMAP_THRESHOLD: u64 = 4 << 20;
+
+/// Bytes mapped at a time; resident memory never holds more than this per thread.
+pub const MAP_WINDOW: usize = 64 << 20;
+
+/// Size of the reused read buffer: large enough to make syscalls rare, small
+/// enough to stay in L2.
+pub const READ_BUFFER: usize = 256 << 10;
+
+/// A per-thread file hasher with its reused buffer.
+pub struct Reader {
+    buffer: Vec<u8>,
+    io: IoMode,
+    mmap_threshold: u64,
+}
+
+impl Reader {
+    /// A reader for the given options.
+    pub fn new(options: &HashOptions) -> Self {
+        let io = match options.io {
+            IoMode::Read => IoMode::Read,
+            mode if guard::install() => mode,
+            _ => IoMode::Read,
+        };
+        Reader {
+            buffer: vec![0; READ_BUFFER],
+            io,
+            mmap_threshold: options.mmap_threshold,
+        }
+    }
+
+    /// Hashes one file.
+    pub fn hash(&mut self, entry: &FileEntry) -> HashResult {
+        match self.hash_inner(entry) {
+            Ok((stamp, sha256)) => Ok(HashedFile {
+                path: entry.path.clone(),
+                name: entry.name.clone(),
+                stamp,
+                sha256,
+            }),
+            Err(kind) => Err(FileError {
+                path: entry.path.clone(),
+                name: entry.name.clone(),
+                kind,
+            }),
+        }
+    }
+
+    fn hash_inner(&mut self, entry: &FileEntry) -> Result<(FileStamp, [u8; 32]), FileErrorKind> {
+        if entry.path.as_os_str() == "-" {
+            return self.hash_stdin();
+        }
+        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+        if !entry.follow {
+            flags |= libc::O_NOFOLLOW;
+        }
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&entry.path)
+        {
+            Ok(file) => file,
+            Err(err) if err.raw_os_error() == Some(libc::ELOOP) && !entry.follow => {
+                return Err(FileErrorKind::Skipped(SkipReason::Symlink));
+            }
+            Err(err) => return Err(FileErrorKind::Io(err)),
+        };
+        let meta = file.metadata().map_err(FileErrorKind::Io)?;
+        if !meta.is_file() {
+            return Err(FileErrorKind::Skipped(SkipReason::special(
+                meta.file_type(),
+            )));
+        }
+        let before = FileStamp::of(&meta);
+        let use_map = match self.io {
+            IoMode::Read => false,
+            IoMode::Mmap => before.size > 0,
+            IoMode::Auto => before.size >= self.mmap_threshold.max(1),
+        };
+        let digest = if use_map {
+            match hash_mapped(&file, before.size) {
+                Ok(digest) => digest,
+                Err(MapFailed) => self.hash_read(&file, before.size)?,
+            }
+        } else {
+            self.hash_read(&file, before.size)?
+        };
+        let after = FileStamp::of(&file.metadata().map_err(FileErrorKind::Io)?);
+        match digest {
+            Some(digest) if after == before => Ok((before, digest)),
+            _ => Err(FileErrorKind::ChangedWhileReading),
+        }
+    }
+
+    /// Standard input, read to its end; its stamp is zero but for the size read.
+    fn hash_stdin(&mut self) -> Result<(FileStamp, [u8; 32]), FileErrorKind> {
+        let mut stdin = std::io::stdin().lock();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        loop {
+            match stdin.read(&mut self.buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&self.buffer[..n]);
+                    size += n as u64;
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(FileErrorKind::Io(err)),
+            }
+        }
+        let stamp = FileStamp {
+            dev: 0,
+            ino: 0,
+            size,
+            mtime: (0, 0),
+            ctime: (0, 0),
+        };
+        Ok((stamp, hasher.finalize().into()))
+    }
+
+    /// Reads the whole file through the buffer. `None` if it held more or fewer
+    /// bytes than its size said.
+    fn hash_read(&mut self, mut file: &File, size: u64) -> Result<Option<[u8; 32]>, FileErrorKind> {
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        loop {
+            let n = match file.read(&mut self.buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => return Err(FileErrorKind::Io(err)),
+            };
+            hasher.update(&self.buffer[..n]);
+            total += n as u64;
+            if total > size {
+                return Ok(None);
+            }
+            // A short read of a regular file means end of file: skip the extra
+            // read() that would return 0. Growth after this point shows in the
+            // caller's second fstat.
+            if total == size && n < self.buffer.len() {
+                break;
+            }
+        }
+        Ok((total == size).then(|| hasher.finalize().into()))
+    }
+}
+
+/// Mapping was refused; read the whole file instead (mapping never moves the
+/// descriptor's offset, so the read starts from the beginning).
+struct MapFailed;
+
+/// Hashes `size` bytes through windowed mappings. `Ok(None)` if the file shrank
+/// under a mapping (a patched SIGBUS).
+fn hash_mapped(file: &File, size: u64) -> Result<Option<[u8; 32]>, MapFailed> {
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    while offset < size {
+        let len = (size - offset).min(MAP_WINDOW as u64) as usize;
+        // SAFETY: the mapping is read-only and private to this call. Another process
+        // may change or truncate the file underneath: changed bytes are caught by the
+        // caller's before/after stamps, truncation raises SIGBUS, which the guard
+        // turns into zero pages plus a flag, and the result is then discarded.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .no_probe_handle()
+                .map(file)
+        };
+        let Ok(map) = map else {
+            return Err(MapFailed);
+        };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let ((), faulted) = guard::guarded(&map, |bytes| hasher.update(bytes));
+        if faulted {
+            return Ok(None);
+        }
+        offset += len as u64;
+    }
+    Ok(Some(hasher.finalize().into()))
+}

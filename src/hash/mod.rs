@@ -1,0 +1,392 @@
+//! The hashing engine: file entries in, `Ok(HashedFile)` / `Err(FileError)` out.
+//!
+//! ```text
+//!   source (walk or list) --bounded--> rayon pool (N hashers) --bounded--> consumer
+//! ```
+//!
+//! A feeder thread drains the source (a [`crate::walk::Walk`] or any iterator of
+//! entries) into a bounded channel and numbers every item; `threads` workers on a
+//! rayon pool take entries, hash them (see [`io`]) and send one [`Outcome`] each
+//! down a second bounded channel. That output channel is the seam the next stage
+//! attaches to: `hashup hash` prints from it (in walk order, via
+//! [`Hasher::in_order`]); an uploader consumes it in arrival order. Dropping the
+//! [`Hasher`] closes the channel, every send then fails, and the stages stop.
+//!
+//! ```no_run
+//! use hashup::hash::{HashOptions, Hasher};
+//! use hashup::walk::{Walk, WalkOptions};
+//!
+//! let walk = Walk::new(vec!["images".into()], WalkOptions::default());
+//! for result in Hasher::spawn(walk, &HashOptions::default()).unwrap().in_order() {
+//!     match result {
+//!         Ok(file) => println!("{}  {}", file.hex(), file.path.display()),
+//!         Err(err) => eprintln!("hashup: {err}"),
+//!     }
+//! }
+//! ```
+
+mod guard;
+pub mod io;
+
+use std::fmt;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, bounded};
+
+/// One file to hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// The path to open.
+    pub path: PathBuf,
+    /// The name relative to the root it was found under (an upload's object name).
+    pub name: PathBuf,
+    /// Open through a symbolic link (roots, or `--follow`); otherwise a file that
+    /// became a link since the walk is skipped.
+    pub follow: bool,
+}
+
+impl FileEntry {
+    /// An entry for a path named directly (followed through links), named by itself.
+    pub fn named(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        FileEntry {
+            name: path.clone(),
+            path,
+            follow: true,
+        }
+    }
+}
+
+/// The identity and version of a file: if any of these differ between two looks,
+/// the content may differ too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    /// Device the file lives on.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
+    /// Status change time, seconds and nanoseconds since the epoch.
+    pub ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of a file's current metadata.
+    pub fn of(meta: &Metadata) -> Self {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Modification time as a [`SystemTime`].
+    pub fn modified(&self) -> SystemTime {
+        let (secs, nanos) = self.mtime;
+        let nanos = Duration::from_nanos(nanos.clamp(0, 999_999_999) as u64);
+        if secs >= 0 {
+            UNIX_EPOCH + Duration::from_secs(secs as u64) + nanos
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + nanos
+        }
+    }
+}
+
+/// A file hashed successfully, with the stamp it had while it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedFile {
+    /// The path it was opened by.
+    pub path: PathBuf,
+    /// The name relative to its root.
+    pub name: PathBuf,
+    /// Size, times and identity, identical before and after the read.
+    pub stamp: FileStamp,
+    /// The SHA-256 digest of the content.
+    pub sha256: [u8; 32],
+}
+
+impl HashedFile {
+    /// The digest as lowercase hex.
+    pub fn hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
+/// Why a file has no checksum.
+#[derive(Debug, thiserror::Error)]
+pub enum FileErrorKind {
+    /// Opening, reading or walking failed.
+    #[error("{}", plain_io_message(.0))]
+    Io(#[source] std::io::Error),
+    /// The file changed (size, times, identity, or truncated under a mapping)
+    /// while it was read: the bytes hashed may not be the bytes it holds.
+    #[error("file changed while reading")]
+    ChangedWhileReading,
+    /// Not a regular file: never opened for reading.
+    #[error("skipped: {0}")]
+    Skipped(SkipReason),
+}
+
+/// An I/O error as people read it: `No such file or directory`, without Rust's
+/// ` (os error 2)` suffix.
+pub fn plain_io_message(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+/// Why an entry was left alone. Skips are notices, not failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A symbolic link, not followed.
+    Symlink,
+    /// A symbolic link loop, when following links.
+    Loop(PathBuf),
+    /// A FIFO (opening it could block forever).
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A block or character device.
+    Device,
+    /// Some other kind of file.
+    Other,
+}
+
+impl SkipReason {
+    /// The reason for a file type that is neither a regular file, a directory nor a link.
+    pub fn special(file_type: std::fs::FileType) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            SkipReason::Fifo
+        } else if file_type.is_socket() {
+            SkipReason::Socket
+        } else if file_type.is_block_device() || file_type.is_char_device() {
+            SkipReason::Device
+        } else if file_type.is_symlink() {
+            SkipReason::Symlink
+        } else {
+            SkipReason::Other
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Symlink => f.write_str("symbolic link (use --follow to follow links)"),
+            SkipReason::Loop(to) => write!(f, "symbolic link loop back to {}", to.display()),
+            SkipReason::Fifo => f.write_str("is a FIFO"),
+            SkipReason::Socket => f.write_str("is a socket"),
+            SkipReason::Device => f.write_str("is a device"),
+            SkipReason::Other => f.write_str("not a regular file"),
+        }
+    }
+}
+
+/// A file that has no checksum, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {kind}", path.display())]
+pub struct FileError {
+    /// The path as walked or listed.
+    pub path: PathBuf,
+    /// The name relative to its root.
+    pub name: PathBuf,
+    /// What went wrong.
+    pub kind: FileErrorKind,
+}
+
+impl FileError {
+    /// True for a notice (special file, link) rather than a failure.
+    pub fn is_skip(&self) -> bool {
+        matches!(self.kind, FileErrorKind::Skipped(_))
+    }
+}
+
+/// What the engine says about one entry.
+pub type HashResult = Result<HashedFile, FileError>;
+
+/// One result, numbered in the order its entry left the source.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Position of the entry in the source, from 0.
+    pub seq: u64,
+    /// The result.
+    pub result: HashResult,
+}
+
+/// How files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// Map files at or above [`HashOptions::mmap_threshold`], read smaller ones.
+    #[default]
+    Auto,
+    /// Map every non-empty file.
+    Mmap,
+    /// Read every file into a reused buffer.
+    Read,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct HashOptions {
+    /// Hashing threads; 0 lets rayon decide (`RAYON_NUM_THREADS`, else one per core).
+    pub threads: usize,
+    /// How files are read.
+    pub io: IoMode,
+    /// Size from which [`IoMode::Auto`] maps a file.
+    pub mmap_threshold: u64,
+}
+
+impl Default for HashOptions {
+    fn default() -> Self {
+        HashOptions {
+            threads: 0,
+            io: IoMode::Auto,
+            mmap_threshold: io::DEFAULT_MMAP_THRESHOLD,
+        }
+    }
+}
+
+/// A running engine: its output channel and the threads behind it.
+///
+/// Iterating yields results in completion order; [`Hasher::in_order`] restores
+/// the source order. Dropping it stops the engine.
+pub struct Hasher {
+    results: Receiver<Outcome>,
+    threads: usize,
+}
+
+impl Hasher {
+    /// Starts hashing the entries `source` yields. Errors from the source are passed
+    /// through in place, so the output accounts for every item.
+    pub fn spawn<I>(source: I, options: &HashOptions) -> std::io::Result<Hasher>
+    where
+        I: IntoIterator<Item = Result<FileEntry, FileError>>,
+        I::IntoIter: Send + 'static,
+    {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads)
+            .thread_name(|i| format!("hashup-hash-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let threads = pool.current_num_threads();
+        let (entry_tx, entry_rx) = bounded::<(u64, FileEntry)>(4 * threads);
+        let (out_tx, out_rx) = bounded::<Outcome>(16 * threads);
+
+        let source = source.into_iter();
+        let feeder_out = out_tx.clone();
+        std::thread::Builder::new()
+            .name("hashup-walk".into())
+            .spawn(move || {
+                for (seq, item) in (0u64..).zip(source) {
+                    let sent = match item {
+                        Ok(entry) => entry_tx.send((seq, entry)).is_ok(),
+                        Err(err) => feeder_out
+                            .send(Outcome {
+                                seq,
+                                result: Err(err),
+                            })
+                            .is_ok(),
+                    };
+                    if !sent {
+                        break; // the consumer went away: stop walking
+                    }
+                }
+            })?;
+
+        for _ in 0..threads {
+            let entries = entry_rx.clone();
+            let out = out_tx.clone();
+            let options = options.clone();
+            pool.spawn(move || {
+                let mut reader = io::Reader::new(&options);
+                for (seq, entry) in entries {
+                    let result = reader.hash(&entry);
+                    if out.send(Outcome { seq, result }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        // The pool's threads exit once their loops end; the channel closes when the
+        // feeder and every worker have dropped their senders.
+        Ok(Hasher {
+            results: out_rx,
+            threads,
+        })
+    }
+
+    /// Hashing threads in use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The output channel, for consumers that select over several.
+    pub fn receiver(&self) -> &Receiver<Outcome> {
+        &self.results
+    }
+
+    /// Results in the order the source yielded the entries.
+    pub fn in_order(self) -> InOrder {
+        InOrder {
+            hasher: self,
+            next: 0,
+            waiting: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl Iterator for Hasher {
+    type Item = Outcome;
+
+    fn next(&mut self) -> Option<Outcome> {
+        self.results.recv().ok()
+    }
+}
+
+/// Results in source order; see [`Hasher::in_order`].
+///
+/// Holds back results that finish before an earlier one: as many as the other
+/// workers finish while the slowest file in flight is read.
+pub struct InOrder {
+    hasher: Hasher,
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, HashResult>,
+}
+
+impl Iterator for InOrder {
+    type Item = HashResult;
+
+    fn next(&mut self) -> Option<HashResult> {
+        loop {
+            if let Some(result) = self.waiting.remove(&self.next) {
+                self.next += 1;
+                return Some(result);
+            }
+            match self.hasher.results.recv() {
+                Ok(outcome) if outcome.seq == self.next => {
+                    self.next += 1;
+                    return Some(outcome.result);
+                }
+                Ok(outcome) => {
+                    self.waiting.insert(outcome.seq, outcome.result);
+                }
+                Err(_) => {
+                    // Closed: whatever is left is in order already.
+                    let (&seq, _) = self.waiting.iter().next()?;
+                    self.next = seq;
+                }
+            }
+        }
+    }
+}
