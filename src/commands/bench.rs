@@ -138,7 +138,7 @@ pub fn measure_file(
     let entry = FileEntry::named(path);
     let hash = |reader: &mut Reader| {
         reader
-            .hash(&entry)
+            .hash(entry.clone())
             .with_context(|| path.display().to_string())
     };
     let size = hash(&mut reader)?.stamp.size;

@@ -114,3 +114,36 @@ extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn truncated_mapping_is_patched_and_flagged_not_fatal() {
+        assert!(install());
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![7u8; 1 << 20]).unwrap();
+        // SAFETY: the test owns the file; the truncation below is the point.
+        let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+        file.set_len(4096).unwrap();
+        let (sum, faulted) = guarded(&map, |bytes| {
+            bytes.iter().map(|&b| u64::from(b)).sum::<u64>()
+        });
+        assert!(faulted, "reading past the new end must be caught");
+        // The first page still holds the file's bytes; the rest reads as zeros.
+        assert_eq!(sum, 7 * 4096);
+    }
+
+    #[test]
+    fn untouched_mapping_is_not_flagged() {
+        assert!(install());
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[1u8; 10_000]).unwrap();
+        // SAFETY: the test owns the file and does not change it.
+        let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+        let (len, faulted) = guarded(&map, <[u8]>::len);
+        assert_eq!((len, faulted), (10_000, false));
+    }
+}

@@ -57,18 +57,18 @@ impl Reader {
         }
     }
 
-    /// Hashes one file.
-    pub fn hash(&mut self, entry: &FileEntry) -> HashResult {
-        match self.hash_inner(entry) {
+    /// Hashes one file; the entry moves into the result.
+    pub fn hash(&mut self, entry: FileEntry) -> HashResult {
+        match self.hash_inner(&entry) {
             Ok((stamp, sha256)) => Ok(HashedFile {
-                path: entry.path.clone(),
-                name: entry.name.clone(),
+                path: entry.path,
+                name: entry.name,
                 stamp,
                 sha256,
             }),
             Err(kind) => Err(FileError {
-                path: entry.path.clone(),
-                name: entry.name.clone(),
+                path: entry.path,
+                name: entry.name,
                 kind,
             }),
         }

@@ -32,7 +32,7 @@ use std::fmt;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, bounded};
 
@@ -261,10 +261,24 @@ impl Default for HashOptions {
 ///
 /// Iterating yields results in completion order; [`Hasher::in_order`] restores
 /// the source order. Dropping it stops the engine.
+///
+/// Entries and results cross threads in batches: handing over one small file at a
+/// time costs more in wake-ups than hashing it. Batches only grow while the next
+/// stage is busy (the feeder sends whatever it holds as soon as the queue has
+/// room), so a few large files still spread over every thread, and a worker
+/// passes its results on at least every [`FLUSH_EVERY`], so a consumer such as an
+/// uploader never waits long for a file that is done.
 pub struct Hasher {
-    results: Receiver<Outcome>,
+    results: Receiver<Vec<Outcome>>,
+    pending: std::vec::IntoIter<Outcome>,
     threads: usize,
 }
+
+/// Most entries handed to a worker at once.
+const MAX_BATCH: usize = 256;
+
+/// Longest a worker holds finished results before passing them on.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 impl Hasher {
     /// Starts hashing the entries `source` yields. Errors from the source are passed
@@ -280,27 +294,38 @@ impl Hasher {
             .build()
             .map_err(std::io::Error::other)?;
         let threads = pool.current_num_threads();
-        let (entry_tx, entry_rx) = bounded::<(u64, FileEntry)>(4 * threads);
-        let (out_tx, out_rx) = bounded::<Outcome>(16 * threads);
+        let (entry_tx, entry_rx) = bounded::<Vec<(u64, FileEntry)>>(2 * threads);
+        let (out_tx, out_rx) = bounded::<Vec<Outcome>>(4 * threads);
 
         let source = source.into_iter();
         let feeder_out = out_tx.clone();
         std::thread::Builder::new()
             .name("hashup-walk".into())
             .spawn(move || {
+                let mut batch = Vec::new();
                 for (seq, item) in (0u64..).zip(source) {
                     let sent = match item {
-                        Ok(entry) => entry_tx.send((seq, entry)).is_ok(),
-                        Err(err) => feeder_out
-                            .send(Outcome {
+                        Ok(entry) => {
+                            batch.push((seq, entry));
+                            if batch.len() < MAX_BATCH && entry_tx.is_full() {
+                                continue; // the workers are busy: keep filling
+                            }
+                            entry_tx.send(std::mem::take(&mut batch)).is_ok()
+                        }
+                        Err(err) => {
+                            let outcome = Outcome {
                                 seq,
                                 result: Err(err),
-                            })
-                            .is_ok(),
+                            };
+                            feeder_out.send(vec![outcome]).is_ok()
+                        }
                     };
                     if !sent {
-                        break; // the consumer went away: stop walking
+                        return; // the consumer went away: stop walking
                     }
+                }
+                if !batch.is_empty() {
+                    let _ = entry_tx.send(batch);
                 }
             })?;
 
@@ -310,10 +335,21 @@ impl Hasher {
             let options = options.clone();
             pool.spawn(move || {
                 let mut reader = io::Reader::new(&options);
-                for (seq, entry) in entries {
-                    let result = reader.hash(&entry);
-                    if out.send(Outcome { seq, result }).is_err() {
-                        break;
+                for batch in entries {
+                    let mut done = Vec::with_capacity(batch.len());
+                    let mut since = Instant::now();
+                    for (seq, entry) in batch {
+                        let result = reader.hash(entry);
+                        done.push(Outcome { seq, result });
+                        if since.elapsed() >= FLUSH_EVERY {
+                            if out.send(std::mem::take(&mut done)).is_err() {
+                                return;
+                            }
+                            since = Instant::now();
+                        }
+                    }
+                    if !done.is_empty() && out.send(done).is_err() {
+                        return;
                     }
                 }
             });
@@ -322,6 +358,7 @@ impl Hasher {
         // feeder and every worker have dropped their senders.
         Ok(Hasher {
             results: out_rx,
+            pending: Vec::new().into_iter(),
             threads,
         })
     }
@@ -329,11 +366,6 @@ impl Hasher {
     /// Hashing threads in use.
     pub fn threads(&self) -> usize {
         self.threads
-    }
-
-    /// The output channel, for consumers that select over several.
-    pub fn receiver(&self) -> &Receiver<Outcome> {
-        &self.results
     }
 
     /// Results in the order the source yielded the entries.
@@ -350,7 +382,12 @@ impl Iterator for Hasher {
     type Item = Outcome;
 
     fn next(&mut self) -> Option<Outcome> {
-        self.results.recv().ok()
+        loop {
+            if let Some(outcome) = self.pending.next() {
+                return Some(outcome);
+            }
+            self.pending = self.results.recv().ok()?.into_iter();
+        }
     }
 }
 
@@ -373,15 +410,15 @@ impl Iterator for InOrder {
                 self.next += 1;
                 return Some(result);
             }
-            match self.hasher.results.recv() {
-                Ok(outcome) if outcome.seq == self.next => {
+            match self.hasher.next() {
+                Some(outcome) if outcome.seq == self.next => {
                     self.next += 1;
                     return Some(outcome.result);
                 }
-                Ok(outcome) => {
+                Some(outcome) => {
                     self.waiting.insert(outcome.seq, outcome.result);
                 }
-                Err(_) => {
+                None => {
                     // Closed: whatever is left is in order already.
                     let (&seq, _) = self.waiting.iter().next()?;
                     self.next = seq;
