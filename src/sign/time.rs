@@ -107,9 +107,9 @@ pub(crate) fn parse_amz_date(s: &str) -> Option<SystemTime> {
     })
 }
 
-/// Parses the policy `expiration`: `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (boto3 writes no fraction,
+/// Parses an ISO 8601 UTC time as S3 writes it (policy `expiration`, listing `LastModified`): `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (boto3 writes no fraction,
 /// AWS's example writes `.000`). A fraction is dropped: expiry is judged to the second.
-pub(crate) fn parse_policy_expiration(s: &str) -> Option<SystemTime> {
+pub fn parse_policy_expiration(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
