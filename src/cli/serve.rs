@@ -1,15 +1,100 @@
 //! clap definitions for `hashup serve`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use clap::Args;
-use hashup::serve::ServeConfig;
+use hashup::serve::{BackendConfig, S3Config, ServeConfig, StoreConfig, credentials_from_env};
+use hashup::sign::Credentials;
 
 /// Flags of `hashup serve`.
+///
+/// The backend is the embedded store in `--store DIR` unless `--s3-endpoint` is given.
 #[derive(Debug, Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the bound URL is printed on stdout).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// JSON file of bearer tokens: {"<token>": {"user": "alice", "groups": ["g1"]}}.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: PathBuf,
+
+    /// Embedded store directory (the default backend).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "hashup-store",
+        conflicts_with = "s3_endpoint"
+    )]
+    pub store: PathBuf,
+
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:8333; credentials come from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, value_name = "URL", requires = "bucket")]
+    pub s3_endpoint: Option<String>,
+
+    /// Bucket for uploads (must exist on S3; default "hashup" for the embedded store).
+    #[arg(long, value_name = "NAME")]
+    pub bucket: Option<String>,
+
+    /// Region of the signing scope.
+    #[arg(long, value_name = "REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Base URL clients reach this server at, used in the embedded store's presigned URLs
+    /// [default: http://<bound address>].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Access key id of the embedded store [default: generated, kept in DIR/.hashup/credentials.json].
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "HASHUP_STORE_ACCESS_KEY_ID",
+        requires = "store_secret_access_key"
+    )]
+    pub store_access_key_id: Option<String>,
+
+    /// Secret access key of the embedded store.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "HASHUP_STORE_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "store_access_key_id"
+    )]
+    pub store_secret_access_key: Option<String>,
+}
 
 impl ServeArgs {
     /// Converts the parsed flags into the core's plain configuration.
     pub fn into_config(self) -> anyhow::Result<ServeConfig> {
-        Ok(ServeConfig {})
+        let backend = match self.s3_endpoint {
+            Some(endpoint) => BackendConfig::S3(S3Config {
+                endpoint,
+                bucket: self.bucket.context("--s3-endpoint needs --bucket")?,
+                region: self.region,
+                credentials: credentials_from_env().context(
+                    "--s3-endpoint needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+                )?,
+            }),
+            None => BackendConfig::Store(StoreConfig {
+                dir: self.store,
+                bucket: self.bucket.unwrap_or_else(|| "hashup".to_string()),
+                region: self.region,
+                credentials: match (self.store_access_key_id, self.store_secret_access_key) {
+                    (Some(id), Some(secret)) => Some(Credentials::new(id, secret)),
+                    _ => None,
+                },
+            }),
+        };
+        Ok(ServeConfig {
+            listen: self.listen,
+            tokens: self.tokens,
+            public_url: self.public_url,
+            backend,
+        })
     }
 }

@@ -1,0 +1,8 @@
+//! `hashup serve`, run as a binary against real clients: its API, the embedded store, and the
+//! S3 backend on a real SeaweedFS.
+
+mod api;
+mod clients;
+mod fixture;
+mod s3;
+mod store;

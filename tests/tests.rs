@@ -1,0 +1,3 @@
+//! The one integration-test binary: each area of hashup is a module.
+
+mod serve;
