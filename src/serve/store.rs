@@ -60,6 +60,7 @@ const WRITE_BUFFER: usize = 256 * 1024;
 
 /// An upload that sends nothing for this long is dropped with its temporary file (S3 does the
 /// same with `RequestTimeout`), so a stalled client cannot pin disk space forever.
+/// How long a client may send nothing before its upload is abandoned.
 const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where and how the embedded store keeps objects.
@@ -100,7 +101,7 @@ pub enum StoreError {
     /// The body is smaller than the policy's minimum.
     #[error("your proposed upload is smaller than the minimum allowed size")]
     EntityTooSmall,
-    /// The client stopped sending for [`IDLE_TIMEOUT`].
+    /// The client sent nothing for the idle timeout (60 s).
     #[error(
         "your socket connection to the server was not read from or written to within the timeout period"
     )]
