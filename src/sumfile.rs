@@ -69,16 +69,23 @@ pub struct ListedFile {
 pub enum Line {
     /// A checksum and a path.
     File(ListedFile),
-    /// A `#` comment: ignored, like GNU does.
+    /// A `#` comment or an empty line: ignored, like GNU does (a line of blanks is
+    /// malformed).
     Comment,
     /// Anything else: counted as improperly formatted.
     Malformed,
 }
 
 /// Parses one line (without its trailing newline): `<hex>  <path>`, `<hex> *<path>`
-/// (binary mode marker), or the BSD tagged form `SHA256 (<path>) = <hex>`, each
-/// optionally escaped with a leading backslash.
+/// (binary mode marker), or the tagged form `SHA256 (<path>) = <hex>` (also
+/// OpenSSL's `SHA256(<path>)= <hex>`), each optionally escaped with a leading
+/// backslash. A carriage return before the newline (a CRLF list) is dropped, as GNU
+/// does; a name that really ends in one is written escaped, as `\r`.
 pub fn parse_line(line: &[u8]) -> Line {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Line::Comment; // GNU skips empty lines, but not blank ones
+    }
     let line = trim_start(line);
     if line.first() == Some(&b'#') {
         return Line::Comment;
@@ -119,13 +126,17 @@ fn trim_start(mut line: &[u8]) -> &[u8] {
     line
 }
 
-/// `SHA256 (name) = hex`
+/// `SHA256 (name) = hex`, or OpenSSL's `SHA256(name)= hex`
 fn parse_tagged(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = line.strip_prefix(b"SHA256")?;
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     let rest = rest.strip_prefix(b"(")?;
-    let close = rest.windows(4).rposition(|w| w == b") = ")?;
-    Some((&rest[close + 4..], &rest[..close]))
+    let close = rest.iter().rposition(|&b| b == b')')?;
+    let tail = &rest[close + 1..];
+    let tail = tail.strip_prefix(b" ").unwrap_or(tail);
+    let tail = tail.strip_prefix(b"=")?;
+    let hex = tail.strip_prefix(b" ").unwrap_or(tail);
+    Some((hex, &rest[..close]))
 }
 
 /// `hex  name` or `hex *name`
@@ -232,8 +243,8 @@ mod tests {
     #[test]
     fn rejects_malformed_lines() {
         for bad in [
-            "".to_string(),
-            "bad".into(),
+            "bad".to_string(),
+            "  ".into(),
             format!("{HEX} one-space"),
             format!("{}  short", &HEX[1..]),
             format!("{HEX}  "),
@@ -243,6 +254,7 @@ mod tests {
             assert_eq!(parse_line(bad.as_bytes()), Line::Malformed, "{bad:?}");
         }
         assert_eq!(parse_line(b"# comment"), Line::Comment);
+        assert_eq!(parse_line(b""), Line::Comment);
     }
 
     #[test]

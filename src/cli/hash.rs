@@ -55,8 +55,9 @@ impl EngineArgs {
 accepts it.\nExit status: 0 all files hashed (or checked OK), 1 some failed, 2 usage or fatal error."
 )]
 pub struct HashArgs {
-    /// Files and directories to hash (`-` is standard input); with --check, lists to verify.
-    #[arg(value_name = "PATH", required = true)]
+    /// Files and directories to hash (`-` is standard input); with --check, lists to verify
+    /// (standard input when none is given).
+    #[arg(value_name = "PATH", required_unless_present = "check")]
     pub paths: Vec<PathBuf>,
 
     /// Read SHA-256 sums from the files and check them, like `sha256sum -c`.
@@ -75,11 +76,11 @@ pub struct HashArgs {
     pub engine: EngineArgs,
 
     /// With --check: don't print OK for each verified file.
-    #[arg(long, requires = "check")]
+    #[arg(long, requires = "check", overrides_with_all = ["status", "warn"])]
     pub quiet: bool,
 
     /// With --check: print nothing; the exit status shows success.
-    #[arg(long, requires = "check")]
+    #[arg(long, requires = "check", overrides_with_all = ["quiet", "warn"])]
     pub status: bool,
 
     /// With --check: exit non-zero for improperly formatted lines.
@@ -87,7 +88,7 @@ pub struct HashArgs {
     pub strict: bool,
 
     /// With --check: warn about improperly formatted lines.
-    #[arg(short, long, requires = "check")]
+    #[arg(short, long, requires = "check", overrides_with_all = ["quiet", "status"])]
     pub warn: bool,
 
     /// With --check: don't fail or report status for missing files.
@@ -108,8 +109,13 @@ impl HashArgs {
     pub fn into_job(self) -> HashJob {
         let hash = self.engine.options();
         if self.check {
+            let lists = if self.paths.is_empty() {
+                vec!["-".into()]
+            } else {
+                self.paths
+            };
             return HashJob::Check(CheckConfig {
-                lists: self.paths,
+                lists,
                 hash,
                 quiet: self.quiet,
                 status: self.status,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::keep_writing;
 use crate::config::CheckConfig;
 use crate::exit::ExitCode;
-use crate::hash::{FileEntry, FileErrorKind, Hasher};
+use crate::hash::{FileEntry, FileErrorKind, Hasher, plain_io_message};
 use crate::sumfile::{self, Line};
 
 /// Counts for one list, reported as GNU's closing warnings.
@@ -56,10 +56,20 @@ fn check_list(
     out: &mut impl Write,
     interactive: bool,
 ) -> anyhow::Result<Option<bool>> {
-    let text = read_list(list).with_context(|| display(list))?;
+    let text = match read_list(list) {
+        Ok(text) => text,
+        Err(why) => {
+            // Like GNU: report it, go on with the next list, exit 1 at the end.
+            eprintln!("hashup: {}: {why}", display(list));
+            return Ok(Some(false));
+        }
+    };
     let mut tally = Tally::default();
     let mut expected = Vec::new();
     let mut entries = Vec::new();
+    // (files listed before it, line number) of each malformed line, so `-w` can
+    // warn in list order, between the results, as GNU does.
+    let mut malformed = Vec::new();
     // The final newline ends the last line; it does not start another.
     let body = text.strip_suffix(b"\n").unwrap_or(&text);
     let lines = body.split(|&b| b == b'\n').take_while(|_| !text.is_empty());
@@ -70,19 +80,26 @@ fn check_list(
                 entries.push(Ok(FileEntry::named(listed.path)));
             }
             Line::Comment => {}
-            Line::Malformed => {
-                tally.malformed += 1;
-                if config.warn {
-                    eprintln!(
-                        "hashup: {}: {}: improperly formatted SHA256 checksum line",
-                        display(list),
-                        number + 1
-                    );
-                }
-            }
+            Line::Malformed => malformed.push((expected.len(), number + 1)),
         }
     }
+    tally.malformed = malformed.len() as u64;
+    let mut malformed = malformed.into_iter().peekable();
+    let mut warn_up_to = |files: usize, out: &mut dyn Write| -> io::Result<()> {
+        while let Some(&(_, number)) = malformed.peek().filter(|(before, _)| *before <= files) {
+            malformed.next();
+            if config.warn {
+                out.flush()?;
+                eprintln!(
+                    "hashup: {}: {number}: improperly formatted SHA256 checksum line",
+                    display(list)
+                );
+            }
+        }
+        Ok(())
+    };
     if expected.is_empty() {
+        warn_up_to(usize::MAX, out)?;
         eprintln!(
             "hashup: {}: no properly formatted checksum lines found",
             display(list)
@@ -91,7 +108,10 @@ fn check_list(
     }
 
     let hasher = Hasher::spawn(entries, &config.hash).context("cannot start hashing threads")?;
-    for (result, want) in hasher.in_order().zip(&expected) {
+    for (index, (result, want)) in hasher.in_order().zip(&expected).enumerate() {
+        if !keep_writing(warn_up_to(index, out))? {
+            return Ok(None);
+        }
         let (path, verdict): (PathBuf, &str) = match result {
             Ok(file) if file.sha256 == *want => {
                 tally.verified += 1;
@@ -131,7 +151,9 @@ fn check_list(
             return Ok(None);
         }
     }
-    if !keep_writing(out.flush()).context("cannot write to standard output")? {
+    if !keep_writing(warn_up_to(usize::MAX, out).and_then(|()| out.flush()))
+        .context("cannot write to standard output")?
+    {
         return Ok(None);
     }
 
@@ -172,12 +194,16 @@ fn warn(count: u64, one: &str, many: &str, what: &str) {
     }
 }
 
-fn read_list(list: &Path) -> io::Result<Vec<u8>> {
+/// Reads a whole list. Like GNU, a failure to open says why, a failure to read
+/// (a directory, say) says `read error`.
+fn read_list(list: &Path) -> Result<Vec<u8>, String> {
     let mut text = Vec::new();
-    if list == Path::new("-") {
-        io::stdin().lock().read_to_end(&mut text)?;
+    let read = if list == Path::new("-") {
+        io::stdin().lock().read_to_end(&mut text)
     } else {
-        std::fs::File::open(list)?.read_to_end(&mut text)?;
-    }
+        let mut file = std::fs::File::open(list).map_err(|e| plain_io_message(&e))?;
+        file.read_to_end(&mut text)
+    };
+    read.map_err(|_| "read error".to_string())?;
     Ok(text)
 }

@@ -96,6 +96,12 @@ impl Reader {
             Err(err) => return Err(FileErrorKind::Io(err)),
         };
         let meta = file.metadata().map_err(FileErrorKind::Io)?;
+        if meta.is_dir() {
+            // Only a listed path (`-c`) gets here: say it as `sha256sum` does.
+            return Err(FileErrorKind::Io(std::io::Error::from_raw_os_error(
+                libc::EISDIR,
+            )));
+        }
         if !meta.is_file() {
             return Err(FileErrorKind::Skipped(SkipReason::special(
                 meta.file_type(),
