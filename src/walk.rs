@@ -11,6 +11,8 @@
 //! a path named on the command line is always followed, like `find -H`. The root
 //! `-` stands for standard input.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::hash::{FileEntry, FileError, FileErrorKind, SkipReason};
@@ -80,12 +82,26 @@ fn classify(
     entry: walkdir::DirEntry,
     follow: bool,
 ) -> Option<Result<FileEntry, FileError>> {
-    let file_type = entry.file_type();
+    let is_root = entry.depth() == 0;
+    let mut file_type = entry.file_type();
+    if is_root && file_type.is_symlink() {
+        // walkdir descends into a root link to a directory but still reports the
+        // root itself as a link: look through it, as `find -H` and sha256sum do.
+        match std::fs::metadata(entry.path()) {
+            Ok(target) => file_type = target.file_type(),
+            Err(err) => {
+                return Some(Err(FileError {
+                    name: relative_name(root, &entry),
+                    path: entry.into_path(),
+                    kind: FileErrorKind::Io(err),
+                }));
+            }
+        }
+    }
     if file_type.is_dir() {
         return None;
     }
     let name = relative_name(root, &entry);
-    let is_root = entry.depth() == 0;
     let path = entry.into_path();
     if file_type.is_file() {
         return Some(Ok(FileEntry {
@@ -109,26 +125,37 @@ fn classify(
 /// The path relative to the root it was found under; a root that is a file is named
 /// by its base name.
 fn relative_name(root: &Path, entry: &walkdir::DirEntry) -> PathBuf {
+    let path = entry.path();
     if entry.depth() == 0 {
-        return entry
-            .path()
+        return path
             .file_name()
             .map(PathBuf::from)
-            .unwrap_or_else(|| entry.path().to_path_buf());
+            .unwrap_or_else(|| path.to_path_buf());
     }
-    entry
-        .path()
-        .strip_prefix(root)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|_| entry.path().to_path_buf())
+    // walkdir builds every path as `root.join(..)`, so the root's bytes are a prefix
+    // and slicing them off is exact; it is also much cheaper than `strip_prefix`,
+    // which re-parses both paths into components for every file.
+    let bytes = path.as_os_str().as_bytes();
+    let rest = bytes
+        .strip_prefix(root.as_os_str().as_bytes())
+        .map(|rest| rest.strip_prefix(b"/").unwrap_or(rest));
+    match rest {
+        Some(rest) if !rest.is_empty() => PathBuf::from(OsStr::from_bytes(rest)),
+        _ => path
+            .strip_prefix(root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| path.to_path_buf()),
+    }
 }
 
 fn walk_error(root: &Path, err: walkdir::Error) -> FileError {
     let path = err.path().unwrap_or(root).to_path_buf();
-    let name = path
-        .strip_prefix(root)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|_| path.clone());
+    // Relative to the root; the root itself is named by its base name, as files
+    // given as roots are.
+    let name = match path.strip_prefix(root) {
+        Ok(rest) if !rest.as_os_str().is_empty() => rest.to_path_buf(),
+        _ => path.file_name().map_or_else(|| path.clone(), PathBuf::from),
+    };
     let kind = if let Some(ancestor) = err.loop_ancestor() {
         FileErrorKind::Skipped(SkipReason::Loop(ancestor.to_path_buf()))
     } else {
