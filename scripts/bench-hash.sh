@@ -7,7 +7,7 @@
 #   large: 4 x 512 MiB random files    small: 50,000 x 4 KiB files in 50 directories
 #   one:   1 x 1 GiB random file
 # and times each tool RUNS times (default 3) per data set, keeping the best run (the
-# page cache is warm for everyone: each data set is read once before timing). Peers:
+# page cache is warm for everyone: the data set is read right before each run). Peers:
 # sha256sum, find|xargs -P$(nproc) sha256sum, find|xargs -P$(nproc) openssl dgst,
 # rhash -r and sha256deep -r (installed from Debian packages when missing and root).
 # The ceiling is `openssl speed -evp sha256` on one core (16 KiB blocks) x cores.
@@ -65,14 +65,22 @@ EOF
 }
 make_data
 
-# Warm the page cache.
-cat "$data"/large/* "$data"/one/* >/dev/null
-find "$data/small" -type f -print0 | xargs -0 cat >/dev/null
+# Reads a data set into the page cache. Called right before every timed run: these
+# VMs run DAMON reclaim, which pages out page-cache pages idle for a few seconds, so
+# a set warmed once at the start is partly read from disk by the time a later tool
+# gets to it.
+warm() {
+    case $1 in
+    small) find "$data/small" -type f -print0 | xargs -0 cat >/dev/null ;;
+    *) cat "$data/$1"/* >/dev/null ;;
+    esac
+}
 
-# Best wall-clock seconds of $runs runs of a shell command.
+# Best wall-clock seconds of $runs runs of a shell command on data set $1.
 best_of() {
-    local cmd=$1 best="" start end t
+    local set=$1 cmd=$2 best="" start end t
     for _ in $(seq "$runs"); do
+        warm "$set"
         start=$(date +%s.%N)
         bash -c "$cmd" >/dev/null
         end=$(date +%s.%N)
@@ -108,7 +116,7 @@ command_for() {
 for set in large small one; do
     for tool in "${tools[@]}"; do
         log "timing $tool on $set..."
-        seconds[$set,$tool]=$(best_of "$(command_for "$tool" "$set")")
+        seconds[$set,$tool]=$(best_of "$set" "$(command_for "$tool" "$set")")
     done
 done
 
