@@ -1,4 +1,4 @@
 //! The one integration-test binary: each area of hashup is a module.
 
-mod readme;
+mod hash;
 mod serve;
