@@ -144,3 +144,21 @@ if [ -n "${seconds[small,rhash -r]:-}" ]; then
     printf '  50k small files vs rhash -r:             %.2fx (target >= 3)\n' "$(ratio "${seconds[small,rhash -r]}" "${seconds[small,hashup]}")"
 fi
 printf '  one 1 GiB file vs openssl single-core:   %.3f (target >= 0.95)\n' "$(ratio "$h_one" "$openssl_gbs")"
+
+# Peak resident memory of hashup: flat in file size, modest in file count. GNU time
+# reads it from the process's own rusage (a Python wrapper would count its own
+# pages, inherited across fork, too).
+peak_rss_kib() {
+    /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n 1
+}
+if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 || true
+fi
+[ -x /usr/bin/time ] || { log "no /usr/bin/time (Debian package time): memory not measured"; exit 0; }
+sparse=$data/sparse-4g.bin
+[ -f "$sparse" ] || truncate -s 4G "$sparse"
+printf '\npeak RSS of hashup hash (KiB): one 4 KiB file %s, 1 GiB file %s, 4 GiB sparse file %s, 50k files %s\n' \
+    "$(peak_rss_kib "$hashup" hash "$repo/README.md")" \
+    "$(peak_rss_kib "$hashup" hash "$data/one/big.bin")" \
+    "$(peak_rss_kib "$hashup" hash "$sparse")" \
+    "$(peak_rss_kib "$hashup" hash "$data/small")"
