@@ -1,4 +1,5 @@
 //! The one integration-test binary: each area of hashup is a module.
 
 mod hash;
+mod readme;
 mod serve;
