@@ -362,6 +362,16 @@ pub fn multipart(fields: &[(String, String)], filename: &str, data: &[u8]) -> (S
 }
 
 /// The `fields` of a presign answer, in order.
+/// `fields` with `name` set to `value`: replaced where it is, or appended.
+pub fn with_field(fields: &[(String, String)], name: &str, value: &str) -> Vec<(String, String)> {
+    let mut fields = fields.to_vec();
+    match fields.iter_mut().find(|(n, _)| n == name) {
+        Some(pair) => pair.1 = value.to_string(),
+        None => fields.push((name.to_string(), value.to_string())),
+    }
+    fields
+}
+
 pub fn fields_of(answer: &Value) -> Vec<(String, String)> {
     answer["fields"]
         .as_object()

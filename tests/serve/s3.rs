@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use hashup::sign::{self, PostRequest, UrlRequest};
 
-use super::fixture::{Backend, Serve, fields_of, post_form, put, s3_code, sha256_hex, weed};
+use super::fixture::{
+    Backend, Serve, fields_of, post_form, put, s3_code, sha256_hex, weed, with_field,
+};
 
 #[tokio::test]
 async fn uploads_land_with_metadata_and_list_and_delete() {
@@ -70,14 +72,7 @@ async fn seaweedfs_refuses_what_the_signature_does_not_allow() {
     let (_, answer) = serve.presign(&serve.alice, "r.sif", Some(&sum)).await;
     let url = answer["url"].as_str().unwrap().to_string();
     let fields = fields_of(&answer);
-    let with = |name: &str, value: &str| -> Vec<(String, String)> {
-        let mut f = fields.clone();
-        match f.iter_mut().find(|(n, _)| n == name) {
-            Some(pair) => pair.1 = value.to_string(),
-            None => f.push((name.to_string(), value.to_string())),
-        }
-        f
-    };
+    let with = |name: &str, value: &str| with_field(&fields, name, value);
 
     // The body's SHA-256 is enforced by the store through x-amz-checksum-sha256.
     let (status, text) = post_form(&url, &fields, b"a different body\n").await;

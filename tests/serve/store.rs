@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::fixture::{
     Backend, STORE_KEY, STORE_SECRET, Serve, fields_of, multipart, post_form, put, s3_code,
-    sha256_hex,
+    sha256_hex, with_field,
 };
 
 fn store_creds() -> Credentials {
@@ -118,14 +118,7 @@ async fn refused_uploads_store_nothing() {
     let (_, answer) = serve.presign(&serve.alice, "r.sif", Some(&sum)).await;
     let url = answer["url"].as_str().unwrap().to_string();
     let fields = fields_of(&answer);
-    let with = |name: &str, value: &str| -> Vec<(String, String)> {
-        let mut f = fields.clone();
-        match f.iter_mut().find(|(n, _)| n == name) {
-            Some(pair) => pair.1 = value.to_string(),
-            None => f.push((name.to_string(), value.to_string())),
-        }
-        f
-    };
+    let with = |name: &str, value: &str| with_field(&fields, name, value);
 
     let credential = &fields
         .iter()
