@@ -137,20 +137,7 @@ impl Reader {
 
     /// Standard input, read to its end; its stamp is zero but for the size read.
     fn hash_stdin(&mut self) -> Result<(FileStamp, [u8; 32]), FileErrorKind> {
-        let mut stdin = std::io::stdin().lock();
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        loop {
-            match stdin.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hasher.update(&self.buffer[..n]);
-                    size += n as u64;
-                }
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => return Err(FileErrorKind::Io(err)),
-            }
-        }
+        let (size, digest) = self.hash_stream(std::io::stdin().lock(), None)?;
         let stamp = FileStamp {
             dev: 0,
             ino: 0,
@@ -158,16 +145,30 @@ impl Reader {
             mtime: (0, 0),
             ctime: (0, 0),
         };
-        Ok((stamp, hasher.finalize().into()))
+        Ok((stamp, digest))
     }
 
     /// Reads the whole file through the buffer. `None` if it held more or fewer
     /// bytes than its size said.
-    fn hash_read(&mut self, mut file: &File, size: u64) -> Result<Option<[u8; 32]>, FileErrorKind> {
+    fn hash_read(&mut self, file: &File, size: u64) -> Result<Option<[u8; 32]>, FileErrorKind> {
+        let (total, digest) = self.hash_stream(file, Some(size))?;
+        Ok((total == size).then_some(digest))
+    }
+
+    /// Hashes what `input` yields through the buffer; returns the bytes read and the
+    /// digest. Given the `size` a regular file should have, it stops as soon as more
+    /// arrived, and after a short read that ends exactly at that size: a short read
+    /// of a regular file means end of file, so the extra read() that would return 0
+    /// is skipped (growth after it shows in the caller's second fstat).
+    fn hash_stream(
+        &mut self,
+        mut input: impl Read,
+        size: Option<u64>,
+    ) -> Result<(u64, [u8; 32]), FileErrorKind> {
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         loop {
-            let n = match file.read(&mut self.buffer) {
+            let n = match input.read(&mut self.buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
@@ -175,17 +176,13 @@ impl Reader {
             };
             hasher.update(&self.buffer[..n]);
             total += n as u64;
-            if total > size {
-                return Ok(None);
-            }
-            // A short read of a regular file means end of file: skip the extra
-            // read() that would return 0. Growth after this point shows in the
-            // caller's second fstat.
-            if total == size && n < self.buffer.len() {
+            if let Some(size) = size
+                && (total > size || (total == size && n < self.buffer.len()))
+            {
                 break;
             }
         }
-        Ok((total == size).then(|| hasher.finalize().into()))
+        Ok((total, hasher.finalize().into()))
     }
 }
 
