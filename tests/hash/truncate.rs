@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 use super::fixture::{Rng, Tree};
 use super::run::{HASHUP, wait_with_deadline};
 
-/// Larger than hashup's 64 MiB mapping window, so faults can land in either window.
+/// Five of hashup's 16 MiB mapping windows, so faults land in any of them, while
+/// the next window is being prefetched on the idle core.
 const SIZE: usize = 80 << 20;
 /// Runs of hashup; every `CONTROL`-th one is left alone and must succeed.
 const RUNS: usize = 32;
