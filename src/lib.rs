@@ -1,11 +1,21 @@
-//! hashup: high-throughput parallel SHA-256 hashing and bulk upload to object
-//! storage through presigned URLs.
+//! hashup: high-throughput parallel SHA-256 hashing and bulk upload to object storage through
+//! presigned URLs.
+//!
+//! The stages, in pipeline order: [`walk`] -> [`hash`] -> [`pipeline`] (names, the bridge to the
+//! uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) -> [`manifest`]. [`serve`] is
+//! the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and later direct S3 mode.
 
 pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod hash;
+pub mod jwt;
+pub mod manifest;
+pub mod pipeline;
+pub mod presign;
+pub mod retry;
 pub mod serve;
 pub mod sign;
 pub mod sumfile;
+pub mod transfer;
 pub mod walk;

@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
             .into_config()
             .and_then(hashup::serve::run)
             .map(|()| ExitCode::Success),
+        Command::Upload(args) => hashup::commands::upload::run(&args.into_config()),
     };
     match result {
         Ok(code) => code.into(),

@@ -3,3 +3,4 @@
 mod hash;
 mod readme;
 mod serve;
+mod upload;

@@ -35,7 +35,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn options(&self) -> HashOptions {
+    pub(crate) fn options(&self) -> HashOptions {
         HashOptions {
             threads: self.jobs.unwrap_or(0),
             io: match self.io {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod hash;
 pub mod serve;
+pub mod upload;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run a PROMINENCE-compatible presign endpoint (S3 backend or embedded store).
     Serve(serve::ServeArgs),
+    /// Hash files and upload them through a PROMINENCE presign API, many at once, with a manifest.
+    Upload(upload::UploadArgs),
 }
 
 #[cfg(test)]

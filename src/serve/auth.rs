@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use serde::Deserialize;
 
 /// Who a token belongs to.
@@ -157,7 +156,7 @@ impl Tokens {
         }
         let token = token.trim();
         let identity = self.by_token.get(token).ok_or(AuthFailure::Unknown)?;
-        if let Some(exp) = jwt_exp(token) {
+        if let Some(exp) = crate::jwt::exp(token) {
             let now = now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
@@ -174,26 +173,13 @@ pub(crate) fn is_plain_segment(s: &str) -> bool {
     !s.is_empty() && s != "." && s != ".." && !s.chars().any(|c| c == '/' || c.is_control())
 }
 
-/// The `exp` claim of a JWT-shaped token, if it is one and has a numeric `exp`.
-pub fn jwt_exp(token: &str) -> Option<f64> {
-    let mut parts = token.split('.');
-    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("exp")?.as_f64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
     fn jwt(exp: u64) -> String {
+        use base64::Engine as _;
         let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
         format!(
             "{}.{}.sig",
@@ -255,8 +241,8 @@ mod tests {
             t.authenticate(Some(&header), after),
             Err(AuthFailure::Expired)
         );
-        assert_eq!(jwt_exp("not.a.jwt"), None);
-        assert_eq!(jwt_exp("plain-token"), None);
+        assert_eq!(crate::jwt::exp("not.a.jwt"), None);
+        assert_eq!(crate::jwt::exp("plain-token"), None);
     }
 
     #[test]

@@ -102,6 +102,15 @@ impl Server {
     /// Loads the tokens, opens the backend and binds the listener.
     pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
         let tokens = auth::Tokens::load(&config.tokens)?;
+        Server::bind_with_tokens(config, tokens).await
+    }
+
+    /// Like [`Server::bind`], with the token table given in memory: `config.tokens` is not read.
+    /// This is how `hashup upload --embedded` runs the store in-process with a one-run token.
+    pub async fn bind_with_tokens(
+        config: ServeConfig,
+        tokens: auth::Tokens,
+    ) -> anyhow::Result<Server> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

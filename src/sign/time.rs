@@ -81,6 +81,23 @@ pub fn amz_date(t: SystemTime) -> String {
     )
 }
 
+/// RFC 3339 UTC with nanoseconds, `2026-11-25T23:18:16.123456789Z` (instants before 1970 are
+/// clamped to the epoch). Exact, unlike a float, so a manifest's times compare equal to `stat`'s.
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let c = civil_from_unix(since.as_secs());
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        since.subsec_nanos()
+    )
+}
+
 /// The POST policy `expiration` form, ISO 8601 with milliseconds as in AWS's example:
 /// `2015-12-30T12:00:00.000Z`.
 pub(crate) fn policy_expiration(t: SystemTime) -> String {

@@ -3,6 +3,6 @@
 
 mod api;
 mod clients;
-mod fixture;
+pub(crate) mod fixture;
 mod s3;
 mod store;

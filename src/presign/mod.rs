@@ -1,0 +1,101 @@
+//! Upload targets: an object name and its SHA-256 in, a presigned POST form or PUT URL out.
+//!
+//! [`Presigner`] is the seam between the pipeline and whoever hands out URLs: the PROMINENCE API
+//! ([`prominence`]) today, local signing (direct S3 mode) later. [`crate::transfer`] sends to a
+//! [`Target`] without knowing which presigner made it.
+
+pub mod prominence;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+/// Where and how to send one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A `multipart/form-data` POST: these fields in this order, then the `file` part.
+    Post {
+        /// The form's action URL.
+        url: String,
+        /// Form fields, opaque, in the order received.
+        fields: Vec<(String, String)>,
+    },
+    /// A PUT of the file as the body.
+    Put {
+        /// The presigned URL.
+        url: String,
+        /// Extra headers the storage needs (e.g. Azure's `x-ms-blob-type`).
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Target {
+    /// The storage URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Target::Post { url, .. } | Target::Put { url, .. } => url,
+        }
+    }
+}
+
+/// Why no target came back.
+#[derive(Debug, thiserror::Error)]
+pub enum PresignError {
+    /// Dooms every file (bad or expired credentials): the run stops.
+    #[error("{message}")]
+    Fatal {
+        /// The HTTP status, if an answer came.
+        status: Option<u16>,
+        /// What to tell the user, once.
+        message: String,
+    },
+    /// The server refused this file (400, 403, 413, ...).
+    #[error("presign refused: HTTP {status}: {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The server's `error` message, or the start of its body.
+        message: String,
+    },
+    /// A transient failure (connection, timeout, 408, 429, 5xx): worth trying again.
+    #[error("presign failed: {message}")]
+    Transient {
+        /// The HTTP status, if an answer came.
+        status: Option<u16>,
+        /// What the server asked us to wait.
+        retry_after: Option<Duration>,
+        /// What happened.
+        message: String,
+    },
+    /// A success status with an answer that makes no sense (not JSON, no `url`).
+    #[error("presign answer unusable: {message}")]
+    BadAnswer {
+        /// The HTTP status.
+        status: u16,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl PresignError {
+    /// The HTTP status the API answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            PresignError::Fatal { status, .. } => *status,
+            PresignError::Refused { status, .. } | PresignError::BadAnswer { status, .. } => {
+                Some(*status)
+            }
+            PresignError::Transient { status, .. } => *status,
+        }
+    }
+}
+
+/// Hands out upload targets.
+pub trait Presigner: Send + Sync {
+    /// A target for object `name` whose content has SHA-256 `sha256` (lowercase hex).
+    fn presign<'a>(
+        &'a self,
+        name: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Target, PresignError>>;
+}

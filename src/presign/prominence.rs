@@ -1,0 +1,357 @@
+//! The PROMINENCE data API as a [`Presigner`]: `POST {url}/data/upload` with a bearer token and
+//! `{"filename", "checksum"}`, answered by `201 {"url", "fields"?}` (`docs/prominence-api.md`).
+//!
+//! Also where the token comes from (`--token-file`, `$PROMINENCE_TOKEN`, `~/.prominence/token`,
+//! as the reference CLI reads it) and the check that a JWT has not expired before any work starts.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+
+use super::{PresignError, Presigner, Target};
+
+/// Timeouts for one HTTP client: how long to connect, how long without a byte moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// No bytes read for this long fails the request (there is no total timeout: a large
+    /// file may take as long as it takes).
+    pub stall: Duration,
+}
+
+/// Why no usable token was found.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token file could not be read.
+    #[error("cannot read token file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No token anywhere.
+    #[error(
+        "no access token: use --token-file, set PROMINENCE_TOKEN, or write ~/.prominence/token"
+    )]
+    Missing,
+    /// The token is empty or not usable in a header.
+    #[error("the access token from {0} is empty or malformed")]
+    Malformed(String),
+    /// A JWT whose `exp` has passed.
+    #[error("access token has expired (exp {exp}, {ago} s ago); get a new token")]
+    Expired {
+        /// The `exp` claim.
+        exp: u64,
+        /// Seconds since then.
+        ago: u64,
+    },
+}
+
+/// Finds the token: `file` if given, else `$PROMINENCE_TOKEN`, else `$HOME/.prominence/token`.
+/// A file holds JSON with `access_token` or the raw token.
+pub fn load_token(file: Option<&Path>) -> Result<String, TokenError> {
+    let (text, from) = if let Some(path) = file {
+        (read_token_file(path)?, path.display().to_string())
+    } else if let Some(token) = std::env::var("PROMINENCE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        (token, "PROMINENCE_TOKEN".to_string())
+    } else {
+        let home = std::env::var_os("HOME").ok_or(TokenError::Missing)?;
+        let path = Path::new(&home).join(".prominence/token");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => (text, path.display().to_string()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TokenError::Missing);
+            }
+            Err(source) => return Err(TokenError::Read { path, source }),
+        }
+    };
+    let token = token_of(&text);
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TokenError::Malformed(from));
+    }
+    Ok(token)
+}
+
+fn read_token_file(path: &Path) -> Result<String, TokenError> {
+    std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The token in a token file's text: the `access_token` of a JSON object, else the trimmed text.
+fn token_of(text: &str) -> String {
+    #[derive(Deserialize)]
+    struct TokenFile {
+        access_token: String,
+    }
+    match serde_json::from_str::<TokenFile>(text) {
+        Ok(file) => file.access_token.trim().to_string(),
+        Err(_) => text.trim().to_string(),
+    }
+}
+
+/// Refuses a JWT whose `exp` is at or before `now` (other tokens pass: only the server can judge
+/// them).
+pub fn check_expiry(token: &str, now: SystemTime) -> Result<(), TokenError> {
+    let Some(exp) = crate::jwt::exp(token) else {
+        return Ok(());
+    };
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    if exp <= now {
+        return Err(TokenError::Expired {
+            exp: exp as u64,
+            ago: (now - exp) as u64,
+        });
+    }
+    Ok(())
+}
+
+/// A client of one PROMINENCE server.
+pub struct Prominence {
+    client: reqwest::Client,
+    upload_url: String,
+    authorization: String,
+}
+
+impl Prominence {
+    /// A client for `url` (the `PROMINENCE_URL`, ending in `/prominence/v1`) sending `token`.
+    pub fn new(url: &str, token: &str, timeouts: Timeouts) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.stall)
+            // A redirect could carry the token elsewhere, or turn the POST into a GET.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Prominence {
+            client,
+            upload_url: format!("{}/data/upload", url.trim_end_matches('/')),
+            authorization: format!("Bearer {token}"),
+        })
+    }
+
+    async fn request(&self, name: &str, sha256: &str) -> Result<Target, PresignError> {
+        let body = serde_json::json!({"filename": name, "checksum": sha256});
+        let response = self
+            .client
+            .post(&self.upload_url)
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|err| PresignError::Transient {
+                status: None,
+                retry_after: None,
+                message: error_chain(&err),
+            })?;
+        let status = response.status().as_u16();
+        let retry_after = crate::retry::retry_after_of(response.headers());
+        let text = response
+            .text()
+            .await
+            .map_err(|err| PresignError::Transient {
+                status: Some(status),
+                retry_after,
+                message: error_chain(&err),
+            })?;
+        match status {
+            200 | 201 => {
+                parse_answer(&text).map_err(|message| PresignError::BadAnswer { status, message })
+            }
+            401 => Err(PresignError::Fatal {
+                status: Some(401),
+                message: format!(
+                    "the PROMINENCE API refused the token (HTTP 401: {})",
+                    error_message(&text)
+                ),
+            }),
+            s if crate::retry::retryable_status(s) => Err(PresignError::Transient {
+                status: Some(s),
+                retry_after,
+                message: format!("HTTP {s}: {}", error_message(&text)),
+            }),
+            s => Err(PresignError::Refused {
+                status: s,
+                message: error_message(&text),
+            }),
+        }
+    }
+}
+
+impl Presigner for Prominence {
+    fn presign<'a>(
+        &'a self,
+        name: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Target, PresignError>> {
+        Box::pin(self.request(name, sha256))
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message hides the cause).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
+}
+
+/// The `error` of a JSON error body, else the body's start (an HTML 500 page, say).
+fn error_message(text: &str) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    if let Ok(body) = serde_json::from_str::<ErrorBody>(text) {
+        return body.error;
+    }
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    if flat.trim().is_empty() {
+        "(empty body)".into()
+    } else {
+        flat.trim().to_string()
+    }
+}
+
+/// Parses `{"url": U, "fields": {...}}` (a POST, fields kept in order) or `{"url": U}` (a PUT).
+pub fn parse_answer(text: &str) -> Result<Target, String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        url: Option<String>,
+        fields: Option<OrderedFields>,
+    }
+    let answer: Answer =
+        serde_json::from_str(text).map_err(|e| format!("not the expected JSON ({e})"))?;
+    let url = answer
+        .url
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or("no http(s) `url` in the answer")?;
+    Ok(match answer.fields {
+        Some(OrderedFields(fields)) => Target::Post { url, fields },
+        None => {
+            let mut headers = Vec::new();
+            if is_azure_blob(&url) {
+                headers.push(("x-ms-blob-type".to_string(), "BlockBlob".to_string()));
+            }
+            Target::Put { url, headers }
+        }
+    })
+}
+
+/// Whether `url` points at Azure Blob Storage (`*.blob.core.windows.net`).
+fn is_azure_blob(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.ends_with(".blob.core.windows.net")))
+        .unwrap_or(false)
+}
+
+/// A JSON object of strings, in document order (serde_json's map would sort it).
+struct OrderedFields(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedFields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of string fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedFields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    fields.push(entry);
+                }
+                Ok(OrderedFields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_their_order() {
+        let t = parse_answer(
+            r#"{"url": "http://s/b", "fields": {"key": "k", "AWSAccessKeyId": "A", "policy": "p", "signature": "s"}}"#,
+        )
+        .unwrap();
+        let Target::Post { url, fields } = t else {
+            panic!("not a POST")
+        };
+        assert_eq!(url, "http://s/b");
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["key", "AWSAccessKeyId", "policy", "signature"]);
+    }
+
+    #[test]
+    fn put_answers_and_azure() {
+        assert_eq!(
+            parse_answer(r#"{"url": "https://s3.example/b/k?X-Amz-Signature=1"}"#).unwrap(),
+            Target::Put {
+                url: "https://s3.example/b/k?X-Amz-Signature=1".into(),
+                headers: vec![]
+            }
+        );
+        let Target::Put { headers, .. } =
+            parse_answer(r#"{"url": "https://acct.blob.core.windows.net/c/k?sig=1"}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(headers, [("x-ms-blob-type".into(), "BlockBlob".into())]);
+    }
+
+    #[test]
+    fn bad_answers_are_refused() {
+        for text in [
+            "<html>oops</html>",
+            "{}",
+            r#"{"url": 3}"#,
+            r#"{"url": "ftp://x"}"#,
+            r#"{"url": "http://x", "fields": {"a": 1}}"#,
+        ] {
+            assert!(parse_answer(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn token_files_hold_json_or_raw_text() {
+        assert_eq!(token_of("{\"access_token\": \"abc\"}\n"), "abc");
+        assert_eq!(token_of("  raw.token.text \n"), "raw.token.text");
+    }
+
+    #[test]
+    fn expired_jwts_are_refused() {
+        use base64::Engine as _;
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = |exp: u64| format!("{}.{}.sig", enc("{}"), enc(&format!("{{\"exp\":{exp}}}")));
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert!(check_expiry(&jwt(1_000_100), now).is_ok());
+        assert!(matches!(
+            check_expiry(&jwt(999_940), now),
+            Err(TokenError::Expired { ago: 60, .. })
+        ));
+        assert!(check_expiry("plain-token", now).is_ok());
+    }
+}

@@ -1,0 +1,119 @@
+//! When and how long to wait before trying a request again: exponential backoff with full
+//! jitter, at least what the server's `Retry-After` asks for.
+
+use std::time::{Duration, SystemTime};
+
+/// The longest `Retry-After` honoured; a server asking for more gets this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How many times to retry, and the backoff between tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The first backoff ceiling; it doubles with every retry.
+    pub base: Duration,
+    /// The largest backoff ceiling.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 5,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0 for the first retry): uniformly random in
+    /// `[0, min(cap, base * 2^retry)]` ("full jitter", so many clients retrying together spread
+    /// out), but never shorter than the server's `Retry-After` (capped at [`MAX_RETRY_AFTER`]).
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self.base.saturating_mul(1 << retry.min(20)).min(self.cap);
+        let jitter = Duration::from_nanos(rand::random_range(0..=ceiling.as_nanos() as u64));
+        match retry_after {
+            Some(wait) => wait.min(MAX_RETRY_AFTER).max(jitter),
+            None => jitter,
+        }
+    }
+}
+
+/// Whether an HTTP status is worth retrying: 408, 429 and every 5xx.
+pub fn retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || (500..=599).contains(&status)
+}
+
+/// Parses a `Retry-After` value: delay seconds or an HTTP date (relative to `now`).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The `Retry-After` of a response, if it has a usable one.
+pub fn retry_after_of(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_below_a_doubling_ceiling() {
+        let policy = RetryPolicy {
+            retries: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for retry in 0..10 {
+            let ceiling = Duration::from_millis(100 << retry.min(4)).min(policy.cap);
+            for _ in 0..50 {
+                assert!(policy.delay(retry, None) <= ceiling);
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_with_a_cap() {
+        let policy = RetryPolicy::default();
+        let d = policy.delay(0, Some(Duration::from_secs(3)));
+        assert!(d >= Duration::from_secs(3) && d <= Duration::from_secs(3));
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(10_000))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(retryable_status(s), "{s}");
+        }
+        for s in [200, 400, 401, 403, 404, 413] {
+            assert!(!retryable_status(s), "{s}");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Sends one file to a [`Target`]: a `multipart/form-data` POST or a PUT, streamed from disk.
+//!
+//! The storage client is its own `reqwest::Client` with no default headers, built here and
+//! nowhere else: the API's `Authorization` header can never reach a storage URL. The multipart
+//! body is built by hand (preamble bytes, file chunks, closing boundary) so that the fields go in
+//! the order received, the `file` part comes last without a `Content-Type`, and the request has an
+//! exact `Content-Length` (S3 refuses chunked POSTs).
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, stream};
+use tokio::io::AsyncReadExt as _;
+
+use crate::presign::Target;
+use crate::presign::prominence::{Timeouts, error_chain};
+
+/// The most one request may carry (S3's single-upload limit).
+pub const MAX_OBJECT_SIZE: u64 = 5 << 30;
+
+/// Bytes read from the file per chunk of the body.
+const CHUNK: usize = 256 << 10;
+
+/// Why a file did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// Over [`MAX_OBJECT_SIZE`]: refused before sending anything.
+    #[error("{size} bytes is over the 5 GiB single-upload limit")]
+    TooLarge {
+        /// The file's size.
+        size: u64,
+    },
+    /// The file could not be opened.
+    #[error("cannot open: {}", crate::hash::plain_io_message(.0))]
+    Open(#[source] std::io::Error),
+    /// 403 from storage: most likely the URL expired; presign again.
+    #[error("storage refused the upload: HTTP 403: {message}")]
+    Forbidden {
+        /// The start of the storage's answer.
+        message: String,
+    },
+    /// A transient failure (connection, stall, 408, 429, 5xx).
+    #[error("upload failed: {message}")]
+    Transient {
+        /// The HTTP status, if an answer came.
+        status: Option<u16>,
+        /// What the server asked us to wait.
+        retry_after: Option<Duration>,
+        /// What happened.
+        message: String,
+    },
+    /// Any other refusal (400 and such).
+    #[error("storage refused the upload: HTTP {status}: {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the storage's answer.
+        message: String,
+    },
+}
+
+impl TransferError {
+    /// The HTTP status storage answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            TransferError::TooLarge { .. } | TransferError::Open(_) => None,
+            TransferError::Forbidden { .. } => Some(403),
+            TransferError::Transient { status, .. } => *status,
+            TransferError::Refused { status, .. } => Some(*status),
+        }
+    }
+}
+
+/// The storage side's HTTP client.
+#[derive(Clone)]
+pub struct Storage {
+    client: reqwest::Client,
+}
+
+impl Storage {
+    /// A client with the given timeouts and no default headers.
+    pub fn new(timeouts: Timeouts) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.stall)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Storage { client })
+    }
+
+    /// Sends the first `size` bytes of `path` as object `name`; the storage's success status.
+    pub async fn send(
+        &self,
+        target: &Target,
+        path: &Path,
+        name: &str,
+        size: u64,
+    ) -> Result<u16, TransferError> {
+        if size > MAX_OBJECT_SIZE {
+            return Err(TransferError::TooLarge { size });
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(TransferError::Open)?;
+        let request = match target {
+            Target::Put { url, headers } => {
+                let mut request = self
+                    .client
+                    .put(url)
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(file_chunks(file, size)));
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                request
+            }
+            Target::Post { url, fields } => {
+                let form = Form::new(fields, name);
+                let body = stream::once(async { Ok(Bytes::from(form.head)) })
+                    .chain(file_chunks(file, size))
+                    .chain(stream::once(async { Ok(Bytes::from(form.tail)) }));
+                self.client
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, form.content_type)
+                    .header(reqwest::header::CONTENT_LENGTH, form.overhead + size)
+                    .body(reqwest::Body::wrap_stream(body))
+            }
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|err| TransferError::Transient {
+                status: None,
+                retry_after: None,
+                message: error_chain(&err),
+            })?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(status);
+        }
+        let retry_after = crate::retry::retry_after_of(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        let message = storage_message(&text);
+        Err(match status {
+            403 => TransferError::Forbidden { message },
+            s if crate::retry::retryable_status(s) => TransferError::Transient {
+                status: Some(s),
+                retry_after,
+                message: format!("HTTP {s}: {message}"),
+            },
+            s => TransferError::Refused { status: s, message },
+        })
+    }
+}
+
+/// The S3 error `<Code>` and `<Message>` of an XML answer, else its start.
+fn storage_message(text: &str) -> String {
+    let tag = |name: &str| {
+        text.split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|s| s.split(&format!("</{name}>")).next())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => {
+            let flat: String = text
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(120)
+                .collect();
+            flat.trim().to_string()
+        }
+    }
+}
+
+/// Exactly `size` bytes of `file`, in chunks; an error if it ends early.
+fn file_chunks(
+    file: tokio::fs::File,
+    size: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    stream::try_unfold((file, size), |(mut file, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = left.min(CHUNK as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            let n = file.read(&mut buf[got..]).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank while uploading",
+                ));
+            }
+            got += n;
+        }
+        Ok(Some((Bytes::from(buf), (file, left - want as u64))))
+    })
+}
+
+/// The fixed parts of a multipart body around the file's bytes.
+struct Form {
+    content_type: String,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    overhead: u64,
+}
+
+impl Form {
+    fn new(fields: &[(String, String)], filename: &str) -> Form {
+        let boundary = format!("hashup-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let mut head = Vec::new();
+        for (name, value) in fields {
+            head.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{value}\r\n",
+                    quote(name)
+                )
+                .as_bytes(),
+            );
+        }
+        head.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\r\n",
+                quote(filename)
+            )
+            .as_bytes(),
+        );
+        let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+        Form {
+            content_type: format!("multipart/form-data; boundary={boundary}"),
+            overhead: (head.len() + tail.len()) as u64,
+            head,
+            tail,
+        }
+    }
+}
+
+/// A name inside a quoted `Content-Disposition` parameter, escaped as browsers do (WHATWG).
+fn quote(s: &str) -> String {
+    s.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_puts_fields_in_order_and_the_file_last() {
+        let fields = vec![
+            ("key".to_string(), "uploads/a".to_string()),
+            ("policy".to_string(), "cG9s".to_string()),
+        ];
+        let form = Form::new(&fields, "dir/a \"b\".sif");
+        let head = String::from_utf8(form.head.clone()).unwrap();
+        let boundary = form.content_type.split("boundary=").nth(1).unwrap();
+        assert_eq!(
+            head,
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nuploads/a\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"policy\"\r\n\r\ncG9s\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"dir/a %22b%22.sif\"\r\n\r\n"
+            )
+        );
+        assert_eq!(form.tail, format!("\r\n--{boundary}--\r\n").into_bytes());
+        assert_eq!(form.overhead, (form.head.len() + form.tail.len()) as u64);
+    }
+
+    #[tokio::test]
+    async fn over_five_gib_fails_before_anything_is_opened_or_sent() {
+        let storage = Storage::new(Timeouts {
+            connect: Duration::from_secs(1),
+            stall: Duration::from_secs(1),
+        })
+        .unwrap();
+        // Nothing listens at the URL and the file does not exist: only the size is looked at.
+        let target = Target::Put {
+            url: "http://127.0.0.1:9/b/k".into(),
+            headers: vec![],
+        };
+        let err = storage
+            .send(&target, Path::new("/nonexistent"), "k", MAX_OBJECT_SIZE + 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransferError::TooLarge { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "5368709121 bytes is over the 5 GiB single-upload limit"
+        );
+    }
+
+    #[test]
+    fn storage_messages() {
+        assert_eq!(
+            storage_message(
+                "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+            ),
+            "AccessDenied: Request has expired"
+        );
+        assert_eq!(storage_message("plain\ntext"), "plain text");
+    }
+}

@@ -1,0 +1,142 @@
+//! `hashup upload`, run as a binary: end to end through `hashup serve` (embedded store and
+//! SeaweedFS) and `--embedded`, faults from a small in-test server, and what is refused before
+//! any upload.
+
+mod e2e;
+mod faults;
+mod mock;
+mod refusals;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+/// What a run printed and returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `hashup upload ARGS` with a clean environment for the PROMINENCE variables, HOME in
+/// `home` (so no real ~/.prominence/token is read), and `env` added.
+pub fn upload<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], home: &Path) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_hashup"))
+        .arg("upload")
+        .args(args)
+        .env_remove("PROMINENCE_URL")
+        .env_remove("PROMINENCE_TOKEN")
+        .env("HOME", home)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run hashup upload");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Writes `files` (relative path, content) below `root`.
+pub fn tree(root: &Path, files: &[(&str, &[u8])]) {
+    for (rel, data) in files {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+}
+
+/// A deterministic, incompressible-looking byte pattern.
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The manifest's file records, sorted by name, and its summary (which must be the last line).
+pub fn read_manifest(path: &Path) -> (Vec<Value>, Value) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = lines.pop().expect("a summary line")["summary"].clone();
+    assert!(summary.is_object(), "last line is not a summary: {text}");
+    lines.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    (lines, summary)
+}
+
+/// The record hashup must write for an uploaded `path` named `name`; `duration_ms` is taken
+/// from `actual` after checking it is a number.
+pub fn expected_uploaded(
+    path: &Path,
+    name: &str,
+    http: u16,
+    attempts: u32,
+    actual: &Value,
+) -> Value {
+    let meta = std::fs::metadata(path).unwrap();
+    let data = std::fs::read(path).unwrap();
+    assert!(actual["duration_ms"].is_u64(), "{actual}");
+    json!({
+        "name": name,
+        "path": path.to_str().unwrap(),
+        "size": meta.len(),
+        "mtime": rfc3339(meta.mtime(), meta.mtime_nsec()),
+        "sha256": crate::serve::fixture::sha256_hex(&data),
+        "status": "uploaded",
+        "http_status": http,
+        "attempts": attempts,
+        "error": null,
+        "duration_ms": actual["duration_ms"],
+    })
+}
+
+/// `date -u -d @SECS +%Y-%m-%dT%H:%M:%S`, computed independently of hashup (days since the epoch
+/// to a civil date by counting years and months), then `.NANOSZ`.
+fn rfc3339(secs: i64, nanos: i64) -> String {
+    let mut days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mut year = 1970;
+    while days >= if leap(year) { 366 } else { 365 } {
+        days -= if leap(year) { 366 } else { 365 };
+        year += 1;
+    }
+    let months = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut month = 0;
+    while days >= months[month] {
+        days -= months[month];
+        month += 1;
+    }
+    format!(
+        "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        month + 1,
+        days + 1,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}

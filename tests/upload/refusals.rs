@@ -1,0 +1,88 @@
+//! What stops a run before anything is uploaded: unusable or duplicate object names, an expired
+//! token. Each is checked against the in-test server, which must see no request at all.
+
+use std::os::unix::ffi::OsStrExt as _;
+
+use super::mock::Mock;
+use super::{tree, upload};
+use crate::serve::fixture::{jwt, now_secs};
+
+#[test]
+fn bad_and_duplicate_names_are_refused_before_any_upload() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(
+        &src,
+        &[
+            ("x/a", b"1"),
+            ("x/c\x07d", b"2"),
+            ("x/ok", b"3"),
+            ("y/a", b"4"),
+        ],
+    );
+    std::fs::write(
+        src.join("y").join(std::ffi::OsStr::from_bytes(b"\xff")),
+        b"5",
+    )
+    .unwrap();
+
+    let run = upload(
+        &[
+            src.as_os_str(),
+            "--flatten".as_ref(),
+            "--url".as_ref(),
+            mock.api.as_ref(),
+        ],
+        &[("PROMINENCE_TOKEN", "t")],
+        dir.path(),
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let s = src.display();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "hashup: {s}/x/c\u{7}d: object name \"c\\u{{7}}d\" contains control characters\n\
+             hashup: {s}/y/a: object name \"a\" is also the name of {s}/x/a\n\
+             hashup: {s}/y/\u{fffd}: name \"\\xFF\" is not UTF-8\n\
+             hashup: 3 unusable object name(s); nothing was uploaded\n"
+        )
+    );
+    assert!(mock.api_seen().is_empty());
+    assert!(mock.storage_seen().is_empty());
+}
+
+#[test]
+fn an_expired_jwt_is_refused_before_any_work() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a", b"1")]);
+    let expired = jwt("alice", now_secs() - 60);
+    let manifest = dir.path().join("manifest.jsonl");
+
+    let run = upload(
+        &[
+            src.as_os_str(),
+            "--url".as_ref(),
+            mock.api.as_ref(),
+            "--manifest".as_ref(),
+            manifest.as_os_str(),
+        ],
+        &[("PROMINENCE_TOKEN", &expired)],
+        dir.path(),
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("hashup: access token has expired (exp "),
+        "{}",
+        run.stderr
+    );
+    assert!(mock.api_seen().is_empty());
+    assert!(
+        !manifest.exists(),
+        "no work was done, not even the manifest"
+    );
+}
