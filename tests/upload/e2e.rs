@@ -22,6 +22,21 @@ fn flat_tree(root: &Path) -> Vec<(&'static str, Vec<u8>)> {
     files
 }
 
+/// An object in the embedded store holds `data`, and its sidecar records the SHA-256
+/// both as verified by the store and as `prominence_sha256` metadata.
+fn assert_stored(object: &Path, sidecar: &Path, data: &[u8]) {
+    assert_eq!(std::fs::read(object).unwrap(), data, "{}", object.display());
+    let sidecar: Value = serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
+    assert_eq!(sidecar["sha256"], sha256_hex(data));
+    assert!(
+        sidecar["metadata"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["prominence_sha256", sha256_hex(data)])),
+        "{sidecar}"
+    );
+}
+
 fn check_manifest(manifest: &Path, src: &Path, files: &[(&str, Vec<u8>)], http: u16) {
     let (records, summary) = read_manifest(manifest);
     assert_eq!(records.len(), files.len());
@@ -74,17 +89,7 @@ fn through_serve_on_the_embedded_store() {
 
     for (name, data) in &files {
         let key = format!("uploads/g1/{name}");
-        assert_eq!(&std::fs::read(serve.object(&key)).unwrap(), data, "{key}");
-        let sidecar: Value =
-            serde_json::from_slice(&std::fs::read(serve.sidecar(&key)).unwrap()).unwrap();
-        assert_eq!(sidecar["sha256"], sha256_hex(data));
-        assert!(
-            sidecar["metadata"]
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!(["prominence_sha256", sha256_hex(data)])),
-            "{sidecar}"
-        );
+        assert_stored(&serve.object(&key), &serve.sidecar(&key), data);
     }
     check_manifest(&manifest, &src, &files, 204);
 }
@@ -169,17 +174,10 @@ fn embedded_needs_nothing_but_the_binary() {
         ("uploads/hashup/a.txt", &b"hello\n"[..]),
         ("uploads/sub/deeper/b.bin", &big[..]),
     ] {
-        assert_eq!(std::fs::read(store.join("hashup").join(key)).unwrap(), data);
-        let sidecar: Value = serde_json::from_slice(
-            &std::fs::read(store.join(".hashup/meta/hashup").join(key)).unwrap(),
-        )
-        .unwrap();
-        assert!(
-            sidecar["metadata"]
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!(["prominence_sha256", sha256_hex(data)])),
-            "{sidecar}"
+        assert_stored(
+            &store.join("hashup").join(key),
+            &store.join(".hashup/meta/hashup").join(key),
+            data,
         );
     }
 }
