@@ -210,7 +210,9 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// The `error` of a JSON error body, else the body's start (an HTML 500 page, say).
+/// The `error` of a JSON error body, else the `<title>` of an HTML page (what Flask and
+/// Werkzeug answer when the server crashes or refuses a body: "500 Internal Server Error"), else
+/// the body's start.
 fn error_message(text: &str) -> String {
     #[derive(Deserialize)]
     struct ErrorBody {
@@ -218,6 +220,14 @@ fn error_message(text: &str) -> String {
     }
     if let Ok(body) = serde_json::from_str::<ErrorBody>(text) {
         return body.error;
+    }
+    let title = text
+        .split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+        .map(|(title, _)| title.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|title| !title.is_empty() && title.len() <= 120);
+    if let Some(title) = title {
+        return title;
     }
     let flat: String = text
         .chars()
@@ -333,6 +343,22 @@ mod tests {
         ] {
             assert!(parse_answer(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn error_messages_from_json_html_and_text() {
+        assert_eq!(
+            error_message(r#"{"error": "Authentication failure"}"#),
+            "Authentication failure"
+        );
+        assert_eq!(
+            error_message(
+                "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>"
+            ),
+            "500 Internal Server Error"
+        );
+        assert_eq!(error_message("bad\ngateway"), "bad gateway");
+        assert_eq!(error_message(""), "(empty body)");
     }
 
     #[test]

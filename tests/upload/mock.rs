@@ -1,21 +1,42 @@
 //! A small in-test PROMINENCE API plus storage, for faults a real server won't produce on demand
-//! (a 503 with Retry-After on the next request, a 401, garbage JSON) and for looking at exactly
-//! what reached storage. Real behaviour is tested against `hashup serve` and SeaweedFS instead.
+//! (a 503 with Retry-After on the next request, a 401, garbage JSON, a connection dropped without
+//! an answer, a stalled answer) and for looking at exactly what reached storage. Real behaviour
+//! is tested against `hashup serve` and SeaweedFS instead.
 //!
 //! Answers are scripted per object name; unscripted requests get a POST target (or, in PUT mode,
 //! a PUT URL) pointing at this server's `/storage/<name>`, and storage answers 204 (PUT: 200).
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What the server does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Answers with the status, headers and body.
+    Answer,
+    /// Reads the request, then closes the socket without a byte of answer.
+    Drop,
+    /// Reads the request, then sends nothing, ever (until the mock stops).
+    Stall,
+    /// Sends the status line and headers, then never a byte of the body.
+    StallBody,
+}
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    pub kind: Kind,
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
@@ -24,9 +45,34 @@ pub struct Answer {
 impl Answer {
     pub fn new(status: u16, body: &str) -> Answer {
         Answer {
+            kind: Kind::Answer,
             status,
             headers: Vec::new(),
             body: body.to_string(),
+        }
+    }
+
+    /// Closes the connection without answering.
+    pub fn drop_connection() -> Answer {
+        Answer {
+            kind: Kind::Drop,
+            ..Answer::new(200, "")
+        }
+    }
+
+    /// Never answers.
+    pub fn stall() -> Answer {
+        Answer {
+            kind: Kind::Stall,
+            ..Answer::new(200, "")
+        }
+    }
+
+    /// Answers `status` and its headers, then never sends the body.
+    pub fn stall_body(status: u16) -> Answer {
+        Answer {
+            kind: Kind::StallBody,
+            ..Answer::new(status, "")
         }
     }
 
@@ -52,6 +98,8 @@ struct Inner {
     storage_script: HashMap<String, VecDeque<Answer>>,
     api_seen: Vec<Seen>,
     storage_seen: Vec<Seen>,
+    /// Every API request after the first `.0` gets `.1`, whatever its name.
+    api_after: Option<(usize, Answer)>,
     put: bool,
     on_presign: HashMap<String, Box<dyn FnOnce() + Send>>,
 }
@@ -65,6 +113,8 @@ struct Shared {
 pub struct Mock {
     /// `PROMINENCE_URL`.
     pub api: String,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -83,7 +133,8 @@ impl Mock {
         let app = axum::Router::new()
             .route("/prominence/v1/data/upload", axum::routing::post(api))
             .route("/storage/{*name}", axum::routing::any(storage))
-            .with_state(shared.clone());
+            .with_state(shared.clone())
+            .into_make_service_with_connect_info::<Kill>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -91,17 +142,18 @@ impl Mock {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
+                let listener = KillListener(tokio::net::TcpListener::from_std(listener).unwrap());
+                // No graceful shutdown: stalled connections never finish. Dropping the runtime
+                // closes them all.
+                tokio::select! {
+                    served = axum::serve(listener, app).into_future() => served.unwrap(),
+                    _ = stopped => {}
+                }
             });
         });
         Mock {
             api: format!("{base}/prominence/v1"),
+            base,
             shared,
             stop: Some(stop),
             thread: Some(thread),
@@ -121,6 +173,19 @@ impl Mock {
             .entry(name.into())
             .or_default()
             .extend(answers);
+    }
+
+    /// Answers every API request after the first `n` (counting from now on, scripted or not) with
+    /// `answer`, whatever the name: for a fault "mid-run" whichever file comes next.
+    pub fn api_after(&self, n: usize, answer: Answer) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let n = n + inner.api_seen.len();
+        inner.api_after = Some((n, answer));
+    }
+
+    /// The storage URL the default answers point at for `name`.
+    pub fn storage_url(&self, name: &str) -> String {
+        format!("{}/storage/{name}", self.base)
     }
 
     /// Queues answers storage gives for `name`.
@@ -160,15 +225,37 @@ impl Drop for Mock {
     }
 }
 
-fn respond(answer: Answer) -> Response {
-    let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+async fn respond(answer: Answer, kill: &Kill) -> Response {
+    let body = match answer.kind {
+        Kind::Answer => Body::from(answer.body),
+        Kind::Drop => {
+            // The response built below is never written: the connection fails its first write.
+            kill.0.store(true, Ordering::SeqCst);
+            Body::empty()
+        }
+        Kind::Stall => std::future::pending().await,
+        Kind::StallBody => {
+            Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>())
+        }
+    };
+    let mut response = (StatusCode::from_u16(answer.status).unwrap(), body).into_response();
     for (name, value) in answer.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
     response
 }
 
-async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn api(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(kill): ConnectInfo<Kill>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = api_answer(&shared, headers, body);
+    respond(answer, &kill).await
+}
+
+fn api_answer(shared: &Shared, headers: HeaderMap, body: Bytes) -> Answer {
     let name = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["filename"].as_str().map(str::to_string))
@@ -183,12 +270,17 @@ async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     if let Some(hook) = inner.on_presign.remove(&name) {
         hook();
     }
-    if let Some(answer) = inner
-        .api_script
-        .get_mut(&name)
-        .and_then(VecDeque::pop_front)
-    {
-        return respond(answer);
+    let after = match &inner.api_after {
+        Some((n, answer)) if inner.api_seen.len() > *n => Some(answer.clone()),
+        _ => None,
+    };
+    if let Some(answer) = after.or_else(|| {
+        inner
+            .api_script
+            .get_mut(&name)
+            .and_then(VecDeque::pop_front)
+    }) {
+        return answer;
     }
     let url = format!("{}/storage/{name}", shared.base);
     let body = if inner.put {
@@ -202,16 +294,28 @@ async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
             q(&format!("uploads/{name}"))
         )
     };
-    respond(Answer::new(201, &body).header("content-type", "application/json"))
+    Answer::new(201, &body).header("content-type", "application/json")
 }
 
 async fn storage(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(kill): ConnectInfo<Kill>,
     method: Method,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let answer = storage_answer(&shared, method, name, headers, body);
+    respond(answer, &kill).await
+}
+
+fn storage_answer(
+    shared: &Shared,
+    method: Method,
+    name: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
     let mut inner = shared.inner.lock().unwrap();
     let put = method == Method::PUT;
     inner.storage_seen.push(Seen {
@@ -220,12 +324,82 @@ async fn storage(
         headers,
         body,
     });
-    match inner
+    inner
         .storage_script
         .get_mut(&name)
         .and_then(VecDeque::pop_front)
-    {
-        Some(answer) => respond(answer),
-        None => respond(Answer::new(if put { 200 } else { 204 }, "")),
+        .unwrap_or_else(|| Answer::new(if put { 200 } else { 204 }, ""))
+}
+
+/// A connection's switch: once set, every write fails, so the server drops the connection
+/// without sending a byte of the answer it was about to write.
+#[derive(Clone)]
+struct Kill(Arc<AtomicBool>);
+
+impl Connected<IncomingStream<'_, KillListener>> for Kill {
+    fn connect_info(stream: IncomingStream<'_, KillListener>) -> Kill {
+        stream.io().kill.clone()
+    }
+}
+
+struct KillListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for KillListener {
+    type Io = KillStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (KillStream, std::net::SocketAddr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let kill = Kill(Arc::new(AtomicBool::new(false)));
+        (KillStream { stream, kill }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+struct KillStream {
+    stream: tokio::net::TcpStream,
+    kill: Kill,
+}
+
+impl KillStream {
+    fn killed(&self) -> std::io::Result<()> {
+        if self.kill.0.load(Ordering::SeqCst) {
+            Err(std::io::ErrorKind::ConnectionAborted.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsyncRead for KillStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for KillStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.killed()?;
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.killed()?;
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
