@@ -60,7 +60,9 @@ pub struct Summary {
     pub bytes: u64,
     /// Wall time of the whole run.
     pub elapsed_ms: u64,
-    /// Bytes hashed per second of hashing wall time, in GB/s (10^9).
+    /// Hashing speed per thread while hashing, in GB/s (10^9): bytes hashed over
+    /// the time hashing threads spent on them. Unlike a rate over the run's wall
+    /// time, it does not fall when uploads are the bottleneck.
     pub hash_gb_per_s: f64,
     /// Bytes uploaded per second of the run, in MB/s (10^6).
     pub upload_mb_per_s: f64,

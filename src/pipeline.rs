@@ -153,6 +153,8 @@ struct Counters {
     skipped: AtomicU64,
     bytes_uploaded: AtomicU64,
     bytes_hashed: AtomicU64,
+    /// Time the hashing threads spent on those bytes, summed over files.
+    hash_nanos: AtomicU64,
 }
 
 struct Shared {
@@ -230,9 +232,7 @@ pub async fn run(
 
     // The engine is a blocking iterator: a plain thread moves its outcomes into the async world.
     let (tx, mut rx) = tokio::sync::mpsc::channel(uploads.min(256));
-    let hashing_done = Arc::new(Mutex::new(None::<Instant>));
     let bridge = {
-        let hashing_done = hashing_done.clone();
         std::thread::Builder::new()
             .name("hashup-bridge".into())
             .spawn(move || {
@@ -241,7 +241,6 @@ pub async fn run(
                         break; // the run stopped
                     }
                 }
-                *hashing_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             })?
     };
 
@@ -275,6 +274,10 @@ pub async fn run(
                     .counters
                     .bytes_hashed
                     .fetch_add(file.stamp.size, Ordering::Relaxed);
+                shared
+                    .counters
+                    .hash_nanos
+                    .fetch_add(file.hash_time.as_nanos() as u64, Ordering::Relaxed);
                 let permit = slots.clone().acquire_owned().await?;
                 if shared.fatal().is_some() {
                     break;
@@ -299,10 +302,6 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
 
     let elapsed = started.elapsed();
-    let hashing = hashing_done
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .map_or(elapsed, |at| at.duration_since(started));
     let c = &shared.counters;
     let uploaded = c.uploaded.load(Ordering::Relaxed);
     let bytes = c.bytes_uploaded.load(Ordering::Relaxed);
@@ -315,8 +314,7 @@ pub async fn run(
         bytes,
         elapsed_ms: elapsed.as_millis() as u64,
         hash_gb_per_s: c.bytes_hashed.load(Ordering::Relaxed) as f64
-            / hashing.as_secs_f64().max(1e-9)
-            / 1e9,
+            / (c.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),
         upload_mb_per_s: bytes as f64 / secs / 1e6,
         objects_per_s: uploaded as f64 / secs,
         stopped: shared.fatal(),

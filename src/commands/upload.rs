@@ -114,7 +114,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
 
     let s = &report.summary;
     eprintln!(
-        "hashup: {} files, {} uploaded ({}), {} failed, {} skipped in {:.2} s; hash {:.2} GB/s, upload {:.1} MB/s, {:.1} objects/s",
+        "hashup: {} files, {} uploaded ({}), {} failed, {} skipped in {:.2} s; hash {:.2} GB/s per thread, upload {:.1} MB/s, {:.1} objects/s",
         s.files,
         s.uploaded,
         human_bytes(s.bytes),

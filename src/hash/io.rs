@@ -17,6 +17,7 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
@@ -67,12 +68,14 @@ impl Reader {
 
     /// Hashes one file; the entry moves into the result.
     pub fn hash(&mut self, entry: FileEntry) -> HashResult {
+        let started = Instant::now();
         match self.hash_inner(&entry) {
             Ok((stamp, sha256)) => Ok(HashedFile {
                 path: entry.path,
                 name: entry.name,
                 stamp,
                 sha256,
+                hash_time: started.elapsed(),
             }),
             Err(kind) => Err(FileError {
                 path: entry.path,

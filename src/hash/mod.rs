@@ -111,6 +111,8 @@ pub struct HashedFile {
     pub stamp: FileStamp,
     /// The SHA-256 digest of the content.
     pub sha256: [u8; 32],
+    /// Time one thread spent opening, reading and hashing it.
+    pub hash_time: Duration,
 }
 
 impl HashedFile {
