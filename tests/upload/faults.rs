@@ -137,17 +137,7 @@ fn a_503_with_retry_after_is_retried_and_uploads_once() {
             .iter()
             .all(|s| &s.body[..] == b"hello\n" || s.body.len() > 6)
     );
-    let (records, summary) = read_manifest(&dir.path().join("manifest.jsonl"));
-    let record = &records[0];
-    assert_eq!(
-        record,
-        &expected_uploaded(&src.join("a.txt"), "a.txt", 204, 3, record)
-    );
-    assert!(
-        record["duration_ms"].as_u64().unwrap() >= 1000,
-        "Retry-After: 1 was not honoured: {record}"
-    );
-    assert_eq!(summary["uploaded"], 1);
+    assert_uploaded_after_waiting(dir.path(), &src, 3);
 }
 
 #[test]
@@ -289,6 +279,22 @@ fn an_api_that_cannot_be_reached_stops_the_run() {
 }
 
 /// How many requests in `seen` were for `name`.
+/// The manifest holds one record, `a.txt` uploaded after `attempts` presigns, that
+/// took at least the 1 s a `Retry-After: 1` asked for.
+fn assert_uploaded_after_waiting(dir: &Path, src: &Path, attempts: u32) {
+    let (records, summary) = read_manifest(&dir.join("manifest.jsonl"));
+    let record = &records[0];
+    assert_eq!(
+        record,
+        &expected_uploaded(&src.join("a.txt"), "a.txt", 204, attempts, record)
+    );
+    assert!(
+        record["duration_ms"].as_u64().unwrap() >= 1000,
+        "Retry-After: 1 was not honoured: {record}"
+    );
+    assert_eq!(summary["uploaded"], 1);
+}
+
 fn count(seen: &[super::mock::Seen], name: &str) -> usize {
     seen.iter().filter(|s| s.name == name).count()
 }
@@ -310,17 +316,7 @@ fn a_429_with_retry_after_from_the_api_is_honoured_then_uploads_once() {
     let storage = mock.storage_seen();
     assert_eq!(storage.len(), 1);
     assert!(storage[0].body.windows(6).any(|w| w == b"hello\n"));
-    let (records, summary) = read_manifest(&dir.path().join("manifest.jsonl"));
-    let record = &records[0];
-    assert_eq!(
-        record,
-        &expected_uploaded(&src.join("a.txt"), "a.txt", 204, 2, record)
-    );
-    assert!(
-        record["duration_ms"].as_u64().unwrap() >= 1000,
-        "Retry-After: 1 was not honoured: {record}"
-    );
-    assert_eq!(summary["uploaded"], 1);
+    assert_uploaded_after_waiting(dir.path(), &src, 2);
 }
 
 #[test]
