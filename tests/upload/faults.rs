@@ -158,15 +158,7 @@ fn a_401_from_the_api_stops_the_run() {
     // One request, no retry, nothing sent to storage, one message about it.
     assert_eq!(mock.api_seen().len(), 1);
     assert_eq!(mock.storage_seen().len(), 0);
-    let about: Vec<&str> = run.stderr.lines().filter(|l| l.contains("401")).collect();
-    assert_eq!(
-        about,
-        [
-            "hashup: stopped: the PROMINENCE API refused the token (HTTP 401: Authentication failure)"
-        ],
-        "{}",
-        run.stderr
-    );
+    assert_one_401_message(&run.stderr);
     let (records, summary) = read_manifest(&dir.path().join("manifest.jsonl"));
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["status"], "failed");
@@ -293,6 +285,18 @@ fn assert_uploaded_after_waiting(dir: &Path, src: &Path, attempts: u32) {
         "Retry-After: 1 was not honoured: {record}"
     );
     assert_eq!(summary["uploaded"], 1);
+}
+
+/// Stderr says exactly once, and nowhere else mentions, that the API refused the token.
+fn assert_one_401_message(stderr: &str) {
+    let about: Vec<&str> = stderr.lines().filter(|l| l.contains("401")).collect();
+    assert_eq!(
+        about,
+        [
+            "hashup: stopped: the PROMINENCE API refused the token (HTTP 401: Authentication failure)"
+        ],
+        "{stderr}"
+    );
 }
 
 fn count(seen: &[super::mock::Seen], name: &str) -> usize {
@@ -565,15 +569,7 @@ fn a_401_mid_run_stops_at_once_and_keeps_what_finished() {
     // Three API calls and none after the 401: no retry of it, no call for any other file.
     assert_eq!(mock.api_seen().len(), 3);
     assert_eq!(mock.storage_seen().len(), 2);
-    let about: Vec<&str> = run.stderr.lines().filter(|l| l.contains("401")).collect();
-    assert_eq!(
-        about,
-        [
-            "hashup: stopped: the PROMINENCE API refused the token (HTTP 401: Authentication failure)"
-        ],
-        "{}",
-        run.stderr
-    );
+    assert_one_401_message(&run.stderr);
     // The two uploaded files and the refused one are in the manifest. Files not yet started
     // (hashed or not) get no record: the run stopped before taking them up, and the summary's
     // `stopped` and exit 2 say so; nothing of them reached the API or storage.
