@@ -92,9 +92,11 @@ pub struct Naming {
 /// How progress is shown on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProgressMode {
-    /// A plain line every few seconds (bars on a terminal are not built yet).
+    /// Bars when stderr is a terminal, else a plain line every few seconds.
     #[default]
     Auto,
+    /// Bars (drawn only when stderr is a terminal).
+    Bar,
     /// A plain line every few seconds.
     Log,
     /// Nothing until the summary.
@@ -126,6 +128,12 @@ pub struct UploadConfig {
     pub manifest: Option<PathBuf>,
     /// Progress on stderr.
     pub progress: ProgressMode,
+    /// The period of progress lines in [`ProgressMode::Log`].
+    pub progress_every: Duration,
+    /// Print only errors: no progress, no summary.
+    pub quiet: bool,
+    /// A PEM bundle of extra CA certificates to trust, for the API and storage.
+    pub cacert: Option<PathBuf>,
     /// Walk and hash, print what would be uploaded, touch no network.
     pub dry_run: bool,
 }

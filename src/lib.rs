@@ -13,6 +13,7 @@ pub mod jwt;
 pub mod manifest;
 pub mod pipeline;
 pub mod presign;
+pub mod progress;
 pub mod retry;
 pub mod serve;
 pub mod sign;

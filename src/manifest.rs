@@ -56,6 +56,9 @@ pub struct Summary {
     pub failed: u64,
     /// Files skipped.
     pub skipped: u64,
+    /// Files planned but never taken up, because the run stopped early (fatal error or
+    /// interrupt); they have no record.
+    pub not_started: u64,
     /// Bytes uploaded.
     pub bytes: u64,
     /// Wall time of the whole run.

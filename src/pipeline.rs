@@ -9,6 +9,11 @@
 //! slot is busy the mpsc fills, the bridge thread blocks, the engine's own bounded channels fill
 //! and hashing pauses. Presign and upload of different files overlap freely.
 //!
+//! Stopping: a [`StopLevel::Drain`] (the first Ctrl-C) stops the loop taking files and lets the
+//! uploads in flight finish, without retrying them; [`StopLevel::Abort`] (the second) ends those
+//! too, each with a `failed` record. Either way the manifest gets its summary, which counts the
+//! files never taken up (`not_started`), so no file goes unaccounted for.
+//!
 //! Names are checked before anything is hashed ([`plan`]), so a bad or duplicate name stops the
 //! run before any byte leaves. Just before each send the file's stamp (size, mtime, ctime, inode)
 //! is compared with the one it was hashed with; a changed file is hashed again and presigned
@@ -16,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,7 @@ use crate::config::Naming;
 use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hasher};
 use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
+use crate::progress::{Progress, Style, Tally};
 use crate::retry::RetryPolicy;
 use crate::transfer::{MAX_OBJECT_SIZE, Storage, TransferError};
 
@@ -133,8 +139,20 @@ pub struct PipelineOptions {
     pub uploads: usize,
     /// Retries and backoff, for the API and for storage.
     pub retry: RetryPolicy,
-    /// A progress line on stderr this often; `None` for none.
-    pub progress_every: Option<Duration>,
+    /// How progress is shown on stderr.
+    pub progress: Style,
+}
+
+/// How far a run has been asked to stop; levels only go up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum StopLevel {
+    /// Keep going.
+    #[default]
+    Run,
+    /// Take no new file and retry nothing; let the uploads in flight finish (first Ctrl-C).
+    Drain,
+    /// End the uploads in flight too (second Ctrl-C).
+    Abort,
 }
 
 /// What a run did.
@@ -142,32 +160,26 @@ pub struct PipelineOptions {
 pub struct Report {
     /// Counts and rates (also the manifest's last line).
     pub summary: Summary,
+    /// The run was stopped by a [`StopLevel`] above `Run`.
+    pub interrupted: bool,
 }
 
-/// Counters shared by the loop, the tasks and the progress line.
-#[derive(Default)]
-struct Counters {
-    done: AtomicU64,
-    uploaded: AtomicU64,
-    failed: AtomicU64,
-    skipped: AtomicU64,
-    bytes_uploaded: AtomicU64,
-    bytes_hashed: AtomicU64,
-    /// Time the hashing threads spent on those bytes, summed over files.
-    hash_nanos: AtomicU64,
-}
+/// `summary.stopped` of an interrupted run.
+pub const INTERRUPTED: &str = "interrupted";
 
 struct Shared {
     presigner: Arc<dyn Presigner>,
     storage: Storage,
     options: PipelineOptions,
     manifest: Arc<Manifest>,
-    counters: Counters,
+    tally: Arc<Tally>,
+    progress: Progress,
+    stop: tokio::sync::watch::Receiver<StopLevel>,
     /// Set by a failure that dooms every file (401): the message, once.
     fatal: Mutex<Option<String>>,
     /// Whether the API has answered any presign request: until it has, an API that cannot be
     /// reached after every retry dooms the run rather than one file.
-    api_answered: std::sync::atomic::AtomicBool,
+    api_answered: AtomicBool,
 }
 
 impl Shared {
@@ -182,52 +194,73 @@ impl Shared {
         }
     }
 
+    fn stopping(&self) -> StopLevel {
+        *self.stop.borrow()
+    }
+
     fn finish(&self, record: Record) {
+        let tally = &self.tally;
         let counter = match record.status {
-            Status::Uploaded => &self.counters.uploaded,
-            Status::Failed => &self.counters.failed,
-            Status::Skipped => &self.counters.skipped,
+            Status::Uploaded => &tally.uploaded,
+            Status::Failed => &tally.failed,
+            Status::Skipped => &tally.skipped,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.counters.done.fetch_add(1, Ordering::Relaxed);
+        tally.done.fetch_add(1, Ordering::Relaxed);
         if record.status == Status::Uploaded {
-            self.counters
+            tally
                 .bytes_uploaded
                 .fetch_add(record.size.unwrap_or(0), Ordering::Relaxed);
         }
         // After a fatal answer every later failure is its consequence: one message says it all.
         if let Some(error) = record.error.as_ref().filter(|_| self.fatal().is_none()) {
-            eprintln!("hashup: {}: {error}", record.path);
+            self.progress
+                .print(&format!("hashup: {}: {error}", record.path));
         }
         if let Err(err) = self.manifest.record(&record) {
-            eprintln!("hashup: cannot write the manifest: {err}");
+            self.progress
+                .print(&format!("hashup: cannot write the manifest: {err}"));
         }
+    }
+}
+
+/// Resolves once `stop` reaches `level` (never, if its sender is gone).
+async fn reached(mut stop: tokio::sync::watch::Receiver<StopLevel>, level: StopLevel) {
+    if stop.wait_for(|now| *now >= level).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
 /// Hashes and uploads `entries` (from [`plan`]), writing one manifest record per file.
 ///
-/// Returns once every file has an outcome, or early after a fatal answer (then
-/// [`Summary::stopped`] says why, and files not yet taken up have no record).
+/// Returns once every file has an outcome, or early after a fatal answer or a stop request;
+/// then [`Summary::stopped`] says why and [`Summary::not_started`] counts the files never taken
+/// up (they have no record).
 pub async fn run(
     entries: Vec<Result<FileEntry, FileError>>,
     presigner: Arc<dyn Presigner>,
     storage: Storage,
     options: PipelineOptions,
     manifest: Arc<Manifest>,
+    stop: tokio::sync::watch::Receiver<StopLevel>,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let total = entries.iter().filter(|e| e.is_ok()).count() as u64;
     let uploads = options.uploads.max(1);
+    let tally = Arc::new(Tally::default());
+    tally.planned.store(entries.len() as u64, Ordering::Relaxed);
+    let storage = storage.counting_sent(tally.bytes_sent.clone());
     let hasher = Hasher::spawn(entries, &options.hash)?;
+    let progress = Progress::start(options.progress, tally.clone(), started);
     let shared = Arc::new(Shared {
         presigner,
         storage,
         options,
         manifest,
-        counters: Counters::default(),
+        tally,
+        progress,
+        stop: stop.clone(),
         fatal: Mutex::new(None),
-        api_answered: std::sync::atomic::AtomicBool::new(false),
+        api_answered: AtomicBool::new(false),
     });
 
     // The engine is a blocking iterator: a plain thread moves its outcomes into the async world.
@@ -244,47 +277,72 @@ pub async fn run(
             })?
     };
 
-    let progress = shared.options.progress_every.map(|every| {
+    // Say once what each stop request does, through the progress display.
+    let announce = {
         let shared = shared.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let c = &shared.counters;
-                eprintln!(
-                    "hashup: {}/{total} files, {} uploaded ({}), {} failed, {:.0} s",
-                    c.done.load(Ordering::Relaxed),
-                    c.uploaded.load(Ordering::Relaxed),
-                    human_bytes(c.bytes_uploaded.load(Ordering::Relaxed)),
-                    c.failed.load(Ordering::Relaxed),
-                    started.elapsed().as_secs_f64()
-                );
+            let mut said = StopLevel::Run;
+            while stop.changed().await.is_ok() {
+                let level = *stop.borrow_and_update();
+                if level > said {
+                    said = level;
+                    shared.progress.print(match level {
+                        StopLevel::Drain => {
+                            "hashup: interrupted: taking no new files; waiting for the uploads in flight (Ctrl-C again to abort them)"
+                        }
+                        _ => "hashup: interrupted again: aborting the uploads in flight",
+                    });
+                }
             }
         })
-    });
+    };
 
     let slots = Arc::new(tokio::sync::Semaphore::new(uploads));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(outcome) = rx.recv().await {
+    loop {
+        let outcome = tokio::select! {
+            biased;
+            () = reached(stop.clone(), StopLevel::Drain) => break,
+            outcome = rx.recv() => match outcome {
+                Some(outcome) => outcome,
+                None => break,
+            },
+        };
         match outcome.result {
             Err(err) => shared.finish(error_record(&err)),
             Ok(file) => {
-                shared
-                    .counters
+                let tally = &shared.tally;
+                tally
                     .bytes_hashed
                     .fetch_add(file.stamp.size, Ordering::Relaxed);
-                shared
-                    .counters
+                tally
                     .hash_nanos
                     .fetch_add(file.hash_time.as_nanos() as u64, Ordering::Relaxed);
-                let permit = slots.clone().acquire_owned().await?;
+                let permit = tokio::select! {
+                    biased;
+                    () = reached(stop.clone(), StopLevel::Drain) => break,
+                    permit = slots.clone().acquire_owned() => permit?,
+                };
                 if shared.fatal().is_some() {
                     break;
                 }
                 let shared = shared.clone();
+                let abort = reached(stop.clone(), StopLevel::Abort);
                 tasks.spawn(async move {
-                    let record = upload_one(&shared, file).await;
+                    let started = Instant::now();
+                    let fallback = file.clone();
+                    let record = tokio::select! {
+                        record = upload_one(&shared, file) => record,
+                        () = abort => record(
+                            &fallback,
+                            Status::Failed,
+                            None,
+                            0,
+                            Some("interrupted while uploading: aborted".into()),
+                            started,
+                        ),
+                    };
                     shared.finish(record);
                     drop(permit);
                 });
@@ -292,37 +350,47 @@ pub async fn run(
         }
         while tasks.try_join_next().is_some() {}
     }
-    drop(rx); // a fatal stop: the bridge's next send fails and the engine winds down
+    drop(rx); // a stop: the bridge's next send fails and the engine winds down
     while let Some(joined) = tasks.join_next().await {
         joined?;
     }
-    if let Some(progress) = progress {
-        progress.abort();
+    announce.abort();
+    shared.progress.finish();
+    let interrupted = shared.stopping() > StopLevel::Run;
+    if shared.stopping() < StopLevel::Abort {
+        // The engine finishes the files it is hashing first; after an abort, don't wait.
+        let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
     }
-    let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
 
     let elapsed = started.elapsed();
-    let c = &shared.counters;
-    let uploaded = c.uploaded.load(Ordering::Relaxed);
-    let bytes = c.bytes_uploaded.load(Ordering::Relaxed);
+    let t = &shared.tally;
+    let uploaded = t.uploaded.load(Ordering::Relaxed);
+    let bytes = t.bytes_uploaded.load(Ordering::Relaxed);
+    let done = t.done.load(Ordering::Relaxed);
     let secs = elapsed.as_secs_f64().max(1e-9);
     let summary = Summary {
-        files: c.done.load(Ordering::Relaxed),
+        files: done,
         uploaded,
-        failed: c.failed.load(Ordering::Relaxed),
-        skipped: c.skipped.load(Ordering::Relaxed),
+        failed: t.failed.load(Ordering::Relaxed),
+        skipped: t.skipped.load(Ordering::Relaxed),
+        not_started: t.planned.load(Ordering::Relaxed).saturating_sub(done),
         bytes,
         elapsed_ms: elapsed.as_millis() as u64,
-        hash_gb_per_s: c.bytes_hashed.load(Ordering::Relaxed) as f64
-            / (c.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),
+        hash_gb_per_s: t.bytes_hashed.load(Ordering::Relaxed) as f64
+            / (t.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),
         upload_mb_per_s: bytes as f64 / secs / 1e6,
         objects_per_s: uploaded as f64 / secs,
-        stopped: shared.fatal(),
+        stopped: shared
+            .fatal()
+            .or_else(|| interrupted.then(|| INTERRUPTED.to_string())),
     };
     if let Err(err) = shared.manifest.summary(&summary) {
         eprintln!("hashup: cannot write the manifest: {err}");
     }
-    Ok(Report { summary })
+    Ok(Report {
+        summary,
+        interrupted,
+    })
 }
 
 /// The record of a file the engine could not hash (or skipped).
@@ -353,6 +421,8 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
     let mut retries = 0u32;
     let mut rehashes = 0u32;
     let mut http_status = None;
+    // Why the last attempt did not succeed, for the record if the run stops before a retry.
+    let mut last_error = String::new();
     let policy = shared.options.retry;
 
     let error = loop {
@@ -364,6 +434,9 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
         }
         if let Some(fatal) = shared.fatal() {
             break format!("not uploaded: the run stopped ({fatal})");
+        }
+        if attempts > 0 && shared.stopping() > StopLevel::Run {
+            break format!("interrupted before a retry; last attempt: {last_error}");
         }
         attempts += 1;
         let hex = file.hex();
@@ -379,8 +452,11 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                         shared.set_fatal(&message);
                         break message;
                     }
-                    PresignError::Transient { retry_after, .. } if retries < policy.retries => {
-                        tokio::time::sleep(policy.delay(retries, retry_after)).await;
+                    err @ PresignError::Transient { retry_after, .. }
+                        if retries < policy.retries =>
+                    {
+                        last_error = err.to_string();
+                        pause(shared, policy.delay(retries, retry_after)).await;
                         retries += 1;
                         continue;
                     }
@@ -406,6 +482,7 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                     break format!("file kept changing ({MAX_REHASH} times hashed again)");
                 }
                 rehashes += 1;
+                last_error = "the file changed after it was hashed".into();
                 match rehash(&file, &shared.options.hash).await {
                     Ok(again) => file = again,
                     Err(err) => break err,
@@ -435,19 +512,26 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                             started,
                         );
                     }
-                    _ => continue,
+                    _ => {
+                        last_error = "the file changed while it was sent".into();
+                        continue;
+                    }
                 }
             }
             Err(err) => {
                 http_status = err.status().or(http_status);
                 match err {
                     // Most likely the URL expired (or the clock is off): presign again at once.
-                    TransferError::Forbidden { .. } if retries < policy.retries => {
+                    err @ TransferError::Forbidden { .. } if retries < policy.retries => {
+                        last_error = err.to_string();
                         retries += 1;
                         continue;
                     }
-                    TransferError::Transient { retry_after, .. } if retries < policy.retries => {
-                        tokio::time::sleep(policy.delay(retries, retry_after)).await;
+                    err @ TransferError::Transient { retry_after, .. }
+                        if retries < policy.retries =>
+                    {
+                        last_error = err.to_string();
+                        pause(shared, policy.delay(retries, retry_after)).await;
                         retries += 1;
                         continue;
                     }
@@ -464,6 +548,14 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
         Some(error),
         started,
     )
+}
+
+/// Waits out a backoff, cut short when the run is asked to stop.
+async fn pause(shared: &Shared, delay: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = reached(shared.stop.clone(), StopLevel::Drain) => {}
+    }
 }
 
 fn record(
@@ -504,20 +596,6 @@ async fn rehash(file: &HashedFile, options: &HashOptions) -> Result<HashedFile, 
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.kind.to_string())
-}
-
-/// `1.2 MB` (decimal units).
-pub fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
 }
 
 #[cfg(test)]

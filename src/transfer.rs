@@ -7,6 +7,8 @@
 //! exact `Content-Length` (S3 refuses chunked POSTs).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +16,7 @@ use futures_util::{StreamExt as _, stream};
 use tokio::io::AsyncReadExt as _;
 
 use crate::presign::Target;
-use crate::presign::prominence::{Timeouts, error_chain};
+use crate::presign::prominence::{Timeouts, Tls, error_chain};
 
 /// The most one request may carry (S3's single-upload limit).
 pub const MAX_OBJECT_SIZE: u64 = 5 << 30;
@@ -76,17 +78,33 @@ impl TransferError {
 #[derive(Clone)]
 pub struct Storage {
     client: reqwest::Client,
+    /// File bytes handed to the connection so far (retries included), for progress.
+    sent: Arc<AtomicU64>,
 }
 
 impl Storage {
-    /// A client with the given timeouts and no default headers.
+    /// A client with the given timeouts, the system's trusted roots and no default headers.
     pub fn new(timeouts: Timeouts) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        Storage::with_tls(timeouts, &Tls::default())
+    }
+
+    /// A client with the given timeouts and TLS settings, and no default headers.
+    pub fn with_tls(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<Self> {
+        let client = tls
+            .apply(reqwest::Client::builder())
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.stall)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Storage { client })
+        Ok(Storage {
+            client,
+            sent: Arc::default(),
+        })
+    }
+
+    /// The same client, counting the file bytes it sends into `sent`.
+    pub fn counting_sent(self, sent: Arc<AtomicU64>) -> Self {
+        Storage { sent, ..self }
     }
 
     /// Sends the first `size` bytes of `path` as object `name`; the storage's success status.
@@ -109,7 +127,11 @@ impl Storage {
                     .client
                     .put(url)
                     .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(file_chunks(file, size)));
+                    .body(reqwest::Body::wrap_stream(file_chunks(
+                        file,
+                        size,
+                        self.sent.clone(),
+                    )));
                 for (name, value) in headers {
                     request = request.header(name, value);
                 }
@@ -118,7 +140,7 @@ impl Storage {
             Target::Post { url, fields } => {
                 let form = Form::new(fields, name);
                 let body = stream::once(async { Ok(Bytes::from(form.head)) })
-                    .chain(file_chunks(file, size))
+                    .chain(file_chunks(file, size, self.sent.clone()))
                     .chain(stream::once(async { Ok(Bytes::from(form.tail)) }));
                 self.client
                     .post(url)
@@ -179,25 +201,30 @@ fn storage_message(text: &str) -> String {
 fn file_chunks(
     file: tokio::fs::File,
     size: u64,
+    sent: Arc<AtomicU64>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    stream::try_unfold((file, size), |(mut file, left)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        let want = left.min(CHUNK as u64) as usize;
-        let mut buf = vec![0u8; want];
-        let mut got = 0;
-        while got < want {
-            let n = file.read(&mut buf[got..]).await?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "file shrank while uploading",
-                ));
+    stream::try_unfold((file, size), move |(mut file, left)| {
+        let sent = sent.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
             }
-            got += n;
+            let want = left.min(CHUNK as u64) as usize;
+            let mut buf = vec![0u8; want];
+            let mut got = 0;
+            while got < want {
+                let n = file.read(&mut buf[got..]).await?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "file shrank while uploading",
+                    ));
+                }
+                got += n;
+            }
+            sent.fetch_add(want as u64, Ordering::Relaxed);
+            Ok(Some((Bytes::from(buf), (file, left - want as u64))))
         }
-        Ok(Some((Bytes::from(buf), (file, left - want as u64))))
     })
 }
 

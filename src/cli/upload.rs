@@ -12,9 +12,11 @@ use super::hash::EngineArgs;
 /// Progress on stderr.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ProgressArg {
-    /// A status line every few seconds (bars on a terminal come later).
+    /// Bars when stderr is a terminal, else a status line every --progress-every seconds.
     Auto,
-    /// A status line every few seconds.
+    /// Bars (drawn only when stderr is a terminal).
+    Bar,
+    /// A status line every --progress-every seconds.
     Log,
     /// Only the final summary.
     None,
@@ -26,7 +28,11 @@ pub enum ProgressArg {
     after_help = "Object names are paths relative to the argument they were found under, \
 `/`-separated; PROMINENCE reads a name with `/` as a group path (`group/name`).\n\
 The token comes from --token-file, else PROMINENCE_TOKEN, else ~/.prominence/token.\n\
-Exit status: 0 all files uploaded, 1 some failed, 2 usage, configuration or authentication error."
+PROMINENCE_SSL_VERIFY=False turns off certificate checks for the API (not for storage).\n\
+Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish; a second \
+Ctrl-C aborts them. The manifest gets its summary either way.\n\
+Exit status: 0 all files uploaded, 1 some failed, 2 usage, configuration or authentication error, \
+130 interrupted."
 )]
 pub struct UploadArgs {
     /// Files and directories to upload.
@@ -86,6 +92,18 @@ pub struct UploadArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
 
+    /// Seconds between status lines (with --progress log, or auto when not on a terminal).
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub progress_every: u64,
+
+    /// Print errors only: no progress and no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Trust the CA certificates in this PEM file too (for the API and storage).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
     /// Walk and hash, print `<sha256>  <name>` for what would be uploaded; no network.
     #[arg(long)]
     pub dry_run: bool,
@@ -118,9 +136,13 @@ impl UploadArgs {
             manifest: self.manifest,
             progress: match self.progress {
                 ProgressArg::Auto => ProgressMode::Auto,
+                ProgressArg::Bar => ProgressMode::Bar,
                 ProgressArg::Log => ProgressMode::Log,
                 ProgressArg::None => ProgressMode::None,
             },
+            progress_every: Duration::from_secs(self.progress_every),
+            quiet: self.quiet,
+            cacert: self.cacert,
             dry_run: self.dry_run,
         }
     }

@@ -2,27 +2,33 @@
 //! `--dry-run`, hash and print what would be uploaded.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
-use crate::config::{Destination, ProgressMode, UploadConfig};
+use crate::config::{Destination, UploadConfig};
 use crate::exit::ExitCode;
 use crate::hash::{FileEntry, FileError, Hasher};
 use crate::manifest::Manifest;
-use crate::pipeline::{self, PipelineOptions, human_bytes};
+use crate::pipeline::{self, PipelineOptions, StopLevel};
 use crate::presign::Presigner;
-use crate::presign::prominence::{self, Prominence, Timeouts};
+use crate::presign::prominence::{self, Prominence, Timeouts, Tls};
+use crate::progress::{Style, human_bytes};
 use crate::retry::RetryPolicy;
 use crate::serve::auth::{Identity, Tokens};
 use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
 use crate::transfer::Storage;
 use crate::walk::Walk;
 
-/// The progress line's period with `--progress log`.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Hashing speed per thread assumed when judging whether a token outlives the hashing
+/// (SHA-NI speed measured on the project's 2-core machines, page-cached; disks are slower).
+const HASH_BYTES_PER_SEC_PER_THREAD: f64 = 1.5e9;
+
+/// Only tokens expiring within this are checked against the hashing time (it costs a stat per
+/// file).
+const EXPIRY_HORIZON: Duration = Duration::from_secs(24 * 3600);
 
 /// The user the embedded store's one-run token stands for.
 pub const EMBEDDED_USER: &str = "hashup";
@@ -65,11 +71,31 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     if config.dry_run {
         return dry_run(entries, config);
     }
+    if let Some((_, token)) = &api {
+        warn_if_token_outlived(token, &entries, &config.hash);
+    }
 
     let timeouts = Timeouts {
         connect: config.connect_timeout,
         stall: config.stall_timeout,
     };
+    let storage_tls = Tls {
+        extra_roots: match &config.cacert {
+            Some(path) => Tls::read_roots(path).map_err(|e| anyhow::anyhow!("--cacert: {e}"))?,
+            None => Vec::new(),
+        },
+        insecure: false,
+    };
+    let api_tls = Tls {
+        insecure: api.is_some() && ssl_verify_off(),
+        ..storage_tls.clone()
+    };
+    if api_tls.insecure {
+        eprintln!(
+            "hashup: WARNING: PROMINENCE_SSL_VERIFY=False: the API's TLS certificate is NOT checked; \
+             anyone on the network path could read your token and hand out their own URLs"
+        );
+    }
     let manifest = Arc::new(match &config.manifest {
         Some(path) => Manifest::create(path)
             .with_context(|| format!("cannot create manifest {}", path.display()))?,
@@ -82,9 +108,14 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             retries: config.retries,
             ..RetryPolicy::default()
         },
-        progress_every: match config.progress {
-            ProgressMode::None => None,
-            ProgressMode::Auto | ProgressMode::Log => Some(PROGRESS_EVERY),
+        progress: if config.quiet {
+            Style::Hidden
+        } else {
+            Style::choose(
+                config.progress,
+                config.progress_every,
+                std::io::stderr().is_terminal(),
+            )
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -92,39 +123,53 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
-        let storage = Storage::new(timeouts)?;
+        let (stop_tx, stop) = tokio::sync::watch::channel(StopLevel::Run);
+        tokio::spawn(listen_for_stop(stop_tx));
+        let storage = Storage::with_tls(timeouts, &storage_tls)?;
         match (&config.destination, api) {
             (_, Some((url, token))) => {
                 let presigner: Arc<dyn Presigner> =
-                    Arc::new(Prominence::new(&url, &token, timeouts)?);
-                pipeline::run(entries, presigner, storage, options, manifest).await
+                    Arc::new(Prominence::with_tls(&url, &token, timeouts, &api_tls)?);
+                pipeline::run(entries, presigner, storage, options, manifest, stop).await
             }
             (Destination::Embedded { store }, None) => {
-                let (url, token, stop, server) = start_embedded(store, &entries).await?;
+                let (url, token, stop_server, server) = start_embedded(store, &entries).await?;
                 let presigner: Arc<dyn Presigner> =
                     Arc::new(Prominence::new(&url, &token, timeouts)?);
-                let report = pipeline::run(entries, presigner, storage, options, manifest).await;
-                let _ = stop.send(());
+                let report =
+                    pipeline::run(entries, presigner, storage, options, manifest, stop).await;
+                let _ = stop_server.send(());
                 server.await??;
                 report
             }
             (Destination::Prominence { .. }, None) => unreachable!("credentials were loaded"),
         }
     })?;
+    // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
+    runtime.shutdown_background();
 
     let s = &report.summary;
-    eprintln!(
-        "hashup: {} files, {} uploaded ({}), {} failed, {} skipped in {:.2} s; hash {:.2} GB/s per thread, upload {:.1} MB/s, {:.1} objects/s",
-        s.files,
-        s.uploaded,
-        human_bytes(s.bytes),
-        s.failed,
-        s.skipped,
-        s.elapsed_ms as f64 / 1000.0,
-        s.hash_gb_per_s,
-        s.upload_mb_per_s,
-        s.objects_per_s
-    );
+    if !config.quiet {
+        let not_started = match s.not_started {
+            0 => String::new(),
+            n => format!(", {n} not started"),
+        };
+        eprintln!(
+            "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started} in {:.2} s; hash {:.2} GB/s per thread, upload {:.1} MB/s, {:.1} objects/s",
+            s.files,
+            s.uploaded,
+            human_bytes(s.bytes),
+            s.failed,
+            s.skipped,
+            s.elapsed_ms as f64 / 1000.0,
+            s.hash_gb_per_s,
+            s.upload_mb_per_s,
+            s.objects_per_s
+        );
+    }
+    if report.interrupted {
+        return Ok(ExitCode::Interrupted);
+    }
     if let Some(why) = &s.stopped {
         eprintln!("hashup: stopped: {why}");
         return Ok(ExitCode::Fatal);
@@ -134,6 +179,86 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Success
     })
+}
+
+/// Raises the stop level on each Ctrl-C or SIGTERM: drain, then abort; a third one exits at
+/// once (something is stuck).
+async fn listen_for_stop(stop: tokio::sync::watch::Sender<StopLevel>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return; // no handler: the default action (exit by signal) stays
+    };
+    for level in [StopLevel::Drain, StopLevel::Abort] {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        let _ = stop.send(level);
+    }
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("hashup: interrupted three times: exiting now; the manifest may lack its summary");
+    std::process::exit(ExitCode::Interrupted as i32);
+}
+
+/// `PROMINENCE_SSL_VERIFY=False` (as the reference CLI reads it; `false` and `0` too).
+fn ssl_verify_off() -> bool {
+    std::env::var("PROMINENCE_SSL_VERIFY")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0"))
+}
+
+/// Warns when a JWT expires before the files can even be hashed at full speed: presign
+/// requests after that get 401 and the run stops. (Other tokens carry no expiry to judge.)
+fn warn_if_token_outlived(
+    token: &str,
+    entries: &[Result<FileEntry, FileError>],
+    hash: &crate::hash::HashOptions,
+) {
+    let Some(exp) = crate::jwt::exp(token) else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let left = exp - now;
+    if left > EXPIRY_HORIZON.as_secs_f64() {
+        return;
+    }
+    let bytes: u64 = entries
+        .iter()
+        .flatten()
+        .filter_map(|e| std::fs::metadata(&e.path).ok())
+        .map(|m| m.len())
+        .sum();
+    let threads = match hash.threads {
+        0 => rayon::current_num_threads(),
+        n => n,
+    };
+    let needed = bytes as f64 / (HASH_BYTES_PER_SEC_PER_THREAD * threads as f64);
+    if needed > left {
+        eprintln!(
+            "hashup: warning: the token expires in {}, but hashing {} takes at least {} on {threads} thread(s); \
+             files presigned after that will not be uploaded: get a fresh token first",
+            human_duration(left),
+            human_bytes(bytes),
+            human_duration(needed),
+        );
+    }
+}
+
+/// `2 h 5 min`, `3 min 20 s`, `12 s`.
+fn human_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// Starts `serve`'s embedded store on a loopback port with a one-run token whose groups cover

@@ -24,6 +24,41 @@ pub struct Timeouts {
     pub stall: Duration,
 }
 
+/// TLS settings shared by the API and storage clients (rustls, with the system's roots).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// Extra trusted roots (`--cacert`), added to the system's.
+    pub extra_roots: Vec<reqwest::Certificate>,
+    /// Skip certificate verification (`PROMINENCE_SSL_VERIFY=False`; API only, as in the
+    /// reference CLI).
+    pub insecure: bool,
+}
+
+impl Tls {
+    /// Reads a PEM file of one or more CA certificates.
+    pub fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read {}: {}",
+                path.display(),
+                crate::hash::plain_io_message(&e)
+            )
+        })?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
+        if roots.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", path.display()));
+        }
+        Ok(roots)
+    }
+
+    pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        builder
+            .tls_certs_merge(self.extra_roots.iter().cloned())
+            .tls_danger_accept_invalid_certs(self.insecure)
+    }
+}
+
 /// Why no usable token was found.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -128,7 +163,18 @@ pub struct Prominence {
 impl Prominence {
     /// A client for `url` (the `PROMINENCE_URL`, ending in `/prominence/v1`) sending `token`.
     pub fn new(url: &str, token: &str, timeouts: Timeouts) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        Prominence::with_tls(url, token, timeouts, &Tls::default())
+    }
+
+    /// [`Prominence::new`] with TLS settings.
+    pub fn with_tls(
+        url: &str,
+        token: &str,
+        timeouts: Timeouts,
+        tls: &Tls,
+    ) -> reqwest::Result<Self> {
+        let client = tls
+            .apply(reqwest::Client::builder())
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.stall)
             // A redirect could carry the token elsewhere, or turn the POST into a GET.

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::Connected;
@@ -40,6 +41,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// Waits this long before answering.
+    pub delay: Duration,
 }
 
 impl Answer {
@@ -49,6 +52,7 @@ impl Answer {
             status,
             headers: Vec::new(),
             body: body.to_string(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -74,6 +78,12 @@ impl Answer {
             kind: Kind::StallBody,
             ..Answer::new(status, "")
         }
+    }
+
+    /// The same answer, `delay` later.
+    pub fn after(mut self, delay: Duration) -> Answer {
+        self.delay = delay;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Answer {
@@ -226,6 +236,7 @@ impl Drop for Mock {
 }
 
 async fn respond(answer: Answer, kill: &Kill) -> Response {
+    tokio::time::sleep(answer.delay).await;
     let body = match answer.kind {
         Kind::Answer => Body::from(answer.body),
         Kind::Drop => {

@@ -6,6 +6,8 @@ mod e2e;
 mod faults;
 mod mock;
 mod refusals;
+mod stop;
+mod tls;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt as _;

@@ -1,0 +1,223 @@
+//! Stopping a run (Ctrl-C / SIGTERM) and what it prints: the first signal lets the uploads in
+//! flight finish and takes no new file, the second aborts them; the manifest always gets its
+//! summary and the exit status is 130. Also `--progress log` lines and `--quiet`.
+//!
+//! The in-test server (`mock.rs`) holds answers back on demand, which a real server won't: that
+//! is what puts an upload "in flight" at the moment the signal arrives.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::mock::{Answer, Mock};
+use super::{expected_uploaded, read_manifest, tree};
+
+const TOKEN: &str = "mock-token";
+
+fn spawn_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_hashup"))
+        .arg("upload")
+        .arg(src)
+        .args(["--url", &mock.api, "--manifest"])
+        .arg(dir.join("manifest.jsonl"))
+        .args(extra)
+        .env_remove("PROMINENCE_URL")
+        .env("PROMINENCE_TOKEN", TOKEN)
+        .env("HOME", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hashup upload")
+}
+
+/// Waits until storage has seen `n` requests (the uploads are then in flight).
+fn wait_for_storage(mock: &Mock, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mock.storage_seen().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "storage never saw {n} request(s)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) with the pid of a child we own and have not waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// Waits for the exit, at most `limit`; its status code and stderr.
+fn finish(child: Child, limit: Duration) -> (i32, String) {
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < limit, "took {:?}", started.elapsed());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_first_ctrl_c_lets_the_upload_in_flight_finish_and_starts_no_other() {
+    let mock = Mock::start();
+    // Whichever file goes first is held for 2 s at storage, then stored.
+    for name in ["a.txt", "b.txt"] {
+        mock.script_storage(
+            name,
+            vec![Answer::new(204, "").after(Duration::from_secs(2))],
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.txt", b"first\n"), ("b.txt", b"second\n")]);
+
+    let child = spawn_against(&mock, dir.path(), &src, &["--uploads", "1"]);
+    wait_for_storage(&mock, 1);
+    signal(&child, libc::SIGINT);
+    let (code, stderr) = finish(child, Duration::from_secs(15));
+
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        stderr.contains(
+            "hashup: interrupted: taking no new files; waiting for the uploads in flight (Ctrl-C again to abort them)\n"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains(", 1 not started in "), "{stderr}");
+    let seen = mock.storage_seen();
+    assert_eq!(seen.len(), 1, "only the file in flight reached storage");
+    let first = seen[0].name.clone();
+    let (records, summary) = read_manifest(&dir.path().join("manifest.jsonl"));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records[0],
+        expected_uploaded(&src.join(&first), &first, 204, 1, &records[0])
+    );
+    assert_eq!(summary["stopped"], "interrupted");
+    assert_eq!(summary["uploaded"], 1);
+    assert_eq!(summary["not_started"], 1);
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c_and_nothing_is_retried_after_it() {
+    let mock = Mock::start();
+    // Storage answers 503 asking for a 30 s wait: without the stop, the file would be retried.
+    mock.script_storage(
+        "a.txt",
+        vec![
+            Answer::new(503, "busy")
+                .header("retry-after", "30")
+                .after(Duration::from_secs(1)),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.txt", b"first\n")]);
+
+    let child = spawn_against(&mock, dir.path(), &src, &["--progress", "none"]);
+    wait_for_storage(&mock, 1);
+    signal(&child, libc::SIGTERM);
+    let (code, stderr) = finish(child, Duration::from_secs(15));
+
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(mock.storage_seen().len(), 1);
+    assert_eq!(mock.api_seen().len(), 1);
+    let (records, summary) = read_manifest(&dir.path().join("manifest.jsonl"));
+    assert_eq!(records[0]["status"], "failed");
+    assert_eq!(
+        records[0]["error"],
+        "interrupted before a retry; last attempt: upload failed: HTTP 503: busy"
+    );
+    assert_eq!(records[0]["http_status"], 503);
+    assert_eq!(summary["stopped"], "interrupted");
+    assert_eq!(summary["failed"], 1);
+    assert_eq!(summary["not_started"], 0);
+}
+
+#[test]
+fn a_second_ctrl_c_aborts_the_uploads_in_flight() {
+    let mock = Mock::start();
+    mock.script_storage("a.txt", vec![Answer::stall()]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.txt", b"first\n")]);
+
+    let child = spawn_against(&mock, dir.path(), &src, &["--progress", "none"]);
+    wait_for_storage(&mock, 1);
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGINT);
+    let (code, stderr) = finish(child, Duration::from_secs(15));
+
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        stderr.contains("hashup: interrupted again: aborting the uploads in flight\n"),
+        "{stderr}"
+    );
+    let (records, summary) = read_manifest(&dir.path().join("manifest.jsonl"));
+    assert_eq!(records[0]["status"], "failed");
+    assert_eq!(records[0]["error"], "interrupted while uploading: aborted");
+    assert_eq!(summary["stopped"], "interrupted");
+    assert_eq!(summary["failed"], 1);
+}
+
+#[test]
+fn log_progress_prints_a_plain_status_line_every_period() {
+    let mock = Mock::start();
+    mock.script_storage(
+        "a.txt",
+        vec![Answer::new(204, "").after(Duration::from_millis(2500))],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.txt", b"hello\n")]);
+
+    let child = spawn_against(
+        &mock,
+        dir.path(),
+        &src,
+        &["--progress", "log", "--progress-every", "1"],
+    );
+    let (code, stderr) = finish(child, Duration::from_secs(15));
+    assert_eq!(code, 0, "{stderr}");
+    let status: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hashup: 0/1 files"))
+        .collect();
+    assert!(status.len() >= 2, "{stderr}");
+    assert!(
+        status[0].starts_with(
+            "hashup: 0/1 files (0 uploaded, 0 failed), hashed 6 B, uploaded 0 B (0.0 MB/s), "
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("hashup: 1 files, 1 uploaded (6 B), 0 failed, 0 skipped in "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn quiet_prints_only_errors() {
+    let mock = Mock::start();
+    mock.script_api("bad.txt", vec![Answer::new(400, r#"{"error":"no"}"#)]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("good.txt", b"hello\n"), ("bad.txt", b"nope\n")]);
+
+    let child = spawn_against(&mock, dir.path(), &src, &["--quiet"]);
+    let (code, stderr) = finish(child, Duration::from_secs(15));
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "hashup: {}: presign refused: HTTP 400: no\n",
+            src.join("bad.txt").display()
+        )
+    );
+}
