@@ -357,9 +357,11 @@ pub async fn run(
     announce.abort();
     shared.progress.finish();
     let interrupted = shared.stopping() > StopLevel::Run;
-    if shared.stopping() < StopLevel::Abort {
-        // The engine finishes the files it is hashing first; after an abort, don't wait.
-        let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
+    // The engine finishes the files it is hashing before it stops (a big one takes a while):
+    // an abort stops waiting for it.
+    tokio::select! {
+        _ = tokio::task::spawn_blocking(move || bridge.join()) => {}
+        () = reached(stop.clone(), StopLevel::Abort) => {}
     }
 
     let elapsed = started.elapsed();

@@ -71,6 +71,19 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     if config.dry_run {
         return dry_run(entries, config);
     }
+    // From here on a Ctrl-C or SIGTERM is a request to stop cleanly.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let stop = {
+        let _context = runtime.enter();
+        let (stop_tx, stop) = tokio::sync::watch::channel(StopLevel::Run);
+        if let Some(signals) = StopSignals::install() {
+            tokio::spawn(signals.listen(stop_tx));
+        }
+        stop
+    };
     if let Some((_, token)) = &api {
         warn_if_token_outlived(token, &entries, &config.hash);
     }
@@ -118,13 +131,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             )
         },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
-        let (stop_tx, stop) = tokio::sync::watch::channel(StopLevel::Run);
-        tokio::spawn(listen_for_stop(stop_tx));
         let storage = Storage::with_tls(timeouts, &storage_tls)?;
         match (&config.destination, api) {
             (_, Some((url, token))) => {
@@ -181,29 +188,42 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Raises the stop level on each Ctrl-C or SIGTERM: drain, then abort; a third one exits at
-/// once (something is stuck).
-async fn listen_for_stop(stop: tokio::sync::watch::Sender<StopLevel>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return; // no handler: the default action (exit by signal) stays
-    };
-    for level in [StopLevel::Drain, StopLevel::Abort] {
+/// Ctrl-C and SIGTERM, caught from the moment they are installed.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (inside the runtime's context); `None` leaves the default action.
+    fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Some(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).ok()?,
+            terminate: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+
+    async fn next(&mut self) {
         tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-        let _ = stop.send(level);
     }
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+
+    /// Raises the stop level on each signal: drain, then abort; a third one exits at once
+    /// (something is stuck).
+    async fn listen(mut self, stop: tokio::sync::watch::Sender<StopLevel>) {
+        for level in [StopLevel::Drain, StopLevel::Abort] {
+            self.next().await;
+            let _ = stop.send(level);
+        }
+        self.next().await;
+        eprintln!(
+            "hashup: interrupted three times: exiting now; the manifest may lack its summary"
+        );
+        std::process::exit(ExitCode::Interrupted as i32);
     }
-    eprintln!("hashup: interrupted three times: exiting now; the manifest may lack its summary");
-    std::process::exit(ExitCode::Interrupted as i32);
 }
 
 /// `PROMINENCE_SSL_VERIFY=False` (as the reference CLI reads it; `false` and `0` too).
@@ -229,17 +249,20 @@ fn warn_if_token_outlived(
     if left > EXPIRY_HORIZON.as_secs_f64() {
         return;
     }
-    let bytes: u64 = entries
+    let sizes: Vec<u64> = entries
         .iter()
         .flatten()
         .filter_map(|e| std::fs::metadata(&e.path).ok())
         .map(|m| m.len())
-        .sum();
+        .collect();
+    let bytes: u64 = sizes.iter().sum();
     let threads = match hash.threads {
         0 => rayon::current_num_threads(),
         n => n,
     };
-    let needed = bytes as f64 / (HASH_BYTES_PER_SEC_PER_THREAD * threads as f64);
+    // Threads share the bytes, but one file is hashed by one thread.
+    let critical = (bytes / threads as u64).max(sizes.iter().copied().max().unwrap_or(0));
+    let needed = critical as f64 / HASH_BYTES_PER_SEC_PER_THREAD;
     if needed > left {
         eprintln!(
             "hashup: warning: the token expires in {}, but hashing {} takes at least {} on {threads} thread(s); \

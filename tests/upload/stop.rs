@@ -5,16 +5,22 @@
 //! The in-test server (`mock.rs`) holds answers back on demand, which a real server won't: that
 //! is what puts an upload "in flight" at the moment the signal arrives.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::mock::{Answer, Mock};
 use super::{expected_uploaded, read_manifest, tree};
+use crate::serve::fixture::{jwt, now_secs};
 
 const TOKEN: &str = "mock-token";
 
 fn spawn_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Child {
+    spawn_with_token(mock, dir, src, extra, TOKEN)
+}
+
+fn spawn_with_token(mock: &Mock, dir: &Path, src: &Path, extra: &[&str], token: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hashup"))
         .arg("upload")
         .arg(src)
@@ -22,7 +28,7 @@ fn spawn_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Child {
         .arg(dir.join("manifest.jsonl"))
         .args(extra)
         .env_remove("PROMINENCE_URL")
-        .env("PROMINENCE_TOKEN", TOKEN)
+        .env("PROMINENCE_TOKEN", token)
         .env("HOME", dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -220,4 +226,43 @@ fn quiet_prints_only_errors() {
             src.join("bad.txt").display()
         )
     );
+}
+
+#[test]
+fn a_token_that_expires_before_hashing_can_finish_is_warned_about() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // 1.1 TB (sparse): no 2-core machine hashes that in the token's two minutes.
+    std::fs::File::create(src.join("big.sif"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let token = jwt("alice", now_secs() + 120);
+
+    let mut child = spawn_with_token(&mock, dir.path(), &src, &["--progress", "none"], &token);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut warning = String::new();
+    stderr.read_line(&mut warning).unwrap();
+    // The run is hashing the big file now; two Ctrl-C end it without waiting for that.
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGINT);
+    let (code, _) = finish(child, Duration::from_secs(15));
+
+    assert!(
+        warning.starts_with("hashup: warning: the token expires in 1 min 5") // 1 min 59 s or so
+            || warning.starts_with("hashup: warning: the token expires in 2 min 0 s"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(", but hashing 1.10 TB takes at least ")
+            && warning.ends_with(
+                "; files presigned after that will not be uploaded: get a fresh token first\n"
+            ),
+        "{warning}"
+    );
+    assert_eq!(code, 130);
+    assert!(mock.api_seen().is_empty());
 }
