@@ -134,6 +134,10 @@ pub struct UploadConfig {
     pub quiet: bool,
     /// A PEM bundle of extra CA certificates to trust, for the API and storage.
     pub cacert: Option<PathBuf>,
+    /// Where the hash cache lives; `None`: the user's cache directory.
+    pub state_dir: Option<PathBuf>,
+    /// Use the hash cache (read and update it).
+    pub hash_cache: bool,
     /// Walk and hash, print what would be uploaded, touch no network.
     pub dry_run: bool,
 }

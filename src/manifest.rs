@@ -61,6 +61,10 @@ pub struct Summary {
     pub not_started: u64,
     /// Bytes uploaded.
     pub bytes: u64,
+    /// Bytes read and hashed (files answered by the hash cache are not read).
+    pub bytes_hashed: u64,
+    /// Files whose SHA-256 came from the hash cache.
+    pub cached: u64,
     /// Wall time of the whole run.
     pub elapsed_ms: u64,
     /// Hashing speed per thread while hashing, in GB/s (10^9): bytes hashed over

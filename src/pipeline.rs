@@ -313,9 +313,13 @@ pub async fn run(
             Err(err) => shared.finish(error_record(&err)),
             Ok(file) => {
                 let tally = &shared.tally;
-                tally
-                    .bytes_hashed
-                    .fetch_add(file.stamp.size, Ordering::Relaxed);
+                if file.cached {
+                    tally.cached.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    tally
+                        .bytes_hashed
+                        .fetch_add(file.stamp.size, Ordering::Relaxed);
+                }
                 tally
                     .hash_nanos
                     .fetch_add(file.hash_time.as_nanos() as u64, Ordering::Relaxed);
@@ -377,6 +381,8 @@ pub async fn run(
         skipped: t.skipped.load(Ordering::Relaxed),
         not_started: t.planned.load(Ordering::Relaxed).saturating_sub(done),
         bytes,
+        bytes_hashed: t.bytes_hashed.load(Ordering::Relaxed),
+        cached: t.cached.load(Ordering::Relaxed),
         elapsed_ms: elapsed.as_millis() as u64,
         hash_gb_per_s: t.bytes_hashed.load(Ordering::Relaxed) as f64
             / (t.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),

@@ -29,8 +29,10 @@ pub struct Tally {
     pub skipped: AtomicU64,
     /// Bytes of the files uploaded.
     pub bytes_uploaded: AtomicU64,
-    /// Bytes hashed (each file once, as the engine hands it over).
+    /// Bytes read and hashed (each file once, as the engine hands it over; cache hits not).
     pub bytes_hashed: AtomicU64,
+    /// Files answered by the hash cache.
+    pub cached: AtomicU64,
     /// Time the hashing threads spent on those bytes, summed over files.
     pub hash_nanos: AtomicU64,
     /// File bytes put on the wire, retries included: what moves the byte bar.

@@ -44,6 +44,7 @@ impl EngineArgs {
                 IoArg::Read => IoMode::Read,
             },
             mmap_threshold: self.mmap_threshold,
+            cache: None,
         }
     }
 }

@@ -100,6 +100,14 @@ pub struct UploadArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Keep the hash cache in DIR [default: $XDG_CACHE_HOME/hashup, else ~/.cache/hashup].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+
+    /// Read every file, and neither use nor update the hash cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Trust the CA certificates in this PEM file too (for the API and storage).
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
@@ -143,6 +151,8 @@ impl UploadArgs {
             progress_every: Duration::from_secs(self.progress_every),
             quiet: self.quiet,
             cacert: self.cacert,
+            state_dir: self.state,
+            hash_cache: !self.no_cache,
             dry_run: self.dry_run,
         }
     }

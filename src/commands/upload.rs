@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use crate::config::{Destination, UploadConfig};
 use crate::exit::ExitCode;
+use crate::hash::cache::{HashCache, Loaded};
 use crate::hash::{FileEntry, FileError, Hasher};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, PipelineOptions, StopLevel};
@@ -68,8 +69,15 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Fatal);
         }
     };
+    let cache = open_cache(config);
+    let hash = crate::hash::HashOptions {
+        cache: cache.clone(),
+        ..config.hash.clone()
+    };
     if config.dry_run {
-        return dry_run(entries, config);
+        let code = dry_run(entries, &hash);
+        save_cache(cache.as_deref());
+        return code;
     }
     // From here on a Ctrl-C or SIGTERM is a request to stop cleanly.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,7 +93,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         stop
     };
     if let Some((_, token)) = &api {
-        warn_if_token_outlived(token, &entries, &config.hash);
+        warn_if_token_outlived(token, &entries, &hash);
     }
 
     let timeouts = Timeouts {
@@ -115,7 +123,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         None => Manifest::none(),
     });
     let options = PipelineOptions {
-        hash: config.hash.clone(),
+        hash,
         uploads: config.uploads,
         retry: RetryPolicy {
             retries: config.retries,
@@ -154,6 +162,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     })?;
     // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
     runtime.shutdown_background();
+    save_cache(cache.as_deref());
 
     let s = &report.summary;
     if !config.quiet {
@@ -161,15 +170,24 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             0 => String::new(),
             n => format!(", {n} not started"),
         };
+        let rate = match s.bytes_hashed {
+            0 => String::new(),
+            _ => format!(" at {:.2} GB/s per thread", s.hash_gb_per_s),
+        };
+        let cached = match s.cached {
+            0 => String::new(),
+            n => format!(", {n} from the hash cache"),
+        };
         eprintln!(
-            "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started} in {:.2} s; hash {:.2} GB/s per thread, upload {:.1} MB/s, {:.1} objects/s",
+            "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started} in {:.2} s; \
+             hashed {}{cached}{rate}; upload {:.1} MB/s, {:.1} objects/s",
             s.files,
             s.uploaded,
             human_bytes(s.bytes),
             s.failed,
             s.skipped,
             s.elapsed_ms as f64 / 1000.0,
-            s.hash_gb_per_s,
+            human_bytes(s.bytes_hashed),
             s.upload_mb_per_s,
             s.objects_per_s
         );
@@ -223,6 +241,62 @@ impl StopSignals {
             "hashup: interrupted three times: exiting now; the manifest may lack its summary"
         );
         std::process::exit(ExitCode::Interrupted as i32);
+    }
+}
+
+/// The hash cache in `--state DIR` or the user's cache directory; problems are warnings (the
+/// run reads every file instead), never errors.
+fn open_cache(config: &UploadConfig) -> Option<Arc<HashCache>> {
+    if !config.hash_cache {
+        return None;
+    }
+    let dir = config.state_dir.clone().or_else(|| {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|home| std::path::Path::new(&home).join(".cache"))
+            })?;
+        Some(base.join("hashup"))
+    })?;
+    match HashCache::open(&dir) {
+        Ok(cache) => {
+            match cache.loaded() {
+                Loaded::Corrupt { record } => eprintln!(
+                    "hashup: warning: hash cache {} is damaged (record {record} fails its check): \
+                     not trusting any of it; this run rebuilds it",
+                    cache.path().display()
+                ),
+                Loaded::OtherFormat => eprintln!(
+                    "hashup: warning: hash cache {} has another format or version: this run rebuilds it",
+                    cache.path().display()
+                ),
+                Loaded::New | Loaded::Clean | Loaded::TornTail => {}
+            }
+            Some(Arc::new(cache))
+        }
+        Err(err) => {
+            eprintln!(
+                "hashup: warning: cannot use the hash cache in {}: {}; reading every file",
+                dir.display(),
+                crate::hash::plain_io_message(&err)
+            );
+            None
+        }
+    }
+}
+
+fn save_cache(cache: Option<&HashCache>) {
+    if let Some(cache) = cache
+        && let Err(err) = cache.save()
+    {
+        eprintln!(
+            "hashup: warning: cannot update the hash cache {}: {}",
+            cache.path().display(),
+            crate::hash::plain_io_message(&err)
+        );
     }
 }
 
@@ -333,12 +407,12 @@ async fn start_embedded(
 /// `--dry-run`: `<sha256>  <object name>` per file, in walk order; no network.
 fn dry_run(
     entries: Vec<Result<FileEntry, FileError>>,
-    config: &UploadConfig,
+    hash: &crate::hash::HashOptions,
 ) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = false;
-    for result in Hasher::spawn(entries, &config.hash)?.in_order() {
+    for result in Hasher::spawn(entries, hash)?.in_order() {
         match result {
             Ok(file) => {
                 let line = writeln!(out, "{}  {}", file.hex(), file.name.display());

@@ -15,12 +15,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::cache::HashCache;
 use super::{FileEntry, FileError, FileErrorKind, FileStamp, HashOptions, HashResult, HashedFile};
 use super::{IoMode, SkipReason, guard};
 
@@ -49,6 +50,7 @@ pub struct Reader {
     buffer: Vec<u8>,
     io: IoMode,
     mmap_threshold: u64,
+    cache: Option<Arc<HashCache>>,
 }
 
 impl Reader {
@@ -63,26 +65,65 @@ impl Reader {
             buffer: vec![0; READ_BUFFER],
             io,
             mmap_threshold: options.mmap_threshold,
+            cache: options.cache.clone(),
         }
     }
 
     /// Hashes one file; the entry moves into the result.
     pub fn hash(&mut self, entry: FileEntry) -> HashResult {
+        if let Some(hit) = self.cached(&entry) {
+            return Ok(hit);
+        }
         let started = Instant::now();
+        let read_started = SystemTime::now();
         match self.hash_inner(&entry) {
-            Ok((stamp, sha256)) => Ok(HashedFile {
-                path: entry.path,
-                name: entry.name,
-                stamp,
-                sha256,
-                hash_time: started.elapsed(),
-            }),
+            Ok((stamp, sha256)) => {
+                if let Some(cache) = &self.cache {
+                    cache.put(stamp, sha256, read_started);
+                }
+                Ok(HashedFile {
+                    path: entry.path,
+                    name: entry.name,
+                    stamp,
+                    sha256,
+                    hash_time: started.elapsed(),
+                    cached: false,
+                })
+            }
             Err(kind) => Err(FileError {
                 path: entry.path,
                 name: entry.name,
                 kind,
             }),
         }
+    }
+
+    /// The cache's answer for a regular file whose current stamp it knows: one `stat`, no
+    /// open, no read. Anything else (a link not followed, a special file, a miss) is read.
+    fn cached(&self, entry: &FileEntry) -> Option<HashedFile> {
+        let cache = self.cache.as_ref()?;
+        if entry.path.as_os_str() == "-" {
+            return None;
+        }
+        let meta = if entry.follow {
+            std::fs::metadata(&entry.path)
+        } else {
+            std::fs::symlink_metadata(&entry.path)
+        }
+        .ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let stamp = FileStamp::of(&meta);
+        let sha256 = cache.get(&stamp)?;
+        Some(HashedFile {
+            path: entry.path.clone(),
+            name: entry.name.clone(),
+            stamp,
+            sha256,
+            hash_time: Duration::ZERO,
+            cached: true,
+        })
     }
 
     fn hash_inner(&mut self, entry: &FileEntry) -> Result<(FileStamp, [u8; 32]), FileErrorKind> {

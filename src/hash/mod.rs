@@ -25,6 +25,7 @@
 //! }
 //! ```
 
+pub mod cache;
 mod guard;
 pub mod io;
 
@@ -113,6 +114,8 @@ pub struct HashedFile {
     pub sha256: [u8; 32],
     /// Time one thread spent opening, reading and hashing it.
     pub hash_time: Duration,
+    /// The digest came from the hash cache: the file was not read.
+    pub cached: bool,
 }
 
 impl HashedFile {
@@ -247,6 +250,9 @@ pub struct HashOptions {
     pub io: IoMode,
     /// Size from which [`IoMode::Auto`] maps a file.
     pub mmap_threshold: u64,
+    /// Known hashes by stamp: a file whose stamp is in it is not read (and new hashes go
+    /// into it). `None` reads every file.
+    pub cache: Option<std::sync::Arc<cache::HashCache>>,
 }
 
 impl Default for HashOptions {
@@ -255,6 +261,7 @@ impl Default for HashOptions {
             threads: 0,
             io: IoMode::Auto,
             mmap_threshold: io::DEFAULT_MMAP_THRESHOLD,
+            cache: None,
         }
     }
 }

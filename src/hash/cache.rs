@@ -1,0 +1,392 @@
+//! The hash cache: a file's [`FileStamp`] (device, inode, size, mtime, ctime) -> its SHA-256,
+//! so a nightly run never reads a file that has not changed.
+//!
+//! On disk it is one append-only file of fixed-size records, each carrying its own check (the
+//! first 8 bytes of the SHA-256 of the record), after a header with a magic, a format version
+//! and the record size. Loading reads it whole and checks every record:
+//! - a wrong magic, version or record size (an older hashup, another file) -> start empty and
+//!   rewrite it: never guess at a format;
+//! - a torn last record (a crash mid-append) -> dropped, the rest kept;
+//! - any full record failing its check -> the whole file is ignored and rebuilt, with a
+//!   warning: a cache that lies would publish wrong checksums, so it is never trusted in part.
+//!
+//! New entries are appended at the end of a run under an exclusive `flock` (several runs may
+//! share a cache), and the file is compacted (rewritten through a temporary file and a rename)
+//! when it holds more than twice the records it needs.
+//!
+//! A plain file, not an embedded database: 50,000 entries are 4.8 MB, load and check in a few
+//! milliseconds (see `benches/cache.rs`), and the only query is a point lookup in a `HashMap`.
+//!
+//! A stamp is cached only when the file's ctime and mtime lie at least [`RACY_MARGIN`] before
+//! the moment its read started: a write within the same timestamp tick as the read could
+//! otherwise leave the stamp unchanged with new content (git's "racily clean" problem).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write as _};
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+
+use super::FileStamp;
+
+/// The cache file's name inside the state directory.
+pub const FILE_NAME: &str = "hash-cache.bin";
+
+/// How long before a read a file's times must lie for its hash to be cached.
+pub const RACY_MARGIN: Duration = Duration::from_millis(100);
+
+const MAGIC: &[u8; 8] = b"HASHUPHC";
+const VERSION: u32 = 1;
+const HEADER: usize = 16;
+/// dev, ino, size, mtime s, mtime ns, ctime s, ctime ns (7 x 8) + SHA-256 (32) + check (8).
+const RECORD: usize = 56 + 32 + 8;
+
+/// What loading found, for the user (a warning) and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    /// No cache file yet.
+    New,
+    /// Every record checked out.
+    Clean,
+    /// A partial record at the end (a crash while appending) was dropped.
+    TornTail,
+    /// Another format or version: ignored, rebuilt.
+    OtherFormat,
+    /// A record failed its check: the whole file was ignored and is rebuilt.
+    Corrupt {
+        /// The first bad record (0-based).
+        record: usize,
+    },
+}
+
+/// A loaded cache plus what this run adds.
+#[derive(Debug)]
+pub struct HashCache {
+    path: PathBuf,
+    known: HashMap<FileStamp, [u8; 32]>,
+    fresh: Mutex<Vec<(FileStamp, [u8; 32])>>,
+    /// Full records in the file as loaded (0 when it is to be rewritten).
+    records_on_disk: usize,
+    rewrite: bool,
+    loaded: Loaded,
+    hits: AtomicU64,
+}
+
+impl HashCache {
+    /// Loads `dir/hash-cache.bin` (creating `dir` if needed).
+    pub fn open(dir: &Path) -> std::io::Result<HashCache> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                return Ok(HashCache::empty(path, Loaded::New, true));
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(HashCache::parse(path, &bytes))
+    }
+
+    fn empty(path: PathBuf, loaded: Loaded, rewrite: bool) -> HashCache {
+        HashCache {
+            path,
+            known: HashMap::new(),
+            fresh: Mutex::new(Vec::new()),
+            records_on_disk: 0,
+            rewrite,
+            loaded,
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    fn parse(path: PathBuf, bytes: &[u8]) -> HashCache {
+        if bytes.len() < HEADER || bytes[..HEADER] != header() {
+            return HashCache::empty(path, Loaded::OtherFormat, true);
+        }
+        let body = &bytes[HEADER..];
+        let mut known = HashMap::with_capacity(body.len() / RECORD);
+        for (index, record) in body.chunks_exact(RECORD).enumerate() {
+            match decode(record) {
+                Some((stamp, sha)) => {
+                    known.insert(stamp, sha);
+                }
+                None => return HashCache::empty(path, Loaded::Corrupt { record: index }, true),
+            }
+        }
+        let torn = !body.len().is_multiple_of(RECORD);
+        HashCache {
+            path,
+            known,
+            fresh: Mutex::new(Vec::new()),
+            records_on_disk: body.len() / RECORD,
+            // Appending after a torn record would misalign everything after it.
+            rewrite: torn,
+            loaded: if torn {
+                Loaded::TornTail
+            } else {
+                Loaded::Clean
+            },
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// What loading found.
+    pub fn loaded(&self) -> &Loaded {
+        &self.loaded
+    }
+
+    /// The file it lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Entries known from the file.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether the file held no entry.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// Lookups answered so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The SHA-256 of a file with exactly this stamp, if known.
+    pub fn get(&self, stamp: &FileStamp) -> Option<[u8; 32]> {
+        let found = self.known.get(stamp).copied();
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Remembers a hash taken by a read that started at `read_started`, unless the file's
+    /// times are too close to that moment to be trusted.
+    pub fn put(&self, stamp: FileStamp, sha256: [u8; 32], read_started: SystemTime) {
+        let limit = read_started
+            .checked_sub(RACY_MARGIN)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or((0, 0), |d| {
+                (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+            });
+        if stamp.mtime >= limit || stamp.ctime >= limit {
+            return;
+        }
+        if self.known.get(&stamp) == Some(&sha256) {
+            return;
+        }
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((stamp, sha256));
+    }
+
+    /// Writes what this run learnt: appended (and fsynced) under an exclusive lock, or the
+    /// whole file rewritten when it was unusable or has grown to over twice what it needs.
+    pub fn save(&self) -> std::io::Result<()> {
+        let fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
+        if fresh.is_empty() && !self.rewrite {
+            return Ok(());
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.with_extension("lock"))?;
+        // SAFETY: flock on a descriptor we own; released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let live = self.known.len() + fresh.len();
+        if self.rewrite || self.records_on_disk + fresh.len() > 2 * live.max(1024) {
+            // Another run may have appended since we loaded: keep its valid records.
+            let mut merged = match std::fs::read(&self.path) {
+                Ok(bytes) => HashCache::parse(self.path.clone(), &bytes).known,
+                Err(_) => HashMap::new(),
+            };
+            merged.extend(self.known.iter().map(|(k, v)| (*k, *v)));
+            merged.extend(fresh);
+            let tmp = self.path.with_extension("tmp");
+            let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+            out.write_all(&header())?;
+            for (stamp, sha) in &merged {
+                out.write_all(&encode(stamp, sha))?;
+            }
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_data()?;
+            std::fs::rename(&tmp, &self.path)?;
+        } else {
+            let mut file = OpenOptions::new().append(true).open(&self.path)?;
+            let mut bytes = Vec::with_capacity(fresh.len() * RECORD);
+            for (stamp, sha) in &fresh {
+                bytes.extend_from_slice(&encode(stamp, sha));
+            }
+            file.write_all(&bytes)?;
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+fn header() -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(RECORD as u32).to_le_bytes());
+    h
+}
+
+fn encode(stamp: &FileStamp, sha: &[u8; 32]) -> [u8; RECORD] {
+    let mut r = [0u8; RECORD];
+    let fields = [
+        stamp.dev,
+        stamp.ino,
+        stamp.size,
+        stamp.mtime.0 as u64,
+        stamp.mtime.1 as u64,
+        stamp.ctime.0 as u64,
+        stamp.ctime.1 as u64,
+    ];
+    for (i, v) in fields.iter().enumerate() {
+        r[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    r[56..88].copy_from_slice(sha);
+    let check = Sha256::digest(&r[..88]);
+    r[88..].copy_from_slice(&check[..8]);
+    r
+}
+
+fn decode(r: &[u8]) -> Option<(FileStamp, [u8; 32])> {
+    let check = Sha256::digest(&r[..88]);
+    if r[88..RECORD] != check[..8] {
+        return None;
+    }
+    let u = |i: usize| u64::from_le_bytes(r[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let stamp = FileStamp {
+        dev: u(0),
+        ino: u(1),
+        size: u(2),
+        mtime: (u(3) as i64, u(4) as i64),
+        ctime: (u(5) as i64, u(6) as i64),
+    };
+    Some((stamp, r[56..88].try_into().expect("32 bytes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(n: u64) -> FileStamp {
+        FileStamp {
+            dev: 1,
+            ino: n,
+            size: n * 10,
+            mtime: (1_600_000_000, 5),
+            ctime: (1_600_000_000, 7),
+        }
+    }
+
+    fn long_ago() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    #[test]
+    fn entries_survive_a_save_and_a_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HashCache::open(dir.path()).unwrap();
+        assert_eq!(cache.loaded(), &Loaded::New);
+        cache.put(stamp(1), [1; 32], long_ago());
+        cache.put(stamp(2), [2; 32], long_ago());
+        cache.save().unwrap();
+
+        let again = HashCache::open(dir.path()).unwrap();
+        assert_eq!(again.loaded(), &Loaded::Clean);
+        assert_eq!(again.get(&stamp(1)), Some([1; 32]));
+        assert_eq!(again.get(&stamp(2)), Some([2; 32]));
+        assert_eq!(again.get(&stamp(3)), None);
+        let mut other = stamp(1);
+        other.ctime.1 += 1;
+        assert_eq!(
+            again.get(&other),
+            None,
+            "any field of the stamp differs: a miss"
+        );
+        assert_eq!(again.hits(), 2);
+    }
+
+    #[test]
+    fn racy_stamps_are_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HashCache::open(dir.path()).unwrap();
+        let read_started =
+            UNIX_EPOCH + Duration::from_secs(1_600_000_000) + Duration::from_millis(50);
+        cache.put(stamp(1), [1; 32], read_started);
+        cache.save().unwrap();
+        assert!(HashCache::open(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_torn_tail_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HashCache::open(dir.path()).unwrap();
+        cache.put(stamp(1), [1; 32], long_ago());
+        cache.save().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&encode(&stamp(2), &[2; 32])[..40]);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let again = HashCache::open(dir.path()).unwrap();
+        assert_eq!(again.loaded(), &Loaded::TornTail);
+        assert_eq!(again.get(&stamp(1)), Some([1; 32]));
+        again.put(stamp(3), [3; 32], long_ago());
+        again.save().unwrap();
+        let third = HashCache::open(dir.path()).unwrap();
+        assert_eq!(third.loaded(), &Loaded::Clean);
+        assert_eq!(third.len(), 2);
+    }
+
+    #[test]
+    fn one_flipped_bit_discards_the_whole_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HashCache::open(dir.path()).unwrap();
+        for n in 1..=3 {
+            cache.put(stamp(n), [n as u8; 32], long_ago());
+        }
+        cache.save().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER + RECORD + 60] ^= 1; // the second record's SHA-256
+        std::fs::write(&path, &bytes).unwrap();
+
+        let again = HashCache::open(dir.path()).unwrap();
+        assert_eq!(again.loaded(), &Loaded::Corrupt { record: 1 });
+        assert!(again.is_empty());
+        again.save().unwrap();
+        assert_eq!(
+            HashCache::open(dir.path()).unwrap().loaded(),
+            &Loaded::Clean
+        );
+    }
+
+    #[test]
+    fn another_format_is_rebuilt_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = header().to_vec();
+        bytes[8] = 99; // a future version
+        bytes.extend_from_slice(&encode(&stamp(1), &[1; 32]));
+        std::fs::write(dir.path().join(FILE_NAME), &bytes).unwrap();
+        let cache = HashCache::open(dir.path()).unwrap();
+        assert_eq!(cache.loaded(), &Loaded::OtherFormat);
+        assert_eq!(cache.get(&stamp(1)), None);
+    }
+}
