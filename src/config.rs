@@ -141,3 +141,31 @@ pub struct UploadConfig {
     /// Walk and hash, print what would be uploaded, touch no network.
     pub dry_run: bool,
 }
+
+/// `hashup manifest summary|merge|diff`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestConfig {
+    /// `summary FILE...`: totals and failures of each manifest.
+    Summary {
+        /// The manifests.
+        files: Vec<PathBuf>,
+        /// One JSON object per manifest instead of plain lines.
+        json: bool,
+    },
+    /// `merge A B...`: the union of shard manifests.
+    Merge {
+        /// The shard manifests.
+        inputs: Vec<PathBuf>,
+        /// Where the merged manifest goes; standard output when `None`.
+        output: Option<PathBuf>,
+        /// A `sha256sum`-style list of the names (and checksums) the shards should cover.
+        expect: Option<PathBuf>,
+    },
+    /// `diff OLD NEW`: what changed between two runs.
+    Diff {
+        /// The earlier manifest.
+        old: PathBuf,
+        /// The later manifest.
+        new: PathBuf,
+    },
+}

@@ -1,15 +1,35 @@
-//! The upload manifest: JSON Lines, one record per file as it finishes, flushed per record so a
-//! crash or kill loses nothing that finished, then one `{"summary": ...}` record.
+//! The upload manifest, which doubles as the run's journal: JSON Lines, one [`Record`] per file
+//! as it finishes, then one `{"summary": ...}` line ([`Summary`]).
+//!
+//! **Durability.** Each record is written and flushed to the kernel before [`Manifest::record`]
+//! returns, so a killed process loses nothing that finished. Surviving a crash of the machine
+//! takes an fsync; one per record would cost a disk flush per file, so a background thread calls
+//! `sync_data` in batches instead: at most [`SYNC_INTERVAL`] after the oldest unsynced record was
+//! written, and at once for the summary and when the manifest is dropped. After a power loss the
+//! file therefore holds every record written up to about a second before, and possibly a torn
+//! last line.
+//!
+//! **Reading.** [`read`] returns a [`Journal`]: the records, the summary if the last run wrote
+//! one, and the line number of a torn (unparseable) last line, which is tolerated. An
+//! unparseable line anywhere else is an error naming the file and line. Several runs appended to
+//! one file ([`Manifest::append`]) read as one journal; [`Journal::latest`] gives each name's
+//! last record.
 
-use std::fs::File;
-use std::io::{BufWriter, Write as _};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Read as _, Seek as _, SeekFrom, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// The longest a written record waits for its fsync while the run goes on.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What became of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Stored, with its checksum.
@@ -20,12 +40,24 @@ pub enum Status {
     Skipped,
 }
 
+impl Status {
+    /// The word used in the manifest (`uploaded`, `failed`, `skipped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Uploaded => "uploaded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 /// One file's line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// The object name.
     pub name: String,
     /// The local path (lossy UTF-8).
+    #[serde(default)]
     pub path: String,
     /// Size in bytes, when known.
     pub size: Option<u64>,
@@ -38,15 +70,17 @@ pub struct Record {
     /// The last HTTP status seen (storage's on success, else the API's or storage's).
     pub http_status: Option<u16>,
     /// Presign-and-send attempts made (0 when none was).
+    #[serde(default)]
     pub attempts: u32,
     /// Why it failed or was skipped.
     pub error: Option<String>,
     /// Time from taking the file up to its outcome.
+    #[serde(default)]
     pub duration_ms: u64,
 }
 
 /// The final line's content.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Summary {
     /// Files seen (uploaded + failed + skipped).
     pub files: u64,
@@ -58,68 +92,634 @@ pub struct Summary {
     pub skipped: u64,
     /// Files planned but never taken up, because the run stopped early (fatal error or
     /// interrupt); they have no record.
+    #[serde(default)]
     pub not_started: u64,
     /// Bytes uploaded.
     pub bytes: u64,
     /// Bytes read and hashed (files answered by the hash cache are not read).
+    #[serde(default)]
     pub bytes_hashed: u64,
     /// Files whose SHA-256 came from the hash cache.
+    #[serde(default)]
     pub cached: u64,
     /// Wall time of the whole run.
     pub elapsed_ms: u64,
     /// Hashing speed per thread while hashing, in GB/s (10^9): bytes hashed over
     /// the time hashing threads spent on them. Unlike a rate over the run's wall
     /// time, it does not fall when uploads are the bottleneck.
+    #[serde(default)]
     pub hash_gb_per_s: f64,
     /// Bytes uploaded per second of the run, in MB/s (10^6).
+    #[serde(default)]
     pub upload_mb_per_s: f64,
     /// Objects uploaded per second of the run.
+    #[serde(default)]
     pub objects_per_s: f64,
     /// Why the run stopped early, if it did.
+    #[serde(default)]
     pub stopped: Option<String>,
+}
+
+/// The summary as its line holds it: `{"summary": {...}}`.
+#[derive(Serialize)]
+struct SummaryLine<'a> {
+    summary: &'a Summary,
+}
+
+/// Writes `records` then `summary` as manifest lines (no fsync): for merged manifests.
+pub fn write_all<'a>(
+    out: &mut (impl Write + ?Sized),
+    records: impl IntoIterator<Item = &'a Record>,
+    summary: &Summary,
+) -> io::Result<()> {
+    for record in records {
+        serde_json::to_writer(&mut *out, record)?;
+        out.write_all(b"\n")?;
+    }
+    serde_json::to_writer(&mut *out, &SummaryLine { summary })?;
+    out.write_all(b"\n")
 }
 
 /// The manifest file, or nothing (records are then dropped).
 pub struct Manifest {
-    out: Mutex<Option<BufWriter<File>>>,
+    writer: Option<Writer>,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    syncer: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    out: Mutex<BufWriter<File>>,
+    /// A second handle on the same open file: the syncer calls `sync_data` on it without
+    /// holding `out`, so writers never wait for the disk.
+    file: File,
+    state: Mutex<SyncState>,
+    wake: Condvar,
+    interval: Duration,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// When the oldest record not yet synced was flushed; `None` when all are synced.
+    dirty_since: Option<Instant>,
+    /// The manifest is being dropped: sync what is left and end.
+    closing: bool,
+    /// `sync_data` calls made (for the tests).
+    syncs: u64,
+    /// A failed background sync, handed to the next caller of `record` or `summary`.
+    error: Option<io::Error>,
 }
 
 impl Manifest {
     /// Creates (truncates) `path`.
-    pub fn create(path: &Path) -> std::io::Result<Manifest> {
-        Ok(Manifest {
-            out: Mutex::new(Some(BufWriter::new(File::create(path)?))),
-        })
+    pub fn create(path: &Path) -> io::Result<Manifest> {
+        Manifest::with_interval(File::create(path)?, SYNC_INTERVAL)
+    }
+
+    /// Opens `path` to append another run's records (creating it if need be). A torn last line
+    /// left by a killed run is cut off first, and a last line missing only its newline gets
+    /// one, so the file stays readable by [`read`].
+    pub fn append(path: &Path) -> io::Result<Manifest> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        repair_tail(&mut file)?;
+        Manifest::with_interval(file, SYNC_INTERVAL)
     }
 
     /// A manifest that writes nothing.
     pub fn none() -> Manifest {
-        Manifest {
-            out: Mutex::new(None),
-        }
+        Manifest { writer: None }
     }
 
-    /// Appends one file's record and flushes it.
-    pub fn record(&self, record: &Record) -> std::io::Result<()> {
-        self.write_line(record)
+    fn with_interval(file: File, interval: Duration) -> io::Result<Manifest> {
+        let shared = Arc::new(Shared {
+            file: file.try_clone()?,
+            out: Mutex::new(BufWriter::new(file)),
+            state: Mutex::new(SyncState::default()),
+            wake: Condvar::new(),
+            interval,
+        });
+        let syncer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("hashup-manifest-sync".into())
+                .spawn(move || shared.sync_loop())?
+        };
+        Ok(Manifest {
+            writer: Some(Writer {
+                shared,
+                syncer: Some(syncer),
+            }),
+        })
     }
 
-    /// Appends the summary record and flushes it.
-    pub fn summary(&self, summary: &Summary) -> std::io::Result<()> {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            summary: &'a Summary,
-        }
-        self.write_line(&Line { summary })
-    }
-
-    fn write_line(&self, value: &impl Serialize) -> std::io::Result<()> {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(out) = out.as_mut() else {
+    /// Appends one file's record and flushes it; it is fsynced within [`SYNC_INTERVAL`].
+    pub fn record(&self, record: &Record) -> io::Result<()> {
+        let Some(writer) = &self.writer else {
             return Ok(());
         };
-        serde_json::to_writer(&mut *out, value)?;
-        out.write_all(b"\n")?;
-        out.flush()
+        writer.shared.write_line(record)
+    }
+
+    /// Appends the summary record, flushes it and fsyncs the file before returning.
+    pub fn summary(&self, summary: &Summary) -> io::Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        writer.shared.write_line(&SummaryLine { summary })?;
+        writer.shared.sync_now()
+    }
+
+    /// Fsyncs everything written so far, now.
+    pub fn sync(&self) -> io::Result<()> {
+        match &self.writer {
+            Some(writer) => writer.shared.sync_now(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Manifest {
+    /// Syncs what is not synced yet and ends the background thread.
+    fn drop(&mut self) {
+        let Some(writer) = &mut self.writer else {
+            return;
+        };
+        writer.shared.lock_state().closing = true;
+        writer.shared.wake.notify_all();
+        if let Some(syncer) = writer.syncer.take() {
+            let _ = syncer.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_line(&self, value: &impl Serialize) -> io::Result<()> {
+        {
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            serde_json::to_writer(&mut *out, value)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+        // Marked dirty only after the flush: a sync that clears the mark covers this line.
+        let mut state = self.lock_state();
+        if state.dirty_since.is_none() {
+            state.dirty_since = Some(Instant::now());
+            self.wake.notify_all();
+        }
+        match state.error.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    fn sync_now(&self) -> io::Result<()> {
+        self.lock_state().dirty_since = None;
+        let result = self.file.sync_data();
+        let mut state = self.lock_state();
+        state.syncs += 1;
+        result?;
+        match state.error.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// The background thread: sleeps until a record is written, waits out the interval from
+    /// that first unsynced record (or until closing), then syncs every line written so far.
+    fn sync_loop(&self) {
+        let mut state = self.lock_state();
+        loop {
+            let Some(since) = state.dirty_since else {
+                if state.closing {
+                    return;
+                }
+                state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let due = since + self.interval;
+            let now = Instant::now();
+            if now < due && !state.closing {
+                state = self
+                    .wake
+                    .wait_timeout(state, due - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            state.dirty_since = None;
+            drop(state);
+            let result = self.file.sync_data();
+            state = self.lock_state();
+            state.syncs += 1;
+            if let Err(err) = result {
+                state.error.get_or_insert(err);
+            }
+        }
+    }
+}
+
+/// Cuts a torn last line off `file` (or ends a whole one with its missing newline).
+fn repair_tail(file: &mut File) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    let mut last = [0u8];
+    if len == 0 || {
+        file.seek(SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        last == *b"\n"
+    } {
+        return Ok(());
+    }
+    // Scan back from the end for the newline before the last line, a block at a time.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut pos = len;
+    let line_start = loop {
+        let block = pos.min(64 * 1024);
+        pos -= block;
+        let mut buf = vec![0; block as usize];
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            tail.splice(0..0, buf[i + 1..].iter().copied());
+            break pos + i as u64 + 1;
+        }
+        tail.splice(0..0, buf);
+        if pos == 0 {
+            break 0;
+        }
+    };
+    if parse_line(&tail).is_ok() || tail.iter().all(u8::is_ascii_whitespace) {
+        file.write_all(b"\n")
+    } else {
+        file.set_len(line_start)
+    }
+}
+
+/// A manifest as read back: what a run (or several, appended) recorded.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Journal {
+    /// Every file record, in file order (a name retried by a later run appears again).
+    pub records: Vec<Record>,
+    /// The summary that ends the file: `None` when the last run wrote none (it was killed,
+    /// or is still running).
+    pub summary: Option<Summary>,
+    /// The line number (from 1) of a torn last line, which was ignored.
+    pub torn: Option<usize>,
+    /// Runs in the file: one per summary line, plus one if records (or a torn line) follow
+    /// the last summary.
+    pub runs: usize,
+}
+
+impl Journal {
+    /// Each name's last record, by name.
+    pub fn latest(&self) -> BTreeMap<&str, &Record> {
+        self.records.iter().map(|r| (r.name.as_str(), r)).collect()
+    }
+}
+
+/// One parsed line.
+enum Line {
+    Record(Record),
+    Summary(Summary),
+}
+
+fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(line)?;
+    match value.as_object_mut() {
+        Some(object) if object.len() == 1 && object.contains_key("summary") => {
+            let summary = object.remove("summary").unwrap_or_default();
+            Ok(Line::Summary(serde_json::from_value(summary)?))
+        }
+        _ => Ok(Line::Record(serde_json::from_value(value)?)),
+    }
+}
+
+/// Reads a manifest. A torn last line is tolerated and reported in [`Journal::torn`]; any other
+/// unparseable line is an `InvalidData` error naming `path` and the line. Empty lines are
+/// skipped.
+pub fn read(path: &Path) -> io::Result<Journal> {
+    let named = |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", path.display()));
+    let file = File::open(path).map_err(named)?;
+    read_from(BufReader::new(file), &path.display().to_string()).map_err(|err| {
+        if err.kind() == io::ErrorKind::InvalidData {
+            err // already names the file and line
+        } else {
+            named(err)
+        }
+    })
+}
+
+/// [`read`] from any reader; `origin` names it in errors.
+pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
+    let mut journal = Journal::default();
+    // Records after the last summary: a run in progress or killed.
+    let mut open_run = false;
+    // An unparseable line: an error unless it turns out to be the last one.
+    let mut bad: Option<(usize, serde_json::Error)> = None;
+    let mut buf = Vec::new();
+    let mut number = 0;
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        number += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if let Some((line, err)) = bad.take() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{origin}:{line}: not a manifest line: {err}"),
+            ));
+        }
+        match parse_line(&buf) {
+            Ok(Line::Record(record)) => {
+                journal.records.push(record);
+                journal.summary = None;
+                open_run = true;
+            }
+            Ok(Line::Summary(summary)) => {
+                journal.summary = Some(summary);
+                journal.runs += 1;
+                open_run = false;
+            }
+            Err(err) => bad = Some((number, err)),
+        }
+    }
+    if let Some((line, _)) = bad {
+        journal.torn = Some(line);
+        journal.summary = None;
+        open_run = true;
+    }
+    if open_run {
+        journal.runs += 1;
+    }
+    Ok(journal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, status: Status) -> Record {
+        Record {
+            name: name.into(),
+            path: format!("src/{name}"),
+            size: Some(6),
+            mtime: Some("2026-11-26T00:00:00.000000000Z".into()),
+            sha256: Some("ab".repeat(32)),
+            status,
+            http_status: Some(204),
+            attempts: 1,
+            error: None,
+            duration_ms: 3,
+        }
+    }
+
+    fn summary(files: u64) -> Summary {
+        Summary {
+            files,
+            uploaded: files,
+            ..Summary::default()
+        }
+    }
+
+    fn line(value: &impl Serialize) -> String {
+        serde_json::to_string(value).unwrap() + "\n"
+    }
+
+    fn summary_line(s: &Summary) -> String {
+        line(&SummaryLine { summary: s })
+    }
+
+    fn read_str(text: &str) -> io::Result<Journal> {
+        read_from(text.as_bytes(), "m.jsonl")
+    }
+
+    fn syncs(manifest: &Manifest) -> u64 {
+        manifest.writer.as_ref().unwrap().shared.lock_state().syncs
+    }
+
+    #[test]
+    fn reads_back_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let (a, b) = (record("a", Status::Uploaded), record("b", Status::Failed));
+        {
+            let manifest = Manifest::create(&path).unwrap();
+            manifest.record(&a).unwrap();
+            manifest.record(&b).unwrap();
+            manifest.summary(&summary(2)).unwrap();
+        }
+        let journal = read(&path).unwrap();
+        assert_eq!(
+            journal,
+            Journal {
+                records: vec![a, b],
+                summary: Some(summary(2)),
+                torn: None,
+                runs: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_tolerated_and_reported() {
+        let a = record("a", Status::Uploaded);
+        let text = line(&a) + &line(&record("b", Status::Uploaded))[..40];
+        let journal = read_str(&text).unwrap();
+        assert_eq!(journal.records, vec![a.clone()]);
+        assert_eq!(journal.torn, Some(2));
+        assert_eq!(journal.summary, None);
+        assert_eq!(journal.runs, 1);
+        // Torn while the summary was written: the run has none.
+        let text = line(&a) + &summary_line(&summary(1))[..20];
+        let journal = read_str(&text).unwrap();
+        assert_eq!((journal.torn, journal.summary), (Some(2), None));
+        // Trailing empty lines do not hide a torn line, nor count as one.
+        let journal = read_str(&(line(&a) + "{\"na\n\n")).unwrap();
+        assert_eq!(journal.torn, Some(2));
+        let journal = read_str(&(line(&a) + "\n\n")).unwrap();
+        assert_eq!(journal.torn, None);
+    }
+
+    #[test]
+    fn an_unparseable_middle_line_names_file_and_line() {
+        let a = line(&record("a", Status::Uploaded));
+        let text = format!("{a}{{\"name\": \"b\"\n{a}");
+        let err = read_str(&text).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            err.to_string()
+                .starts_with("m.jsonl:2: not a manifest line: "),
+            "{err}"
+        );
+        // Parseable JSON that is not a record counts as unparseable too.
+        let err = read_str(&format!("{a}{{\"size\": 3}}\n{a}")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("m.jsonl:2: not a manifest line: missing field `name`"),
+            "{err}"
+        );
+        // Through `read`, the error names the path.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:2: ", path.display())),
+            "{err}"
+        );
+        let err = read(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("missing: "), "{err}");
+    }
+
+    #[test]
+    fn appended_runs_and_killed_runs_read_fine() {
+        let a1 = record("a", Status::Failed);
+        let a2 = record("a", Status::Uploaded);
+        let b = record("b", Status::Uploaded);
+        // Run 1 killed (no summary), run 2 finished.
+        let text = line(&a1) + &line(&b) + &line(&a2) + &summary_line(&summary(1));
+        let journal = read_str(&text).unwrap();
+        assert_eq!(journal.records.len(), 3);
+        assert_eq!(journal.summary, Some(summary(1)));
+        assert_eq!(
+            journal.runs, 1,
+            "a killed run before a finished one is not told apart"
+        );
+        let latest = journal.latest();
+        assert_eq!(latest.len(), 2);
+        assert_eq!(latest["a"], &a2);
+        // Run 1 finished, run 2 killed: the file ends with no summary.
+        let text = line(&a1) + &summary_line(&summary(1)) + &line(&a2);
+        let journal = read_str(&text).unwrap();
+        assert_eq!((journal.summary, journal.runs), (None, 2));
+        // Two finished runs.
+        let text = line(&a1) + &summary_line(&summary(1)) + &line(&a2) + &summary_line(&summary(2));
+        let journal = read_str(&text).unwrap();
+        assert_eq!((journal.summary, journal.runs), (Some(summary(2)), 2));
+        // An empty file: no run at all.
+        assert_eq!(read_str("").unwrap(), Journal::default());
+    }
+
+    #[test]
+    fn append_cuts_a_torn_tail_and_keeps_a_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let a = record("a", Status::Uploaded);
+        let b = record("b", Status::Uploaded);
+        // Killed mid-line: the torn part goes.
+        std::fs::write(&path, line(&a) + &line(&b)[..30]).unwrap();
+        drop(Manifest::append(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(&a));
+        // Killed between a line and its newline: the line stays.
+        let whole = line(&a) + line(&b).trim_end();
+        std::fs::write(&path, &whole).unwrap();
+        {
+            let manifest = Manifest::append(&path).unwrap();
+            manifest.record(&a).unwrap();
+            manifest.summary(&summary(3)).unwrap();
+        }
+        let journal = read(&path).unwrap();
+        assert_eq!(journal.records, vec![a.clone(), b, a.clone()]);
+        assert_eq!((journal.torn, journal.runs), (None, 1));
+        // A torn first line, and a long line spanning the scan's blocks.
+        let mut long = record("long", Status::Failed);
+        long.error = Some("x".repeat(200_000));
+        std::fs::write(&path, &line(&long)[..150_000]).unwrap();
+        drop(Manifest::append(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        std::fs::write(&path, line(&a) + &line(&long)[..150_000]).unwrap();
+        drop(Manifest::append(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line(&a));
+    }
+
+    #[test]
+    fn a_record_is_readable_by_another_open_once_record_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let manifest = Manifest::create(&path).unwrap();
+        for i in 0..3 {
+            manifest
+                .record(&record(&format!("f{i}"), Status::Uploaded))
+                .unwrap();
+            // Flushed to the kernel: a separate open sees it, while the run goes on.
+            let journal = read(&path).unwrap();
+            assert_eq!(journal.records.len(), i + 1);
+            assert_eq!(journal.summary, None);
+        }
+    }
+
+    // Whether a synced record survives a power loss cannot be tested here; these tests check
+    // when `sync_data` is called.
+
+    #[test]
+    fn records_are_synced_in_batches_not_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("m.jsonl")).unwrap();
+        let manifest = Manifest::with_interval(file, Duration::from_secs(3600)).unwrap();
+        for i in 0..100 {
+            manifest
+                .record(&record(&format!("f{i}"), Status::Uploaded))
+                .unwrap();
+        }
+        assert_eq!(syncs(&manifest), 0, "no fsync per record");
+        manifest.summary(&summary(100)).unwrap();
+        assert_eq!(
+            syncs(&manifest),
+            1,
+            "the summary is synced before it returns"
+        );
+    }
+
+    #[test]
+    fn a_record_is_synced_within_the_interval_without_more_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("m.jsonl")).unwrap();
+        let manifest = Manifest::with_interval(file, Duration::from_millis(20)).unwrap();
+        assert_eq!(syncs(&manifest), 0);
+        manifest.record(&record("a", Status::Uploaded)).unwrap();
+        // The background thread syncs it; no other write is needed to trigger that.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while syncs(&manifest) == 0 {
+            assert!(Instant::now() < deadline, "never synced");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Idle: nothing left to sync, so no more syncs.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(syncs(&manifest), 1);
+    }
+
+    #[test]
+    fn drop_syncs_what_is_left_and_ends_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("m.jsonl")).unwrap();
+        let manifest = Manifest::with_interval(file, Duration::from_secs(3600)).unwrap();
+        manifest.record(&record("a", Status::Uploaded)).unwrap();
+        let shared = manifest.writer.as_ref().unwrap().shared.clone();
+        drop(manifest); // joins the syncer, which syncs before it ends
+        assert_eq!(shared.lock_state().syncs, 1);
+        assert_eq!(shared.lock_state().dirty_since, None);
+    }
+
+    #[test]
+    fn no_manifest_writes_nothing() {
+        let manifest = Manifest::none();
+        manifest.record(&record("a", Status::Uploaded)).unwrap();
+        manifest.summary(&summary(1)).unwrap();
+        manifest.sync().unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: each area of hashup is a module.
 
 mod hash;
+mod manifest;
 mod readme;
 mod serve;
 mod upload;

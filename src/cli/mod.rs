@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod hash;
+pub mod manifest;
 pub mod serve;
 pub mod upload;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Hash files and upload them through a PROMINENCE presign API, many at once, with a manifest.
     Upload(upload::UploadArgs),
+    /// Read upload manifests back: summary, merge shards, diff two runs.
+    Manifest(manifest::ManifestArgs),
 }
 
 #[cfg(test)]

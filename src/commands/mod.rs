@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod hash;
+pub mod manifest;
 pub mod upload;
 
 use std::io;

@@ -1,0 +1,613 @@
+//! `hashup manifest summary|merge|diff`, run as a binary on manifests from real `--embedded`
+//! uploads and on hand-written ones (failures, killed runs, torn lines), with exact output and
+//! exit codes.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::serve::fixture::sha256_hex;
+use crate::upload::{Run, pattern, read_manifest, tree};
+
+/// Runs `hashup ARGS` in `dir` (so names in the output are the relative ones given).
+fn hashup(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_hashup"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PROMINENCE_URL")
+        .env_remove("PROMINENCE_TOKEN")
+        .env("HOME", dir)
+        .output()
+        .expect("run hashup");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `hashup upload ARGS --embedded STORE --manifest MANIFEST` in `dir`, which must succeed.
+fn upload(dir: &Path, args: &[&str], store: &str, manifest: &str) {
+    let mut all = vec!["upload"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--embedded",
+        store,
+        "--manifest",
+        manifest,
+        "--progress",
+        "none",
+    ]);
+    let run = hashup(dir, &all);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// A hand-written record line.
+fn rec(name: &str, status: &str, sha256: Option<&str>, error: Option<&str>) -> String {
+    let record = json!({
+        "name": name, "path": format!("src/{name}"), "size": 6,
+        "mtime": "2026-11-26T00:00:00.000000000Z", "sha256": sha256, "status": status,
+        "http_status": if status == "uploaded" { Some(204) } else { None },
+        "attempts": 1, "error": error, "duration_ms": 5,
+    });
+    format!("{record}\n")
+}
+
+/// A hand-written summary line.
+fn summary(counts: [u64; 4], bytes: u64, elapsed_ms: u64, stopped: Option<&str>) -> String {
+    let [files, uploaded, failed, skipped] = counts;
+    let line = json!({"summary": {
+        "files": files, "uploaded": uploaded, "failed": failed, "skipped": skipped,
+        "bytes": bytes, "elapsed_ms": elapsed_ms, "hash_gb_per_s": 1.5,
+        "upload_mb_per_s": 0.0, "objects_per_s": 0.0, "stopped": stopped,
+    }});
+    format!("{line}\n")
+}
+
+fn write(dir: &Path, name: &str, lines: &[String]) {
+    std::fs::write(dir.join(name), lines.concat()).unwrap();
+}
+
+/// The file's records without the field that differs between runs (`duration_ms`).
+fn comparable(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("duration_ms");
+            r
+        })
+        .collect()
+}
+
+fn elapsed(manifest: &Path) -> String {
+    let (_, summary) = read_manifest(manifest);
+    format!(
+        "{:.2} s",
+        summary["elapsed_ms"].as_u64().unwrap() as f64 / 1000.0
+    )
+}
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+#[test]
+fn summary_of_a_real_run_and_of_one_with_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = pattern(300_000);
+    tree(
+        &dir.path().join("src"),
+        &[("a.txt", b"hello\n"), ("sub/b.bin", &big)],
+    );
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    upload(dir.path(), &["src"], "store", "m.jsonl");
+    upload(dir.path(), &["empty"], "store", "e.jsonl");
+
+    let run = hashup(dir.path(), &["manifest", "summary", "m.jsonl", "e.jsonl"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "m.jsonl: 2 files: 2 uploaded (300.0 kB), 0 failed, 0 skipped; finished in {}\n\
+             e.jsonl: nothing to do: no files; finished in {}\n",
+            elapsed(&dir.path().join("m.jsonl")),
+            elapsed(&dir.path().join("e.jsonl")),
+        )
+    );
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn summary_lists_failures_and_tells_how_the_run_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let failed = rec("b.sif", "failed", Some(B), Some("storage answered 500"));
+    write(
+        d,
+        "failed.jsonl",
+        &[
+            rec("a.sif", "uploaded", Some(A), None),
+            failed.clone(),
+            rec("fifo", "skipped", None, Some("not a regular file")),
+            summary([3, 1, 1, 1], 6, 1234, None),
+        ],
+    );
+    let run = hashup(d, &["manifest", "summary", "failed.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout,
+        "failed.jsonl: 3 files: 1 uploaded (6 B), 1 failed, 1 skipped; finished in 1.23 s\n\
+         failed.jsonl: failed: b.sif: storage answered 500\n"
+    );
+
+    // Killed mid-line: no summary, a torn last line; still readable, but not a success.
+    let torn = rec("c.sif", "uploaded", Some(A), None)[..30].to_string();
+    write(
+        d,
+        "killed.jsonl",
+        &[rec("a.sif", "uploaded", Some(A), None), torn],
+    );
+    let run = hashup(d, &["manifest", "summary", "killed.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout,
+        "killed.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; no summary line: the run \
+         did not finish (killed, or still running)\n\
+         killed.jsonl:2: torn last line ignored (cut off while it was written)\n"
+    );
+    assert_eq!(run.stderr, "");
+
+    // Stopped by a fatal answer; and no files at all but stopped is not "nothing to do".
+    write(
+        d,
+        "stopped.jsonl",
+        &[summary(
+            [0, 0, 0, 0],
+            0,
+            20,
+            Some("authentication failed (401)"),
+        )],
+    );
+    let run = hashup(d, &["manifest", "summary", "stopped.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout,
+        "stopped.jsonl: 0 files: 0 uploaded (0 B), 0 failed, 0 skipped; stopped early after \
+         0.02 s: authentication failed (401)\n"
+    );
+
+    // Two runs appended: the second uploaded what the first could not; counts are per name.
+    write(
+        d,
+        "two.jsonl",
+        &[
+            rec("a.sif", "uploaded", Some(A), None),
+            failed,
+            summary([2, 1, 1, 0], 6, 1000, None),
+            rec("b.sif", "uploaded", Some(B), None),
+            summary([1, 1, 0, 0], 6, 500, None),
+        ],
+    );
+    let run = hashup(d, &["manifest", "summary", "two.jsonl"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.stdout,
+        "two.jsonl: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped; finished in 0.50 s\n\
+         two.jsonl: 2 runs appended; counts are each name's latest record\n"
+    );
+}
+
+#[test]
+fn summary_json_is_one_object_per_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "m.jsonl",
+        &[
+            rec("a.sif", "uploaded", Some(A), None),
+            rec("b.sif", "failed", None, Some("file changed while reading")),
+            summary([2, 1, 1, 0], 6, 40, None),
+        ],
+    );
+    let run = hashup(dir.path(), &["manifest", "summary", "--json", "m.jsonl"]);
+    assert_eq!(run.code, 1);
+    let value: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        value,
+        json!({
+            "manifest": "m.jsonl", "files": 2, "uploaded": 1, "failed": 1, "skipped": 0,
+            "bytes": 6, "elapsed_ms": 40, "finished": true, "stopped": null, "runs": 1,
+            "torn_line": null,
+            "failures": [{"name": "b.sif", "error": "file changed while reading"}],
+        })
+    );
+    assert_eq!(run.stdout.lines().count(), 1);
+}
+
+#[test]
+fn a_torn_middle_line_is_refused_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = rec("a.sif", "uploaded", Some(A), None);
+    write(
+        d,
+        "bad.jsonl",
+        &[good.clone(), "{\"name\": \"b.s\n".into(), good.clone()],
+    );
+    write(d, "good.jsonl", &[good, summary([1, 1, 0, 0], 6, 10, None)]);
+    // The other manifest is still summarized; the exit code says one could not be read.
+    let run = hashup(d, &["manifest", "summary", "bad.jsonl", "good.jsonl"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .starts_with("hashup: bad.jsonl:2: not a manifest line: "),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1);
+    assert_eq!(
+        run.stdout,
+        "good.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in 0.01 s\n"
+    );
+    for args in [
+        &["manifest", "merge", "good.jsonl", "bad.jsonl"][..],
+        &["manifest", "diff", "good.jsonl", "bad.jsonl"],
+    ] {
+        let run = hashup(d, args);
+        assert_eq!(run.code, 2, "{args:?}");
+        assert!(
+            run.stderr
+                .starts_with("hashup: bad.jsonl:2: not a manifest line: "),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "", "{args:?}");
+    }
+    let run = hashup(d, &["manifest", "summary", "missing.jsonl"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "hashup: missing.jsonl: No such file or directory (os error 2)\n"
+    );
+}
+
+/// A tree of four files: `a.txt` and `c.txt` at the top, two below `sub/`.
+fn four_files(dir: &Path) {
+    tree(
+        &dir.join("src"),
+        &[
+            ("a.txt", b"hello\n"),
+            ("c.txt", b"see\n"),
+            ("sub/b.txt", b"world\n"),
+            ("sub/d.bin", &pattern(70_000)),
+        ],
+    );
+}
+
+#[test]
+fn merging_two_shards_gives_the_single_run_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    four_files(d);
+    upload(d, &["src"], "store-all", "all.jsonl");
+    // Two shards covering the tree, each run on its own (store).
+    upload(d, &["src/a.txt", "src/c.txt"], "store-1", "s1.jsonl");
+    upload(d, &["src/sub", "--prefix", "sub"], "store-2", "s2.jsonl");
+    let list = hashup(d, &["upload", "src", "--dry-run"]);
+    assert_eq!(list.code, 0);
+    std::fs::write(d.join("list.sha256"), &list.stdout).unwrap();
+
+    let run = hashup(
+        d,
+        &[
+            "manifest",
+            "merge",
+            "s1.jsonl",
+            "s2.jsonl",
+            "--expect",
+            "list.sha256",
+            "-o",
+            "merged.jsonl",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        "hashup: merged 2 manifests: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; \
+         0 overlaps, 0 gaps, 0 extras, 0 mismatches\n"
+    );
+
+    let (single, single_summary) = read_manifest(&d.join("all.jsonl"));
+    let (merged, merged_summary) = read_manifest(&d.join("merged.jsonl"));
+    assert_eq!(comparable(&merged), comparable(&single));
+    for field in ["files", "uploaded", "failed", "skipped", "bytes", "stopped"] {
+        assert_eq!(merged_summary[field], single_summary[field], "{field}");
+    }
+    // Written sorted by name, the summary last.
+    let text = std::fs::read_to_string(d.join("merged.jsonl")).unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split('"').nth(3).filter(|_| l.starts_with("{\"name\"")))
+        .collect();
+    assert_eq!(names, ["a.txt", "c.txt", "sub/b.txt", "sub/d.bin"]);
+    // Without -o the same lines go to standard output.
+    let run = hashup(d, &["manifest", "merge", "s1.jsonl", "s2.jsonl"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.stdout, text);
+    // The merged manifest reads like any other.
+    let run = hashup(d, &["manifest", "summary", "merged.jsonl"]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout.starts_with(
+            "merged.jsonl: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; finished in "
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn merge_reports_overlapping_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    four_files(d);
+    // Both shards upload a.txt: the same bytes, so harmless, but the sharding is wrong.
+    upload(d, &["src/a.txt", "src/c.txt"], "store-1", "s1.jsonl");
+    upload(d, &["src/a.txt"], "store-2", "s2.jsonl");
+    let run = hashup(
+        d,
+        &["manifest", "merge", "s1.jsonl", "s2.jsonl", "-o", "m.jsonl"],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "hashup: overlap: a.txt: in s1.jsonl and s2.jsonl, both uploaded with the same sha256\n\
+         hashup: merged 2 manifests: 2 files: 2 uploaded (10 B), 0 failed, 0 skipped; 1 overlap\n"
+    );
+
+    // Different outcomes: the uploaded record is kept, whichever shard it came from.
+    write(
+        d,
+        "x.jsonl",
+        &[
+            rec("x", "uploaded", Some(A), None),
+            summary([1, 1, 0, 0], 6, 9, None),
+        ],
+    );
+    write(
+        d,
+        "y.jsonl",
+        &[
+            rec("x", "failed", Some(B), Some("storage answered 503")),
+            summary([1, 0, 1, 0], 0, 9, None),
+        ],
+    );
+    let run = hashup(d, &["manifest", "merge", "x.jsonl", "y.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "hashup: overlap: x: in x.jsonl (uploaded aaaaaaaa..) and y.jsonl (failed bbbbbbbb..)\n\
+         hashup: merged 2 manifests: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; 1 overlap\n"
+    );
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kept: Value = serde_json::from_str(&rec("x", "uploaded", Some(A), None)).unwrap();
+    assert_eq!(lines[0], kept);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["summary"]["files"], 1);
+    assert_eq!(lines[1]["summary"]["uploaded"], 1);
+}
+
+#[test]
+fn merge_finds_gaps_extras_and_mismatches_against_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    four_files(d);
+    upload(d, &["src/a.txt", "src/c.txt"], "store-1", "s1.jsonl");
+    let list = hashup(d, &["upload", "src", "--dry-run"]);
+    // The list wants a different c.txt, and does not know e.txt.
+    let list = list
+        .stdout
+        .replace(&sha256_hex(b"see\n"), &sha256_hex(b"sea\n"));
+    std::fs::write(d.join("list.sha256"), list).unwrap();
+    write(
+        d,
+        "s2.jsonl",
+        &[
+            rec("e.txt", "uploaded", Some(A), None),
+            summary([1, 1, 0, 0], 6, 9, None),
+        ],
+    );
+
+    let run = hashup(
+        d,
+        &[
+            "manifest",
+            "merge",
+            "s1.jsonl",
+            "s2.jsonl",
+            "--expect",
+            "list.sha256",
+            "-o",
+            "m.jsonl",
+        ],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "hashup: gap: sub/b.txt: listed in list.sha256, in no manifest\n\
+             hashup: gap: sub/d.bin: listed in list.sha256, in no manifest\n\
+             hashup: mismatch: c.txt: sha256 {}.. in s1.jsonl, {}.. in list.sha256\n\
+             hashup: extra: e.txt: in s2.jsonl, not listed in list.sha256\n\
+             hashup: merged 2 manifests: 3 files: 3 uploaded (16 B), 0 failed, 0 skipped; \
+             0 overlaps, 2 gaps, 1 extra, 1 mismatch\n",
+            &sha256_hex(b"see\n")[..8],
+            &sha256_hex(b"sea\n")[..8],
+        )
+    );
+
+    // Extras alone are reported but are not a failure.
+    let run = hashup(d, &["hash", "src/a.txt"]);
+    std::fs::write(d.join("a.sha256"), run.stdout.replace("src/a.txt", "a.txt")).unwrap();
+    let run = hashup(
+        d,
+        &[
+            "manifest", "merge", "s1.jsonl", "--expect", "a.sha256", "-o", "m.jsonl",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "hashup: extra: c.txt: in s1.jsonl, not listed in a.sha256\n\
+         hashup: merged 1 manifest: 2 files: 2 uploaded (10 B), 0 failed, 0 skipped; \
+         0 overlaps, 0 gaps, 1 extra, 0 mismatches\n"
+    );
+
+    // A list that is not a checksum list stops the merge.
+    std::fs::write(d.join("bad.sha256"), "# names\nnot a checksum line\n").unwrap();
+    let run = hashup(
+        d,
+        &["manifest", "merge", "s1.jsonl", "--expect", "bad.sha256"],
+    );
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "hashup: bad.sha256:2: improperly formatted SHA256 checksum line\n"
+    );
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn merge_flags_failed_records_and_unfinished_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "s1.jsonl",
+        &[
+            rec("a", "uploaded", Some(A), None),
+            rec(
+                "b",
+                "failed",
+                None,
+                Some("cannot read: Permission denied (os error 13)"),
+            ),
+            summary([2, 1, 1, 0], 6, 800, None),
+        ],
+    );
+    // Killed: no summary, and a torn line.
+    write(
+        d,
+        "s2.jsonl",
+        &[rec("c", "uploaded", Some(B), None), "{\"name\":\"d".into()],
+    );
+    let run = hashup(d, &["manifest", "merge", "s1.jsonl", "s2.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "hashup: s2.jsonl:2: torn last line ignored\n\
+         hashup: s2.jsonl: no summary line: that run did not finish\n\
+         hashup: failed: b: cannot read: Permission denied (os error 13) (in s1.jsonl)\n\
+         hashup: merged 2 manifests: 3 files: 2 uploaded (12 B), 1 failed, 0 skipped; 0 overlaps\n"
+    );
+    // The merged summary is recomputed and says why the merged run is incomplete.
+    let summary: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    let summary = &summary["summary"];
+    assert_eq!(
+        (
+            &summary["files"],
+            &summary["uploaded"],
+            &summary["failed"],
+            &summary["bytes"]
+        ),
+        (&json!(3), &json!(2), &json!(1), &json!(12))
+    );
+    assert_eq!(summary["elapsed_ms"], 800);
+    assert_eq!(
+        summary["stopped"],
+        "s2.jsonl: no summary line: that run did not finish"
+    );
+}
+
+#[test]
+fn diff_of_two_real_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tree(
+        &d.join("src"),
+        &[
+            ("a.txt", b"same\n"),
+            ("b.txt", b"old\n"),
+            ("c.txt", b"gone\n"),
+        ],
+    );
+    upload(d, &["src"], "store", "old.jsonl");
+    std::fs::write(d.join("src/b.txt"), b"new\n").unwrap();
+    std::fs::remove_file(d.join("src/c.txt")).unwrap();
+    std::fs::write(d.join("src/d.txt"), b"added\n").unwrap();
+    upload(d, &["src"], "store", "new.jsonl");
+
+    let run = hashup(d, &["manifest", "diff", "old.jsonl", "new.jsonl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "~ b.txt (sha {}.. -> {}..)\n- c.txt\n+ d.txt\n\
+             1 added, 1 removed, 1 changed, 1 unchanged\n",
+            &sha256_hex(b"old\n")[..8],
+            &sha256_hex(b"new\n")[..8],
+        )
+    );
+    assert_eq!(run.stderr, "");
+
+    let run = hashup(d, &["manifest", "diff", "new.jsonl", "new.jsonl"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.stdout, "0 added, 0 removed, 0 changed, 3 unchanged\n");
+}
+
+#[test]
+fn diff_shows_status_changes_and_fails_on_unreadable_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "old.jsonl",
+        &[
+            rec("a", "failed", None, Some("storage answered 500")),
+            rec("b", "failed", Some(A), Some("file changed while reading")),
+            rec("c", "uploaded", Some(A), None),
+        ],
+    );
+    write(
+        d,
+        "new.jsonl",
+        &[
+            rec("a", "uploaded", Some(A), None),
+            rec("b", "uploaded", Some(B), None),
+            rec("c", "uploaded", Some(A), None),
+            summary([3, 3, 0, 0], 18, 5, None),
+        ],
+    );
+    let run = hashup(d, &["manifest", "diff", "old.jsonl", "new.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout,
+        "~ a (failed -> uploaded)\n\
+         ~ b (sha aaaaaaaa.. -> bbbbbbbb.., failed -> uploaded)\n\
+         0 added, 0 removed, 2 changed, 1 unchanged\n"
+    );
+
+    let run = hashup(d, &["manifest", "diff", "old.jsonl", "nope.jsonl"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "hashup: nope.jsonl: No such file or directory (os error 2)\n"
+    );
+    assert_eq!(run.stdout, "");
+}
