@@ -124,8 +124,15 @@ pub struct UploadConfig {
     pub connect_timeout: Duration,
     /// Longest time without a byte moving before a request fails.
     pub stall_timeout: Duration,
-    /// The JSON Lines manifest to write.
+    /// The JSON Lines manifest: a journal appended to; files it records as stored are not
+    /// sent again.
     pub manifest: Option<PathBuf>,
+    /// Truncate the manifest instead of resuming from it.
+    pub restart: bool,
+    /// Earlier manifests whose stored files are not sent again.
+    pub previous: Vec<PathBuf>,
+    /// Also skip files the API lists with the same name and size.
+    pub skip_existing: bool,
     /// Progress on stderr.
     pub progress: ProgressMode,
     /// The period of progress lines in [`ProgressMode::Log`].

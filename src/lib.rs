@@ -17,6 +17,7 @@ pub mod progress;
 pub mod retry;
 pub mod serve;
 pub mod sign;
+pub mod skip;
 pub mod sumfile;
 pub mod transfer;
 pub mod walk;

@@ -99,6 +99,9 @@ pub struct Summary {
     /// Bytes read and hashed (files answered by the hash cache are not read).
     #[serde(default)]
     pub bytes_hashed: u64,
+    /// Files skipped because they are already stored (a subset of `skipped`).
+    #[serde(default)]
+    pub already_stored: u64,
     /// Files whose SHA-256 came from the hash cache.
     #[serde(default)]
     pub cached: u64,

@@ -31,6 +31,7 @@ use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
 use crate::retry::RetryPolicy;
+use crate::skip::AlreadyStored;
 use crate::transfer::{MAX_OBJECT_SIZE, Storage, TransferError};
 
 /// How often a file that keeps changing is hashed again before it is reported failed.
@@ -141,6 +142,8 @@ pub struct PipelineOptions {
     pub retry: RetryPolicy,
     /// How progress is shown on stderr.
     pub progress: Style,
+    /// What is already stored: such files are recorded `skipped`, not sent.
+    pub stored: Arc<AlreadyStored>,
 }
 
 /// How far a run has been asked to stop; levels only go up.
@@ -323,6 +326,23 @@ pub async fn run(
                 tally
                     .hash_nanos
                     .fetch_add(file.hash_time.as_nanos() as u64, Ordering::Relaxed);
+                if let Some(reason) = shared.options.stored.reason(
+                    &file.name.to_string_lossy(),
+                    file.stamp.size,
+                    &file.hex(),
+                ) {
+                    tally.already_stored.fetch_add(1, Ordering::Relaxed);
+                    let skipped = record(
+                        &file,
+                        Status::Skipped,
+                        None,
+                        0,
+                        Some(reason.into()),
+                        Instant::now(),
+                    );
+                    shared.finish(skipped);
+                    continue;
+                }
                 let permit = tokio::select! {
                     biased;
                     () = reached(stop.clone(), StopLevel::Drain) => break,
@@ -383,6 +403,7 @@ pub async fn run(
         bytes,
         bytes_hashed: t.bytes_hashed.load(Ordering::Relaxed),
         cached: t.cached.load(Ordering::Relaxed),
+        already_stored: t.already_stored.load(Ordering::Relaxed),
         elapsed_ms: elapsed.as_millis() as u64,
         hash_gb_per_s: t.bytes_hashed.load(Ordering::Relaxed) as f64
             / (t.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),

@@ -27,6 +27,8 @@ pub struct Tally {
     pub failed: AtomicU64,
     /// Files skipped.
     pub skipped: AtomicU64,
+    /// Files skipped because they are already stored.
+    pub already_stored: AtomicU64,
     /// Bytes of the files uploaded.
     pub bytes_uploaded: AtomicU64,
     /// Bytes read and hashed (each file once, as the engine hands it over; cache hits not).

@@ -84,9 +84,23 @@ pub struct UploadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stall_timeout: u64,
 
-    /// Write a JSON Lines record per file, then a summary, to FILE.
+    /// Journal: append a JSON Lines record per file, then a summary, to FILE; files it already
+    /// records as uploaded (same name and SHA-256) are not sent again.
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+
+    /// Start the manifest afresh (truncate it) instead of resuming from it.
+    #[arg(long, requires = "manifest")]
+    pub restart: bool,
+
+    /// Also trust FILE, an earlier run's manifest: what it records as uploaded is not sent again
+    /// (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub previous: Vec<PathBuf>,
+
+    /// Also skip files the API already lists with the same name and size (uploaded by anyone).
+    #[arg(long)]
+    pub skip_existing: bool,
 
     /// Progress on stderr.
     #[arg(long, value_enum, default_value = "auto")]
@@ -142,6 +156,9 @@ impl UploadArgs {
             connect_timeout: Duration::from_secs(self.connect_timeout),
             stall_timeout: Duration::from_secs(self.stall_timeout),
             manifest: self.manifest,
+            restart: self.restart,
+            previous: self.previous,
+            skip_existing: self.skip_existing,
             progress: match self.progress {
                 ProgressArg::Auto => ProgressMode::Auto,
                 ProgressArg::Bar => ProgressMode::Bar,

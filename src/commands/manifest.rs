@@ -299,6 +299,7 @@ fn merge_journals(inputs: &[(String, Journal)]) -> Merged {
         bytes: totals.bytes,
         bytes_hashed: hashed,
         cached: summaries.iter().map(|s| s.cached).sum(),
+        already_stored: summaries.iter().map(|s| s.already_stored).sum(),
         elapsed_ms,
         // The shards' per-thread figures, weighted by the bytes each hashed.
         hash_gb_per_s: if hashed > 0 {

@@ -12,14 +12,17 @@ use crate::config::{Destination, UploadConfig};
 use crate::exit::ExitCode;
 use crate::hash::cache::{HashCache, Loaded};
 use crate::hash::{FileEntry, FileError, Hasher};
-use crate::manifest::Manifest;
+use crate::manifest::{self, Manifest};
 use crate::pipeline::{self, PipelineOptions, StopLevel};
+use crate::presign::PresignError;
 use crate::presign::Presigner;
+use crate::presign::prominence::Listed;
 use crate::presign::prominence::{self, Prominence, Timeouts, Tls};
 use crate::progress::{Style, human_bytes};
 use crate::retry::RetryPolicy;
 use crate::serve::auth::{Identity, Tokens};
 use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
+use crate::skip::AlreadyStored;
 use crate::transfer::Storage;
 use crate::walk::Walk;
 
@@ -117,11 +120,35 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
              anyone on the network path could read your token and hand out their own URLs"
         );
     }
+    // What earlier runs stored: the manifest being resumed, and any --previous ones.
+    let mut journals = Vec::new();
+    for path in &config.previous {
+        journals.push(
+            manifest::read(path)
+                .with_context(|| format!("cannot read --previous {}", path.display()))?,
+        );
+    }
     let manifest = Arc::new(match &config.manifest {
-        Some(path) => Manifest::create(path)
+        Some(path) if config.restart => Manifest::create(path)
             .with_context(|| format!("cannot create manifest {}", path.display()))?,
+        Some(path) => {
+            match manifest::read(path) {
+                Ok(journal) => journals.push(journal),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot resume from manifest {}: {err}; --restart starts it afresh",
+                        path.display()
+                    ));
+                }
+            }
+            Manifest::append(path)
+                .with_context(|| format!("cannot open manifest {}", path.display()))?
+        }
         None => Manifest::none(),
     });
+    let mut stored = AlreadyStored::from_journals(&journals);
+    drop(journals);
     let options = PipelineOptions {
         hash,
         uploads: config.uploads,
@@ -138,27 +165,36 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
                 std::io::stderr().is_terminal(),
             )
         },
+        stored: Arc::default(),
     };
     let report = runtime.block_on(async {
         let storage = Storage::with_tls(timeouts, &storage_tls)?;
-        match (&config.destination, api) {
-            (_, Some((url, token))) => {
-                let presigner: Arc<dyn Presigner> =
-                    Arc::new(Prominence::with_tls(&url, &token, timeouts, &api_tls)?);
-                pipeline::run(entries, presigner, storage, options, manifest, stop).await
-            }
+        let (api, server) = match (&config.destination, api) {
+            (_, Some((url, token))) => (
+                Prominence::with_tls(&url, &token, timeouts, &api_tls)?,
+                None,
+            ),
             (Destination::Embedded { store }, None) => {
                 let (url, token, stop_server, server) = start_embedded(store, &entries).await?;
-                let presigner: Arc<dyn Presigner> =
-                    Arc::new(Prominence::new(&url, &token, timeouts)?);
-                let report =
-                    pipeline::run(entries, presigner, storage, options, manifest, stop).await;
-                let _ = stop_server.send(());
-                server.await??;
-                report
+                (
+                    Prominence::new(&url, &token, timeouts)?,
+                    Some((stop_server, server)),
+                )
             }
             (Destination::Prominence { .. }, None) => unreachable!("credentials were loaded"),
+        };
+        let mut options = options;
+        if config.skip_existing {
+            stored.add_listing(list_stored(&api, &entries, &options.retry).await?);
         }
+        options.stored = Arc::new(stored);
+        let presigner: Arc<dyn Presigner> = Arc::new(api);
+        let report = pipeline::run(entries, presigner, storage, options, manifest, stop).await;
+        if let Some((stop_server, server)) = server {
+            let _ = stop_server.send(());
+            server.await??;
+        }
+        report
     })?;
     // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
     runtime.shutdown_background();
@@ -190,6 +226,20 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             human_bytes(s.bytes_hashed),
             s.upload_mb_per_s,
             s.objects_per_s
+        );
+    }
+    if !config.quiet && s.uploaded == 0 && s.failed == 0 && s.stopped.is_none() {
+        let other = s.skipped - s.already_stored;
+        eprintln!(
+            "hashup: nothing to do: {}",
+            match (s.files, other) {
+                (0, _) => "no files".to_string(),
+                (n, 0) => format!("all {n} files are already stored"),
+                (_, other) => format!(
+                    "{} already stored, {other} skipped (not regular files)",
+                    s.already_stored
+                ),
+            }
         );
     }
     if report.interrupted {
@@ -356,6 +406,49 @@ fn human_duration(secs: f64) -> String {
         s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
         s => format!("{s} s"),
     }
+}
+
+/// The API's listings covering every name: `GET /data` for names without `/`, and
+/// `GET /data/<group>` for each group path. A group the user may not list (403) is warned
+/// about and left out; a 401 or an API that cannot be reached stops the run.
+async fn list_stored(
+    api: &Prominence,
+    entries: &[Result<FileEntry, FileError>],
+    retry: &RetryPolicy,
+) -> anyhow::Result<Vec<Listed>> {
+    let groups: BTreeSet<Option<String>> = entries
+        .iter()
+        .flatten()
+        .filter_map(|e| e.name.to_str())
+        .map(|name| name.rsplit_once('/').map(|(group, _)| group.to_string()))
+        .collect();
+    let mut listed = Vec::new();
+    for group in &groups {
+        let mut tries = 0;
+        loop {
+            match api.list(group.as_deref()).await {
+                Ok(objects) => {
+                    listed.extend(objects);
+                    break;
+                }
+                Err(PresignError::Transient { retry_after, .. }) if tries < retry.retries => {
+                    tokio::time::sleep(retry.delay(tries, retry_after)).await;
+                    tries += 1;
+                }
+                Err(PresignError::Refused { status, message }) => {
+                    eprintln!(
+                        "hashup: warning: cannot list {}: HTTP {status}: {message}; its files are not checked against the listing",
+                        group
+                            .as_deref()
+                            .map_or("your uploads".to_string(), |g| format!("group {g}"))
+                    );
+                    break;
+                }
+                Err(err) => anyhow::bail!("--skip-existing: cannot list what is stored: {err}"),
+            }
+        }
+    }
+    Ok(listed)
 }
 
 /// Starts `serve`'s embedded store on a loopback port with a one-run token whose groups cover

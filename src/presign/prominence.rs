@@ -156,8 +156,19 @@ pub fn check_expiry(token: &str, now: SystemTime) -> Result<(), TokenError> {
 /// A client of one PROMINENCE server.
 pub struct Prominence {
     client: reqwest::Client,
+    /// `PROMINENCE_URL` without a trailing `/`.
+    base: String,
     upload_url: String,
     authorization: String,
+}
+
+/// One object of a `GET /data` listing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Listed {
+    /// The object name as uploads name it (`a.sif`, or `group/a.sif` in a group listing).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 impl Prominence {
@@ -180,11 +191,40 @@ impl Prominence {
             // A redirect could carry the token elsewhere, or turn the POST into a GET.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let base = url.trim_end_matches('/').to_string();
         Ok(Prominence {
             client,
-            upload_url: format!("{}/data/upload", url.trim_end_matches('/')),
+            upload_url: format!("{base}/data/upload"),
+            base,
             authorization: format!("Bearer {token}"),
         })
+    }
+
+    /// `GET /data` (the user's own uploads) or `GET /data/<group>` (a group's).
+    pub async fn list(&self, group: Option<&str>) -> Result<Vec<Listed>, PresignError> {
+        let url = match group {
+            None => format!("{}/data", self.base),
+            Some(group) => format!("{}/data/{}", self.base, crate::sign::uri_encode_path(group)),
+        };
+        let response = self
+            .client
+            .get(&url)
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .send()
+            .await
+            .map_err(|err| PresignError::Transient {
+                status: None,
+                retry_after: None,
+                message: error_chain(&err),
+            })?;
+        let (status, retry_after, text) = read_answer(response).await?;
+        match status {
+            200 => serde_json::from_str(&text).map_err(|err| PresignError::BadAnswer {
+                status,
+                message: format!("not a listing: {err}"),
+            }),
+            s => Err(classify(s, retry_after, &text)),
+        }
     }
 
     async fn request(&self, name: &str, sha256: &str) -> Result<Target, PresignError> {
@@ -201,37 +241,53 @@ impl Prominence {
                 retry_after: None,
                 message: error_chain(&err),
             })?;
-        let status = response.status().as_u16();
-        let retry_after = crate::retry::retry_after_of(response.headers());
-        let text = response
-            .text()
-            .await
-            .map_err(|err| PresignError::Transient {
-                status: Some(status),
-                retry_after,
-                message: error_chain(&err),
-            })?;
+        let (status, retry_after, text) = read_answer(response).await?;
         match status {
             200 | 201 => {
                 parse_answer(&text).map_err(|message| PresignError::BadAnswer { status, message })
             }
-            401 => Err(PresignError::Fatal {
-                status: Some(401),
-                message: format!(
-                    "the PROMINENCE API refused the token (HTTP 401: {})",
-                    error_message(&text)
-                ),
-            }),
-            s if crate::retry::retryable_status(s) => Err(PresignError::Transient {
-                status: Some(s),
-                retry_after,
-                message: format!("HTTP {s}: {}", error_message(&text)),
-            }),
-            s => Err(PresignError::Refused {
-                status: s,
-                message: error_message(&text),
-            }),
+            s => Err(classify(s, retry_after, &text)),
         }
+    }
+}
+
+/// An answer's status, `Retry-After` and body.
+async fn read_answer(
+    response: reqwest::Response,
+) -> Result<(u16, Option<Duration>, String), PresignError> {
+    let status = response.status().as_u16();
+    let retry_after = crate::retry::retry_after_of(response.headers());
+    let text = response
+        .text()
+        .await
+        .map_err(|err| PresignError::Transient {
+            status: Some(status),
+            retry_after,
+            message: error_chain(&err),
+        })?;
+    Ok((status, retry_after, text))
+}
+
+/// What an error status from the API means: 401 dooms the run, 408/429/5xx are worth retrying,
+/// the rest refuse this request.
+fn classify(status: u16, retry_after: Option<Duration>, text: &str) -> PresignError {
+    match status {
+        401 => PresignError::Fatal {
+            status: Some(401),
+            message: format!(
+                "the PROMINENCE API refused the token (HTTP 401: {})",
+                error_message(text)
+            ),
+        },
+        s if crate::retry::retryable_status(s) => PresignError::Transient {
+            status: Some(s),
+            retry_after,
+            message: format!("HTTP {s}: {}", error_message(text)),
+        },
+        s => PresignError::Refused {
+            status: s,
+            message: error_message(text),
+        },
     }
 }
 

@@ -111,6 +111,8 @@ struct Inner {
     /// Every API request after the first `.0` gets `.1`, whatever its name.
     api_after: Option<(usize, Answer)>,
     put: bool,
+    /// Default storage answers come this late.
+    storage_delay: Duration,
     on_presign: HashMap<String, Box<dyn FnOnce() + Send>>,
 }
 
@@ -168,6 +170,11 @@ impl Mock {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// Delays every default storage answer (to keep uploads in flight for a while).
+    pub fn storage_delay(&self, delay: Duration) {
+        self.shared.inner.lock().unwrap().storage_delay = delay;
     }
 
     /// Answer presign requests with PUT URLs instead of POST forms.
@@ -339,7 +346,7 @@ fn storage_answer(
         .storage_script
         .get_mut(&name)
         .and_then(VecDeque::pop_front)
-        .unwrap_or_else(|| Answer::new(if put { 200 } else { 204 }, ""))
+        .unwrap_or_else(|| Answer::new(if put { 200 } else { 204 }, "").after(inner.storage_delay))
 }
 
 /// A connection's switch: once set, every write fails, so the server drops the connection

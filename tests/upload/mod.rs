@@ -7,6 +7,7 @@ mod faults;
 mod mock;
 mod refusals;
 mod stop;
+mod sync;
 mod tls;
 
 use std::ffi::OsStr;

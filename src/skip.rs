@@ -1,0 +1,155 @@
+//! What is already stored and need not be sent again: evidence from manifests (this run's
+//! journal, earlier runs' manifests) and, with `--skip-existing`, from the API's listing.
+//!
+//! The rule is conservative — when unsure, upload:
+//! - A name whose **latest** manifest record is `uploaded`, or `skipped` with a SHA-256 (an
+//!   earlier skip for this same reason), counts as stored with that SHA-256: the file is skipped
+//!   when its SHA-256 is the same and uploaded when it differs. A latest record that is `failed`
+//!   removes the evidence (a failed attempt may have left the object in any state).
+//! - A name the manifests know nothing about is skipped when the API lists an object of that
+//!   name **and size** (the listing has no checksum: same-size changes are not detected there;
+//!   the manifests catch them for files this tool uploaded).
+
+use std::collections::HashMap;
+
+use crate::manifest::{Journal, Status};
+use crate::presign::prominence::Listed;
+
+/// Why a file is skipped, as its record says.
+pub const IN_MANIFEST: &str = "already uploaded with this SHA-256 (manifest)";
+/// Why a file is skipped after the listing matched.
+pub const IN_LISTING: &str = "already stored with this size (listed by the API)";
+
+/// What is known to be stored.
+#[derive(Debug, Default)]
+pub struct AlreadyStored {
+    /// Name -> SHA-256 (hex) known stored, or `None` where the latest record failed.
+    manifests: HashMap<String, Option<String>>,
+    /// Name -> size, from the API's listings.
+    listing: HashMap<String, u64>,
+}
+
+impl AlreadyStored {
+    /// Evidence from `journals`, oldest first (a later record for a name wins).
+    pub fn from_journals<'a>(journals: impl IntoIterator<Item = &'a Journal>) -> AlreadyStored {
+        let mut manifests = HashMap::new();
+        for journal in journals {
+            for record in &journal.records {
+                let stored = match record.status {
+                    Status::Uploaded | Status::Skipped => record.sha256.clone(),
+                    Status::Failed => None,
+                };
+                // A skip without a checksum (a link, a special file) says nothing of storage.
+                if record.status == Status::Skipped && stored.is_none() {
+                    continue;
+                }
+                manifests.insert(record.name.clone(), stored);
+            }
+        }
+        AlreadyStored {
+            manifests,
+            listing: HashMap::new(),
+        }
+    }
+
+    /// Adds objects from a `GET /data` listing.
+    pub fn add_listing(&mut self, listed: impl IntoIterator<Item = Listed>) {
+        self.listing
+            .extend(listed.into_iter().map(|l| (l.name, l.size)));
+    }
+
+    /// Whether there is no evidence at all.
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty() && self.listing.is_empty()
+    }
+
+    /// Why the file named `name` with this size and SHA-256 (hex) need not be uploaded, if so.
+    pub fn reason(&self, name: &str, size: u64, sha256: &str) -> Option<&'static str> {
+        if let Some(known) = self.manifests.get(name) {
+            return (known.as_deref() == Some(sha256)).then_some(IN_MANIFEST);
+        }
+        (self.listing.get(name) == Some(&size)).then_some(IN_LISTING)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Record;
+
+    fn record(name: &str, status: Status, sha: Option<&str>) -> Record {
+        Record {
+            name: name.into(),
+            path: format!("/src/{name}"),
+            size: Some(3),
+            mtime: None,
+            sha256: sha.map(str::to_string),
+            status,
+            http_status: None,
+            attempts: 1,
+            error: None,
+            duration_ms: 0,
+        }
+    }
+
+    fn journal(records: Vec<Record>) -> Journal {
+        Journal {
+            records,
+            summary: None,
+            torn: None,
+            runs: 1,
+        }
+    }
+
+    #[test]
+    fn the_latest_record_decides_and_failures_erase_evidence() {
+        let older = journal(vec![
+            record("a", Status::Uploaded, Some("aa")),
+            record("b", Status::Uploaded, Some("bb")),
+            record("c", Status::Uploaded, Some("cc")),
+        ]);
+        let newer = journal(vec![
+            record("b", Status::Failed, Some("b2")),
+            record("c", Status::Skipped, Some("cc")),
+            record("link", Status::Skipped, None),
+        ]);
+        let stored = AlreadyStored::from_journals([&older, &newer]);
+        assert_eq!(stored.reason("a", 3, "aa"), Some(IN_MANIFEST));
+        assert_eq!(stored.reason("a", 3, "a2"), None, "changed content is sent");
+        assert_eq!(
+            stored.reason("b", 3, "bb"),
+            None,
+            "a failure erases evidence"
+        );
+        assert_eq!(stored.reason("c", 3, "cc"), Some(IN_MANIFEST));
+        assert_eq!(stored.reason("link", 3, "ll"), None);
+        assert_eq!(stored.reason("new", 3, "nn"), None);
+    }
+
+    #[test]
+    fn the_listing_answers_only_for_names_the_manifests_do_not_know() {
+        let known = journal(vec![record("a", Status::Uploaded, Some("aa"))]);
+        let mut stored = AlreadyStored::from_journals([&known]);
+        stored.add_listing([
+            Listed {
+                name: "a".into(),
+                size: 3,
+            },
+            Listed {
+                name: "g/x.sif".into(),
+                size: 10,
+            },
+        ]);
+        assert_eq!(
+            stored.reason("a", 3, "a2"),
+            None,
+            "the manifest knows better"
+        );
+        assert_eq!(stored.reason("g/x.sif", 10, "xx"), Some(IN_LISTING));
+        assert_eq!(
+            stored.reason("g/x.sif", 11, "xx"),
+            None,
+            "another size is sent"
+        );
+    }
+}
