@@ -30,6 +30,9 @@ use crate::walk::Walk;
 /// (SHA-NI speed measured on the project's 2-core machines, page-cached; disks are slower).
 const HASH_BYTES_PER_SEC_PER_THREAD: f64 = 1.5e9;
 
+/// How often the hash cache is saved during a run.
+const CACHE_SAVE_EVERY: Duration = Duration::from_secs(5);
+
 /// Only tokens expiring within this are checked against the hashing time (it costs a stat per
 /// file).
 const EXPIRY_HORIZON: Duration = Duration::from_secs(24 * 3600);
@@ -189,7 +192,22 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         }
         options.stored = Arc::new(stored);
         let presigner: Arc<dyn Presigner> = Arc::new(api);
+        // Save the hash cache every few seconds: a killed run loses little hashing.
+        let saver = cache.clone().map(|cache| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(CACHE_SAVE_EVERY);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let cache = cache.clone();
+                    let _ = tokio::task::spawn_blocking(move || save_cache(Some(&cache))).await;
+                }
+            })
+        });
         let report = pipeline::run(entries, presigner, storage, options, manifest, stop).await;
+        if let Some(saver) = saver {
+            saver.abort();
+        }
         if let Some((stop_server, server)) = server {
             let _ = stop_server.send(());
             server.await??;

@@ -27,7 +27,7 @@ use std::io::{ErrorKind, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -70,9 +70,12 @@ pub struct HashCache {
     path: PathBuf,
     known: HashMap<FileStamp, [u8; 32]>,
     fresh: Mutex<Vec<(FileStamp, [u8; 32])>>,
-    /// Full records in the file as loaded (0 when it is to be rewritten).
-    records_on_disk: usize,
-    rewrite: bool,
+    /// Full records in the file (as loaded, then as saved).
+    records_on_disk: AtomicUsize,
+    /// Entries this process has saved so far.
+    saved: AtomicUsize,
+    /// The file must be rewritten whole (unusable, or torn) before anything is appended.
+    rewrite: AtomicBool,
     loaded: Loaded,
     hits: AtomicU64,
 }
@@ -97,8 +100,9 @@ impl HashCache {
             path,
             known: HashMap::new(),
             fresh: Mutex::new(Vec::new()),
-            records_on_disk: 0,
-            rewrite,
+            records_on_disk: AtomicUsize::new(0),
+            saved: AtomicUsize::new(0),
+            rewrite: AtomicBool::new(rewrite),
             loaded,
             hits: AtomicU64::new(0),
         }
@@ -123,9 +127,10 @@ impl HashCache {
             path,
             known,
             fresh: Mutex::new(Vec::new()),
-            records_on_disk: body.len() / RECORD,
+            records_on_disk: AtomicUsize::new(body.len() / RECORD),
+            saved: AtomicUsize::new(0),
             // Appending after a torn record would misalign everything after it.
-            rewrite: torn,
+            rewrite: AtomicBool::new(torn),
             loaded: if torn {
                 Loaded::TornTail
             } else {
@@ -190,11 +195,14 @@ impl HashCache {
             .push((stamp, sha256));
     }
 
-    /// Writes what this run learnt: appended (and fsynced) under an exclusive lock, or the
-    /// whole file rewritten when it was unusable or has grown to over twice what it needs.
+    /// Writes what this run learnt since the last save: appended (and fsynced) under an
+    /// exclusive lock, or the whole file rewritten when it was unusable or has grown to over
+    /// twice what it needs. Called every few seconds during a run and at its end, so a killed
+    /// run loses at most a few seconds of hashing.
     pub fn save(&self) -> std::io::Result<()> {
         let fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
-        if fresh.is_empty() && !self.rewrite {
+        let rewrite = self.rewrite.load(Ordering::Relaxed);
+        if fresh.is_empty() && !rewrite {
             return Ok(());
         }
         let lock = OpenOptions::new()
@@ -206,14 +214,16 @@ impl HashCache {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let live = self.known.len() + fresh.len();
-        if self.rewrite || self.records_on_disk + fresh.len() > 2 * live.max(1024) {
+        let live = self.known.len() + self.saved.load(Ordering::Relaxed) + fresh.len();
+        let on_disk = self.records_on_disk.load(Ordering::Relaxed);
+        if rewrite || on_disk + fresh.len() > 2 * live.max(1024) {
             // Another run may have appended since we loaded: keep its valid records.
             let mut merged = match std::fs::read(&self.path) {
                 Ok(bytes) => HashCache::parse(self.path.clone(), &bytes).known,
                 Err(_) => HashMap::new(),
             };
             merged.extend(self.known.iter().map(|(k, v)| (*k, *v)));
+            let added = fresh.len();
             merged.extend(fresh);
             let tmp = self.path.with_extension("tmp");
             let mut out = std::io::BufWriter::new(File::create(&tmp)?);
@@ -224,6 +234,9 @@ impl HashCache {
             let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_data()?;
             std::fs::rename(&tmp, &self.path)?;
+            self.rewrite.store(false, Ordering::Relaxed);
+            self.records_on_disk.store(merged.len(), Ordering::Relaxed);
+            self.saved.fetch_add(added, Ordering::Relaxed);
         } else {
             let mut file = OpenOptions::new().append(true).open(&self.path)?;
             let mut bytes = Vec::with_capacity(fresh.len() * RECORD);
@@ -232,6 +245,9 @@ impl HashCache {
             }
             file.write_all(&bytes)?;
             file.sync_data()?;
+            self.records_on_disk
+                .fetch_add(fresh.len(), Ordering::Relaxed);
+            self.saved.fetch_add(fresh.len(), Ordering::Relaxed);
         }
         Ok(())
     }
@@ -321,6 +337,20 @@ mod tests {
             "any field of the stamp differs: a miss"
         );
         assert_eq!(again.hits(), 2);
+    }
+
+    #[test]
+    fn saving_again_appends_only_what_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HashCache::open(dir.path()).unwrap();
+        cache.put(stamp(1), [1; 32], long_ago());
+        cache.save().unwrap();
+        cache.save().unwrap();
+        cache.put(stamp(2), [2; 32], long_ago());
+        cache.save().unwrap();
+        let bytes = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(bytes.len(), HEADER + 2 * RECORD);
+        assert_eq!(HashCache::open(dir.path()).unwrap().len(), 2);
     }
 
     #[test]
