@@ -15,6 +15,7 @@ use crate::manifest::Manifest;
 use crate::pipeline::{self, PipelineOptions, human_bytes};
 use crate::presign::Presigner;
 use crate::presign::prominence::{self, Prominence, Timeouts};
+use crate::presign::s3::DirectS3;
 use crate::retry::RetryPolicy;
 use crate::serve::auth::{Identity, Tokens};
 use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
@@ -29,7 +30,7 @@ pub const EMBEDDED_USER: &str = "hashup";
 
 /// Runs `hashup upload`.
 pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
-    // Credentials first: an expired token must stop the run before any work.
+    // Credentials first: an expired token or missing AWS keys must stop the run before any work.
     let api = match (&config.destination, config.dry_run) {
         (Destination::Prominence { url, token_file }, false) => {
             let url = url
@@ -45,6 +46,22 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             prominence::check_expiry(&token, SystemTime::now())?;
             Some((url, token))
         }
+        _ => None,
+    };
+    let direct: Option<Arc<dyn Presigner>> = match (&config.destination, config.dry_run) {
+        (
+            Destination::S3 {
+                location,
+                endpoint,
+                region,
+            },
+            false,
+        ) => Some(Arc::new(DirectS3::from_env(
+            location.clone(),
+            endpoint.as_deref(),
+            region.as_deref(),
+            |name| std::env::var(name).ok(),
+        )?)),
         _ => None,
     };
 
@@ -107,6 +124,10 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
                 let _ = stop.send(());
                 server.await??;
                 report
+            }
+            (Destination::S3 { .. }, None) => {
+                let presigner = direct.context("direct S3 mode was set up")?;
+                pipeline::run(entries, presigner, storage, options, manifest).await
             }
             (Destination::Prominence { .. }, None) => unreachable!("credentials were loaded"),
         }
