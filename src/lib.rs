@@ -3,7 +3,8 @@
 //!
 //! The stages, in pipeline order: [`walk`] -> [`hash`] -> [`pipeline`] (names, the bridge to the
 //! uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) -> [`manifest`]. [`serve`] is
-//! the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and later direct S3 mode.
+//! the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and direct S3 mode
+//! ([`presign::s3`]).
 
 pub mod commands;
 pub mod config;

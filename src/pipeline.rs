@@ -549,6 +549,16 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
             }
             Err(err) => {
                 http_status = err.status().or(http_status);
+                if let Some(message) = shared.presigner.fatal_refusal(&err) {
+                    shared.set_fatal(&message);
+                    break message;
+                }
+                // Changed while it was sent: storage may have refused exactly that (a verifying
+                // store answers 400 BadDigest). Hash again and send again.
+                if current_stamp(&file.path).is_ok_and(|stamp| stamp != file.stamp) {
+                    last_error = format!("the file changed while it was sent ({err})");
+                    continue;
+                }
                 match err {
                     // Most likely the URL expired (or the clock is off): presign again at once.
                     err @ TransferError::Forbidden { .. } if retries < policy.retries => {

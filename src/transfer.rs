@@ -39,6 +39,8 @@ pub enum TransferError {
     /// 403 from storage: most likely the URL expired; presign again.
     #[error("storage refused the upload: HTTP 403: {message}")]
     Forbidden {
+        /// The S3 error `<Code>`, if the answer had one.
+        code: Option<String>,
         /// The start of the storage's answer.
         message: String,
     },
@@ -57,6 +59,8 @@ pub enum TransferError {
     Refused {
         /// The HTTP status.
         status: u16,
+        /// The S3 error `<Code>`, if the answer had one.
+        code: Option<String>,
         /// The start of the storage's answer.
         message: String,
     },
@@ -70,6 +74,16 @@ impl TransferError {
             TransferError::Forbidden { .. } => Some(403),
             TransferError::Transient { status, .. } => *status,
             TransferError::Refused { status, .. } => Some(*status),
+        }
+    }
+
+    /// The S3 error code of a refusal (`SignatureDoesNotMatch`, `BadDigest`, ...), if any.
+    pub fn s3_code(&self) -> Option<&str> {
+        match self {
+            TransferError::Forbidden { code, .. } | TransferError::Refused { code, .. } => {
+                code.as_deref()
+            }
+            _ => None,
         }
     }
 }
@@ -155,7 +169,8 @@ impl Storage {
             .map_err(|err| TransferError::Transient {
                 status: None,
                 retry_after: None,
-                message: error_chain(&err),
+                // Without the URL: its query holds the signature and any session token.
+                message: error_chain(&err.without_url()),
             })?;
         let status = response.status().as_u16();
         if response.status().is_success() {
@@ -163,17 +178,30 @@ impl Storage {
         }
         let retry_after = crate::retry::retry_after_of(response.headers());
         let text = response.text().await.unwrap_or_default();
+        let code = s3_error_code(&text);
         let message = storage_message(&text);
         Err(match status {
-            403 => TransferError::Forbidden { message },
+            403 => TransferError::Forbidden { code, message },
             s if crate::retry::retryable_status(s) => TransferError::Transient {
                 status: Some(s),
                 retry_after,
                 message: format!("HTTP {s}: {message}"),
             },
-            s => TransferError::Refused { status: s, message },
+            s => TransferError::Refused {
+                status: s,
+                code,
+                message,
+            },
         })
     }
+}
+
+/// The `<Code>` of an S3 XML error answer.
+fn s3_error_code(text: &str) -> Option<String> {
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|s| s.split("</Code>").next())
+        .map(str::to_string)
 }
 
 /// The S3 error `<Code>` and `<Message>` of an XML answer, else its start.

@@ -1,10 +1,12 @@
 //! clap definitions for `hashup upload`.
 
 use std::path::PathBuf;
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use hashup::config::{Destination, Naming, ProgressMode, UploadConfig};
+use hashup::presign::s3::S3Location;
 use hashup::walk::WalkOptions;
 
 use super::hash::EngineArgs;
@@ -28,6 +30,7 @@ pub enum ProgressArg {
     after_help = "Object names are paths relative to the argument they were found under, \
 `/`-separated; PROMINENCE reads a name with `/` as a group path (`group/name`).\n\
 The token comes from --token-file, else PROMINENCE_TOKEN, else ~/.prominence/token.\n\
+With --s3 an object's key is PREFIX/<name>, and the store checks each body's SHA-256.\n\
 PROMINENCE_SSL_VERIFY=False turns off certificate checks for the API (not for storage).\n\
 Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish; a second \
 Ctrl-C aborts them. The manifest gets its summary either way.\n\
@@ -52,6 +55,22 @@ pub struct UploadArgs {
     /// Upload to hashup serve's embedded store in DIR, run in-process on a loopback port.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "token_file"])]
     pub embedded: Option<PathBuf>,
+
+    /// Upload straight to S3 (no PROMINENCE API), signing each request here with
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the environment.
+    #[arg(long, value_name = "s3://BUCKET[/PREFIX]", value_parser = S3Location::from_str,
+        conflicts_with_all = ["url", "token_file", "embedded"])]
+    pub s3: Option<S3Location>,
+
+    /// S3 endpoint for --s3, addressed path-style [default: AWS_ENDPOINT_URL_S3, else
+    /// AWS_ENDPOINT_URL, else AWS in the region].
+    #[arg(long, value_name = "URL", requires = "s3")]
+    pub endpoint: Option<String>,
+
+    /// Region for --s3's signatures [default: AWS_REGION, else AWS_DEFAULT_REGION, else
+    /// us-east-1].
+    #[arg(long, value_name = "REGION", requires = "s3")]
+    pub region: Option<String>,
 
     /// Prepend P/ to every object name.
     #[arg(long, value_name = "P")]
@@ -99,7 +118,7 @@ pub struct UploadArgs {
     pub previous: Vec<PathBuf>,
 
     /// Also skip files the API already lists with the same name and size (uploaded by anyone).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "s3")]
     pub skip_existing: bool,
 
     /// Progress on stderr.
@@ -140,9 +159,14 @@ impl UploadArgs {
                 follow_links: self.follow,
             },
             hash: self.engine.options(),
-            destination: match self.embedded {
-                Some(store) => Destination::Embedded { store },
-                None => Destination::Prominence {
+            destination: match (self.s3, self.embedded) {
+                (Some(location), _) => Destination::S3 {
+                    location,
+                    endpoint: self.endpoint,
+                    region: self.region,
+                },
+                (None, Some(store)) => Destination::Embedded { store },
+                (None, None) => Destination::Prominence {
                     url: self.url,
                     token_file: self.token_file,
                 },

@@ -18,6 +18,7 @@ use crate::presign::PresignError;
 use crate::presign::Presigner;
 use crate::presign::prominence::Listed;
 use crate::presign::prominence::{self, Prominence, Timeouts, Tls};
+use crate::presign::s3::DirectS3;
 use crate::progress::{Style, human_bytes};
 use crate::retry::RetryPolicy;
 use crate::serve::auth::{Identity, Tokens};
@@ -42,7 +43,7 @@ pub const EMBEDDED_USER: &str = "hashup";
 
 /// Runs `hashup upload`.
 pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
-    // Credentials first: an expired token must stop the run before any work.
+    // Credentials first: an expired token or missing AWS keys must stop the run before any work.
     let api = match (&config.destination, config.dry_run) {
         (Destination::Prominence { url, token_file }, false) => {
             let url = url
@@ -58,6 +59,23 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             prominence::check_expiry(&token, SystemTime::now())?;
             Some((url, token))
         }
+        _ => None,
+    };
+
+    let direct: Option<Arc<dyn Presigner>> = match (&config.destination, config.dry_run) {
+        (
+            Destination::S3 {
+                location,
+                endpoint,
+                region,
+            },
+            false,
+        ) => Some(Arc::new(DirectS3::from_env(
+            location.clone(),
+            endpoint.as_deref(),
+            region.as_deref(),
+            |name| std::env::var(name).ok(),
+        )?)),
         _ => None,
     };
 
@@ -172,26 +190,33 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     };
     let report = runtime.block_on(async {
         let storage = Storage::with_tls(timeouts, &storage_tls)?;
-        let (api, server) = match (&config.destination, api) {
-            (_, Some((url, token))) => (
-                Prominence::with_tls(&url, &token, timeouts, &api_tls)?,
-                None,
-            ),
-            (Destination::Embedded { store }, None) => {
-                let (url, token, stop_server, server) = start_embedded(store, &entries).await?;
-                (
-                    Prominence::new(&url, &token, timeouts)?,
-                    Some((stop_server, server)),
-                )
-            }
-            (Destination::Prominence { .. }, None) => unreachable!("credentials were loaded"),
-        };
+        let (api, presigner, server): (Option<Arc<Prominence>>, Arc<dyn Presigner>, _) =
+            match (&config.destination, api) {
+                (_, Some((url, token))) => {
+                    let api = Arc::new(Prominence::with_tls(&url, &token, timeouts, &api_tls)?);
+                    (Some(api.clone()), api, None)
+                }
+                (Destination::Embedded { store }, None) => {
+                    let (url, token, stop_server, server) = start_embedded(store, &entries).await?;
+                    let api = Arc::new(Prominence::new(&url, &token, timeouts)?);
+                    (Some(api.clone()), api, Some((stop_server, server)))
+                }
+                (Destination::S3 { .. }, None) => {
+                    (None, direct.context("direct S3 mode was set up")?, None)
+                }
+                (Destination::Prominence { .. }, None) => {
+                    unreachable!("credentials were loaded")
+                }
+            };
         let mut options = options;
         if config.skip_existing {
+            let api = api.context(
+                "--skip-existing needs the PROMINENCE API's listing; in direct S3 mode the \
+                 manifests (--manifest, --previous) say what is stored",
+            )?;
             stored.add_listing(list_stored(&api, &entries, &options.retry).await?);
         }
         options.stored = Arc::new(stored);
-        let presigner: Arc<dyn Presigner> = Arc::new(api);
         // Save the hash cache every few seconds: a killed run loses little hashing.
         let saver = cache.clone().map(|cache| {
             tokio::spawn(async move {

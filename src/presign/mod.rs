@@ -1,14 +1,17 @@
 //! Upload targets: an object name and its SHA-256 in, a presigned POST form or PUT URL out.
 //!
 //! [`Presigner`] is the seam between the pipeline and whoever hands out URLs: the PROMINENCE API
-//! ([`prominence`]) today, local signing (direct S3 mode) later. [`crate::transfer`] sends to a
-//! [`Target`] without knowing which presigner made it.
+//! ([`prominence`]) or local signing with AWS credentials ([`s3`], direct S3 mode).
+//! [`crate::transfer`] sends to a [`Target`] without knowing which presigner made it.
 
 pub mod prominence;
+pub mod s3;
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+
+use crate::transfer::TransferError;
 
 /// Where and how to send one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,4 +101,12 @@ pub trait Presigner: Send + Sync {
         name: &'a str,
         sha256: &'a str,
     ) -> BoxFuture<'a, Result<Target, PresignError>>;
+
+    /// Whether storage's refusal of one of this presigner's targets dooms every file, and if so
+    /// the message to stop the run with. By default none does: a 403 is taken for an expired
+    /// URL and the file is presigned again.
+    fn fatal_refusal(&self, err: &TransferError) -> Option<String> {
+        let _ = err;
+        None
+    }
 }

@@ -1,7 +1,8 @@
 //! `hashup upload`, run as a binary: end to end through `hashup serve` (embedded store and
-//! SeaweedFS) and `--embedded`, faults from a small in-test server, and what is refused before
-//! any upload.
+//! SeaweedFS) and `--embedded`, direct S3 mode on SeaweedFS, faults from a small in-test server,
+//! and what is refused before any upload.
 
+mod direct;
 mod e2e;
 mod faults;
 mod mock;
@@ -27,13 +28,7 @@ pub struct Run {
 /// Runs `hashup upload ARGS` with a clean environment for the PROMINENCE variables, HOME in
 /// `home` (so no real ~/.prominence/token is read), and `env` added.
 pub fn upload<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], home: &Path) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_hashup"))
-        .arg("upload")
-        .args(args)
-        .env_remove("PROMINENCE_URL")
-        .env_remove("PROMINENCE_TOKEN")
-        .env("HOME", home)
-        .envs(env.iter().copied())
+    let out = upload_command(args, env, home)
         .output()
         .expect("run hashup upload");
     Run {
@@ -41,6 +36,27 @@ pub fn upload<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], home: &Path) ->
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The command [`upload`] runs; the AWS variables of direct S3 mode are cleared as well.
+pub fn upload_command<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashup"));
+    cmd.arg("upload").args(args).env("HOME", home);
+    for var in [
+        "PROMINENCE_URL",
+        "PROMINENCE_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
 }
 
 /// Writes `files` (relative path, content) below `root`.
