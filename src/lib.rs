@@ -1,9 +1,10 @@
 //! hashup: high-throughput parallel SHA-256 hashing and bulk upload to object storage through
 //! presigned URLs.
 //!
-//! The stages, in pipeline order: [`walk`] -> [`hash`] -> [`pipeline`] (names, the bridge to the
-//! uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) -> [`manifest`]. [`serve`] is
-//! the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and later direct S3 mode.
+//! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`hash`] -> [`pipeline`]
+//! (names, the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) ->
+//! [`manifest`]. [`serve`] is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it
+//! and later direct S3 mode.
 
 pub mod commands;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod presign;
 pub mod retry;
+pub mod select;
 pub mod serve;
 pub mod sign;
 pub mod sumfile;

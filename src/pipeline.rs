@@ -42,6 +42,13 @@ pub struct NameProblem {
 
 /// The object name for a file found as `relative` below its root.
 pub fn object_name(relative: &Path, naming: &Naming) -> Result<String, String> {
+    // Only a listed path (`--files-from`) can be absolute; say so rather than "empty segment".
+    if relative.has_root() && !naming.flatten {
+        return Err(
+            "an absolute path cannot be an object name (list relative paths, or use --flatten)"
+                .into(),
+        );
+    }
     let relative = if naming.flatten {
         relative.file_name().map(Path::new).unwrap_or(relative)
     } else {

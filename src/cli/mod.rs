@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod hash;
+pub mod select;
 pub mod serve;
 pub mod upload;
 

@@ -8,6 +8,7 @@ use hashup::config::{Destination, Naming, ProgressMode, UploadConfig};
 use hashup::walk::WalkOptions;
 
 use super::hash::EngineArgs;
+use super::select::SelectArgs;
 
 /// Progress on stderr.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -23,14 +24,15 @@ pub enum ProgressArg {
 /// Flags of `hashup upload`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Object names are paths relative to the argument they were found under, \
-`/`-separated; PROMINENCE reads a name with `/` as a group path (`group/name`).\n\
+    after_help = "Object names are paths relative to the argument they were found under (or as \
+listed, with --files-from), `/`-separated; PROMINENCE reads a name with `/` as a group path \
+(`group/name`).\n\
 The token comes from --token-file, else PROMINENCE_TOKEN, else ~/.prominence/token.\n\
 Exit status: 0 all files uploaded, 1 some failed, 2 usage, configuration or authentication error."
 )]
 pub struct UploadArgs {
     /// Files and directories to upload.
-    #[arg(value_name = "PATH", required = true)]
+    #[arg(value_name = "PATH", required_unless_present = "files_from")]
     pub paths: Vec<PathBuf>,
 
     /// The PROMINENCE API URL, ending in /prominence/v1 [default: PROMINENCE_URL from the
@@ -89,6 +91,9 @@ pub struct UploadArgs {
     /// Walk and hash, print `<sha256>  <name>` for what would be uploaded; no network.
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 impl UploadArgs {
@@ -99,6 +104,7 @@ impl UploadArgs {
             walk: WalkOptions {
                 follow_links: self.follow,
             },
+            select: self.select.options(),
             hash: self.engine.options(),
             destination: match self.embedded {
                 Some(store) => Destination::Embedded { store },

@@ -16,6 +16,7 @@ use crate::pipeline::{self, PipelineOptions, human_bytes};
 use crate::presign::Presigner;
 use crate::presign::prominence::{self, Prominence, Timeouts};
 use crate::retry::RetryPolicy;
+use crate::select::Selection;
 use crate::serve::auth::{Identity, Tokens};
 use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
 use crate::transfer::Storage;
@@ -29,7 +30,14 @@ pub const EMBEDDED_USER: &str = "hashup";
 
 /// Runs `hashup upload`.
 pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
-    // Credentials first: an expired token must stop the run before any work.
+    // Usage first: bad globs, a shard index missing from the environment, an unreadable list.
+    let selection = Selection::prepare(
+        &config.select,
+        SystemTime::now(),
+        |name| std::env::var(name).ok(),
+        std::io::stdin().lock(),
+    )?;
+    // Credentials next: an expired token must stop the run before any work.
     let api = match (&config.destination, config.dry_run) {
         (Destination::Prominence { url, token_file }, false) => {
             let url = url
@@ -48,9 +56,12 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
-    let walk = Walk::new(config.paths.clone(), config.walk.clone());
+    let walk = Walk::new(config.paths.clone(), config.walk.clone())
+        .with_listed(selection.listed.clone())
+        .selecting(selection.selector.clone());
+    // Sharded after naming, so every shard refuses the same duplicates.
     let entries = match pipeline::plan(walk, &config.naming) {
-        Ok(entries) => entries,
+        Ok(entries) => selection.shard(entries),
         Err(problems) => {
             for problem in &problems {
                 eprintln!("hashup: {problem}");

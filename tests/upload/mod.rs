@@ -1,11 +1,12 @@
 //! `hashup upload`, run as a binary: end to end through `hashup serve` (embedded store and
-//! SeaweedFS) and `--embedded`, faults from a small in-test server, and what is refused before
-//! any upload.
+//! SeaweedFS) and `--embedded`, faults from a small in-test server, what is refused before
+//! any upload, and which files are selected.
 
 mod e2e;
 mod faults;
 mod mock;
 mod refusals;
+mod select;
 
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt as _;
