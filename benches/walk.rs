@@ -8,6 +8,8 @@ use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hashup::select::{SelectOptions, Selector};
+use hashup::walk::{Walk, WalkOptions};
 
 fn walkers(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -45,6 +47,40 @@ fn walkers(c: &mut Criterion) {
             assert_eq!(files, 50_000);
         })
     });
+    // hashup's own walker, no selection: the baseline for the selection stage's cost.
+    group.bench_function("hashup-walk", |b| {
+        b.iter(|| {
+            let files = Walk::new(vec![root.clone()], WalkOptions::default())
+                .filter(Result::is_ok)
+                .count();
+            assert_eq!(files, 50_000);
+        })
+    });
+    // The selection stage: globs alone cost no syscall; a size filter costs one stat per file.
+    let globs = SelectOptions {
+        include: vec!["f*".into(), "d*/f0*".into(), "d*/f[1-9]*".into()],
+        exclude: vec!["*.tmp".into(), "cache/".into()],
+        ..SelectOptions::default()
+    };
+    let min_size = SelectOptions {
+        min_size: Some(1),
+        ..SelectOptions::default()
+    };
+    for (name, options) in [
+        ("hashup-walk-globs", globs),
+        ("hashup-walk-min-size", min_size),
+    ] {
+        let selector = Selector::new(&options, std::time::SystemTime::now()).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let files = Walk::new(vec![root.clone()], WalkOptions::default())
+                    .selecting(selector.clone())
+                    .filter(Result::is_ok)
+                    .count();
+                assert_eq!(files, 50_000);
+            })
+        });
+    }
     group.bench_function("walkdir-unsorted", |b| {
         b.iter(|| {
             let files = walkdir::WalkDir::new(&root)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::hash::HashOptions;
+use crate::select::SelectOptions;
 use crate::walk::WalkOptions;
 
 /// How `hashup hash` prints results.
@@ -119,6 +120,8 @@ pub struct UploadConfig {
     pub paths: Vec<PathBuf>,
     /// How to walk directories.
     pub walk: WalkOptions,
+    /// Which files to take: filters, `--files-from`, `--shard`.
+    pub select: SelectOptions,
     /// Engine settings.
     pub hash: HashOptions,
     /// Where targets come from.

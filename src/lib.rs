@@ -1,10 +1,10 @@
 //! hashup: high-throughput parallel SHA-256 hashing and bulk upload to object storage through
 //! presigned URLs.
 //!
-//! The stages, in pipeline order: [`walk`] -> [`hash`] -> [`pipeline`] (names, the bridge to the
-//! uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) -> [`manifest`]. [`serve`] is
-//! the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and direct S3 mode
-//! ([`presign::s3`]).
+//! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`hash`] -> [`pipeline`]
+//! (names, the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) ->
+//! [`manifest`]. [`serve`] is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it
+//! and direct S3 mode ([`presign::s3`]).
 
 pub mod commands;
 pub mod config;
@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod presign;
 pub mod progress;
 pub mod retry;
+pub mod select;
 pub mod serve;
 pub mod sign;
 pub mod skip;

@@ -49,6 +49,13 @@ pub struct NameProblem {
 
 /// The object name for a file found as `relative` below its root.
 pub fn object_name(relative: &Path, naming: &Naming) -> Result<String, String> {
+    // Only a listed path (`--files-from`) can be absolute; say so rather than "empty segment".
+    if relative.has_root() && !naming.flatten {
+        return Err(
+            "an absolute path cannot be an object name (list relative paths, or use --flatten)"
+                .into(),
+        );
+    }
     let relative = if naming.flatten {
         relative.file_name().map(Path::new).unwrap_or(relative)
     } else {
@@ -178,6 +185,8 @@ struct Shared {
     tally: Arc<Tally>,
     progress: Progress,
     stop: tokio::sync::watch::Receiver<StopLevel>,
+    /// The stop level already announced on stderr.
+    announced: Mutex<StopLevel>,
     /// Set by a failure that dooms every file (401): the message, once.
     fatal: Mutex<Option<String>>,
     /// Whether the API has answered any presign request: until it has, an API that cannot be
@@ -199,6 +208,27 @@ impl Shared {
 
     fn stopping(&self) -> StopLevel {
         *self.stop.borrow()
+    }
+
+    /// Prints what the current stop level does, once per level.
+    fn announce_stop(&self) {
+        let level = self.stopping();
+        let mut said = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        while *said < level {
+            *said = match *said {
+                StopLevel::Run => {
+                    self.progress.print(
+                        "hashup: interrupted: taking no new files; waiting for the uploads in flight (Ctrl-C again to abort them)",
+                    );
+                    StopLevel::Drain
+                }
+                _ => {
+                    self.progress
+                        .print("hashup: interrupted again: aborting the uploads in flight");
+                    StopLevel::Abort
+                }
+            };
+        }
     }
 
     fn finish(&self, record: Record) {
@@ -262,6 +292,7 @@ pub async fn run(
         tally,
         progress,
         stop: stop.clone(),
+        announced: Mutex::new(StopLevel::Run),
         fatal: Mutex::new(None),
         api_answered: AtomicBool::new(false),
     });
@@ -285,18 +316,8 @@ pub async fn run(
         let shared = shared.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let mut said = StopLevel::Run;
             while stop.changed().await.is_ok() {
-                let level = *stop.borrow_and_update();
-                if level > said {
-                    said = level;
-                    shared.progress.print(match level {
-                        StopLevel::Drain => {
-                            "hashup: interrupted: taking no new files; waiting for the uploads in flight (Ctrl-C again to abort them)"
-                        }
-                        _ => "hashup: interrupted again: aborting the uploads in flight",
-                    });
-                }
+                shared.announce_stop();
             }
         })
     };
@@ -379,6 +400,8 @@ pub async fn run(
         joined?;
     }
     announce.abort();
+    shared.announce_stop(); // a stop that came as the last task ended is still said
+
     shared.progress.finish();
     let interrupted = shared.stopping() > StopLevel::Run;
     // The engine finishes the files it is hashing before it stops (a big one takes a while):

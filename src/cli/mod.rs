@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod hash;
 pub mod manifest;
+pub mod select;
 pub mod serve;
 pub mod upload;
 
@@ -26,7 +27,7 @@ pub enum Command {
     /// Run a PROMINENCE-compatible presign endpoint (S3 backend or embedded store).
     Serve(serve::ServeArgs),
     /// Hash files and upload them through a PROMINENCE presign API, many at once, with a manifest.
-    Upload(upload::UploadArgs),
+    Upload(Box<upload::UploadArgs>),
     /// Read upload manifests back: summary, merge shards, diff two runs.
     Manifest(manifest::ManifestArgs),
 }

@@ -10,6 +10,7 @@ use hashup::presign::s3::S3Location;
 use hashup::walk::WalkOptions;
 
 use super::hash::EngineArgs;
+use super::select::SelectArgs;
 
 /// Progress on stderr.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -27,8 +28,9 @@ pub enum ProgressArg {
 /// Flags of `hashup upload`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Object names are paths relative to the argument they were found under, \
-`/`-separated; PROMINENCE reads a name with `/` as a group path (`group/name`).\n\
+    after_help = "Object names are paths relative to the argument they were found under (or as \
+listed, with --files-from), `/`-separated; PROMINENCE reads a name with `/` as a group path \
+(`group/name`).\n\
 The token comes from --token-file, else PROMINENCE_TOKEN, else ~/.prominence/token.\n\
 With --s3 an object's key is PREFIX/<name>, and the store checks each body's SHA-256.\n\
 PROMINENCE_SSL_VERIFY=False turns off certificate checks for the API (not for storage).\n\
@@ -39,7 +41,7 @@ Exit status: 0 all files uploaded, 1 some failed, 2 usage, configuration or auth
 )]
 pub struct UploadArgs {
     /// Files and directories to upload.
-    #[arg(value_name = "PATH", required = true)]
+    #[arg(value_name = "PATH", required_unless_present = "files_from")]
     pub paths: Vec<PathBuf>,
 
     /// The PROMINENCE API URL, ending in /prominence/v1 [default: PROMINENCE_URL from the
@@ -148,6 +150,9 @@ pub struct UploadArgs {
     /// Walk and hash, print `<sha256>  <name>` for what would be uploaded; no network.
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 impl UploadArgs {
@@ -158,6 +163,7 @@ impl UploadArgs {
             walk: WalkOptions {
                 follow_links: self.follow,
             },
+            select: self.select.options(),
             hash: self.engine.options(),
             destination: match (self.s3, self.embedded) {
                 (Some(location), _) => Destination::S3 {

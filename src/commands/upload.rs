@@ -21,6 +21,7 @@ use crate::presign::prominence::{self, Prominence, Timeouts, Tls};
 use crate::presign::s3::DirectS3;
 use crate::progress::{Style, human_bytes};
 use crate::retry::RetryPolicy;
+use crate::select::Selection;
 use crate::serve::auth::{Identity, Tokens};
 use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
 use crate::skip::AlreadyStored;
@@ -43,7 +44,14 @@ pub const EMBEDDED_USER: &str = "hashup";
 
 /// Runs `hashup upload`.
 pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
-    // Credentials first: an expired token or missing AWS keys must stop the run before any work.
+    // Usage first: bad globs, a shard index missing from the environment, an unreadable list.
+    let selection = Selection::prepare(
+        &config.select,
+        SystemTime::now(),
+        |name| std::env::var(name).ok(),
+        std::io::stdin().lock(),
+    )?;
+    // Credentials next: an expired token or missing AWS keys must stop the run before any work.
     let api = match (&config.destination, config.dry_run) {
         (Destination::Prominence { url, token_file }, false) => {
             let url = url
@@ -79,9 +87,12 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
-    let walk = Walk::new(config.paths.clone(), config.walk.clone());
+    let walk = Walk::new(config.paths.clone(), config.walk.clone())
+        .with_listed(selection.listed.clone())
+        .selecting(selection.selector.clone());
+    // Sharded after naming, so every shard refuses the same duplicates.
     let entries = match pipeline::plan(walk, &config.naming) {
-        Ok(entries) => entries,
+        Ok(entries) => selection.shard(entries),
         Err(problems) => {
             for problem in &problems {
                 eprintln!("hashup: {problem}");

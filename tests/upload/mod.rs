@@ -1,12 +1,13 @@
 //! `hashup upload`, run as a binary: end to end through `hashup serve` (embedded store and
 //! SeaweedFS) and `--embedded`, direct S3 mode on SeaweedFS, faults from a small in-test server,
-//! and what is refused before any upload.
+//! what is refused before any upload, and which files are selected.
 
 mod direct;
 mod e2e;
 mod faults;
 mod mock;
 mod refusals;
+mod select;
 mod stop;
 mod sync;
 mod tls;
