@@ -8,6 +8,7 @@ mod faults;
 mod mock;
 mod refusals;
 mod select;
+mod shards;
 mod stop;
 mod sync;
 mod tls;
