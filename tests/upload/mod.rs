@@ -70,6 +70,15 @@ pub fn tree(root: &Path, files: &[(&str, &[u8])]) {
     }
 }
 
+/// [`tree`] for generated files (owned names and contents).
+pub fn tree_of(root: &Path, files: &[(String, Vec<u8>)]) {
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    tree(root, &refs);
+}
+
 /// A deterministic, incompressible-looking byte pattern.
 pub fn pattern(len: usize) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9;

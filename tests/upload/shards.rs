@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::{pattern, tree, upload_command};
+use super::{pattern, tree_of, upload_command};
 use crate::serve::fixture::{WEED_KEY, WEED_SECRET, http, weed};
 
 /// Each record by name, without what differs between runs of the same files by nature
@@ -43,11 +43,7 @@ async fn four_shards_merged_equal_one_run() {
             )
         })
         .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    tree(&src, &refs);
+    tree_of(&src, &files);
     let env = [
         ("AWS_ACCESS_KEY_ID", WEED_KEY),
         ("AWS_SECRET_ACCESS_KEY", WEED_SECRET),

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use super::mock::Mock;
-use super::{pattern, read_manifest, tree, upload};
+use super::{pattern, read_manifest, tree, tree_of, upload};
 use crate::serve::fixture::sha256_hex;
 
 /// Sets both times of every file below `root` an hour back, and waits past the hash cache's
@@ -61,11 +61,7 @@ fn a_rerun_over_an_unchanged_tree_reads_nothing_and_sends_nothing() {
     let files: Vec<(String, Vec<u8>)> = (0..20)
         .map(|i| (format!("d{}/f{i}.sif", i % 3), pattern(1000 + i * 37)))
         .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    tree(&dir.path().join("src"), &refs);
+    tree_of(&dir.path().join("src"), &files);
     settle(&dir.path().join("src"));
 
     let first = embedded_run(dir.path(), &[]);
@@ -173,11 +169,7 @@ fn sigkill_at_any_moment_then_the_same_command_resumes_without_resending() {
             )
         })
         .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    tree(&src, &refs);
+    tree_of(&src, &files);
     let manifest = dir.path().join("manifest.jsonl");
     let command = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hashup"));
