@@ -31,7 +31,7 @@ use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
 use crate::retry::RetryPolicy;
-use crate::skip::AlreadyStored;
+use crate::skip::{AlreadyStored, Evidence};
 use crate::transfer::{MAX_OBJECT_SIZE, Storage, TransferError};
 
 /// How often a file that keeps changing is hashed again before it is reported failed.
@@ -231,6 +231,30 @@ impl Shared {
         }
     }
 
+    /// A file already stored: counted as skipped, never printed (an unchanged night must not
+    /// fill the log), and recorded unless the journal this run appends to already says so.
+    fn finish_stored(&self, file: &HashedFile, evidence: Evidence) {
+        let tally = &self.tally;
+        tally.already_stored.fetch_add(1, Ordering::Relaxed);
+        tally.skipped.fetch_add(1, Ordering::Relaxed);
+        tally.done.fetch_add(1, Ordering::Relaxed);
+        if evidence == Evidence::Journal {
+            return;
+        }
+        let skipped = record(
+            file,
+            Status::Skipped,
+            None,
+            0,
+            Some(evidence.reason().into()),
+            Instant::now(),
+        );
+        if let Err(err) = self.manifest.record(&skipped) {
+            self.progress
+                .print(&format!("hashup: cannot write the manifest: {err}"));
+        }
+    }
+
     fn finish(&self, record: Record) {
         let tally = &self.tally;
         let counter = match record.status {
@@ -347,21 +371,12 @@ pub async fn run(
                 tally
                     .hash_nanos
                     .fetch_add(file.hash_time.as_nanos() as u64, Ordering::Relaxed);
-                if let Some(reason) = shared.options.stored.reason(
+                if let Some(evidence) = shared.options.stored.stored(
                     &file.name.to_string_lossy(),
                     file.stamp.size,
                     &file.hex(),
                 ) {
-                    tally.already_stored.fetch_add(1, Ordering::Relaxed);
-                    let skipped = record(
-                        &file,
-                        Status::Skipped,
-                        None,
-                        0,
-                        Some(reason.into()),
-                        Instant::now(),
-                    );
-                    shared.finish(skipped);
+                    shared.finish_stored(&file, evidence);
                     continue;
                 }
                 let permit = tokio::select! {

@@ -20,20 +20,51 @@ pub const IN_MANIFEST: &str = "already uploaded with this SHA-256 (manifest)";
 /// Why a file is skipped after the listing matched.
 pub const IN_LISTING: &str = "already stored with this size (listed by the API)";
 
+/// Where the evidence that a file is stored came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// The manifest this run appends to: it already holds the record, so none is written again
+    /// (an unchanged night adds nothing to the journal).
+    Journal,
+    /// An earlier manifest given with `--previous`: the skip is recorded in this run's manifest.
+    Previous,
+    /// The API's listing (same name and size): the skip is recorded.
+    Listing,
+}
+
+impl Evidence {
+    /// The skip reason a record carries.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Evidence::Journal | Evidence::Previous => IN_MANIFEST,
+            Evidence::Listing => IN_LISTING,
+        }
+    }
+}
+
 /// What is known to be stored.
 #[derive(Debug, Default)]
 pub struct AlreadyStored {
-    /// Name -> SHA-256 (hex) known stored, or `None` where the latest record failed.
-    manifests: HashMap<String, Option<String>>,
+    /// Name -> SHA-256 (hex) known stored, or `None` where the latest record failed; and where
+    /// that latest record is.
+    manifests: HashMap<String, (Option<String>, Evidence)>,
     /// Name -> size, from the API's listings.
     listing: HashMap<String, u64>,
 }
 
 impl AlreadyStored {
-    /// Evidence from `journals`, oldest first (a later record for a name wins).
-    pub fn from_journals<'a>(journals: impl IntoIterator<Item = &'a Journal>) -> AlreadyStored {
+    /// Evidence from `previous` manifests (oldest first), then from `journal`, the manifest this
+    /// run appends to; a later record for a name wins.
+    pub fn from_journals<'a>(
+        previous: impl IntoIterator<Item = &'a Journal>,
+        journal: Option<&'a Journal>,
+    ) -> AlreadyStored {
         let mut manifests = HashMap::new();
-        for journal in journals {
+        let sources = previous
+            .into_iter()
+            .map(|j| (j, Evidence::Previous))
+            .chain(journal.map(|j| (j, Evidence::Journal)));
+        for (journal, source) in sources {
             for record in &journal.records {
                 let stored = match record.status {
                     Status::Uploaded | Status::Skipped => record.sha256.clone(),
@@ -43,7 +74,7 @@ impl AlreadyStored {
                 if record.status == Status::Skipped && stored.is_none() {
                     continue;
                 }
-                manifests.insert(record.name.clone(), stored);
+                manifests.insert(record.name.clone(), (stored, source));
             }
         }
         AlreadyStored {
@@ -63,12 +94,13 @@ impl AlreadyStored {
         self.manifests.is_empty() && self.listing.is_empty()
     }
 
-    /// Why the file named `name` with this size and SHA-256 (hex) need not be uploaded, if so.
-    pub fn reason(&self, name: &str, size: u64, sha256: &str) -> Option<&'static str> {
-        if let Some(known) = self.manifests.get(name) {
-            return (known.as_deref() == Some(sha256)).then_some(IN_MANIFEST);
+    /// Whether (and by what evidence) the file named `name` with this size and SHA-256 (hex) is
+    /// already stored.
+    pub fn stored(&self, name: &str, size: u64, sha256: &str) -> Option<Evidence> {
+        if let Some((known, source)) = self.manifests.get(name) {
+            return (known.as_deref() == Some(sha256)).then_some(*source);
         }
-        (self.listing.get(name) == Some(&size)).then_some(IN_LISTING)
+        (self.listing.get(name) == Some(&size)).then_some(Evidence::Listing)
     }
 }
 
@@ -113,23 +145,23 @@ mod tests {
             record("c", Status::Skipped, Some("cc")),
             record("link", Status::Skipped, None),
         ]);
-        let stored = AlreadyStored::from_journals([&older, &newer]);
-        assert_eq!(stored.reason("a", 3, "aa"), Some(IN_MANIFEST));
-        assert_eq!(stored.reason("a", 3, "a2"), None, "changed content is sent");
+        let stored = AlreadyStored::from_journals([&older], Some(&newer));
+        assert_eq!(stored.stored("a", 3, "aa"), Some(Evidence::Previous));
+        assert_eq!(stored.stored("a", 3, "a2"), None, "changed content is sent");
         assert_eq!(
-            stored.reason("b", 3, "bb"),
+            stored.stored("b", 3, "bb"),
             None,
             "a failure erases evidence"
         );
-        assert_eq!(stored.reason("c", 3, "cc"), Some(IN_MANIFEST));
-        assert_eq!(stored.reason("link", 3, "ll"), None);
-        assert_eq!(stored.reason("new", 3, "nn"), None);
+        assert_eq!(stored.stored("c", 3, "cc"), Some(Evidence::Journal));
+        assert_eq!(stored.stored("link", 3, "ll"), None);
+        assert_eq!(stored.stored("new", 3, "nn"), None);
     }
 
     #[test]
     fn the_listing_answers_only_for_names_the_manifests_do_not_know() {
         let known = journal(vec![record("a", Status::Uploaded, Some("aa"))]);
-        let mut stored = AlreadyStored::from_journals([&known]);
+        let mut stored = AlreadyStored::from_journals([], Some(&known));
         stored.add_listing([
             Listed {
                 name: "a".into(),
@@ -141,13 +173,13 @@ mod tests {
             },
         ]);
         assert_eq!(
-            stored.reason("a", 3, "a2"),
+            stored.stored("a", 3, "a2"),
             None,
             "the manifest knows better"
         );
-        assert_eq!(stored.reason("g/x.sif", 10, "xx"), Some(IN_LISTING));
+        assert_eq!(stored.stored("g/x.sif", 10, "xx"), Some(Evidence::Listing));
         assert_eq!(
-            stored.reason("g/x.sif", 11, "xx"),
+            stored.stored("g/x.sif", 11, "xx"),
             None,
             "another size is sent"
         );

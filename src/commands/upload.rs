@@ -153,19 +153,20 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         );
     }
     // What earlier runs stored: the manifest being resumed, and any --previous ones.
-    let mut journals = Vec::new();
+    let mut previous = Vec::new();
     for path in &config.previous {
-        journals.push(
+        previous.push(
             manifest::read(path)
                 .with_context(|| format!("cannot read --previous {}", path.display()))?,
         );
     }
+    let mut journal = None;
     let manifest = Arc::new(match &config.manifest {
         Some(path) if config.restart => Manifest::create(path)
             .with_context(|| format!("cannot create manifest {}", path.display()))?,
         Some(path) => {
             match manifest::read(path) {
-                Ok(journal) => journals.push(journal),
+                Ok(read) => journal = Some(read),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => {
                     return Err(anyhow::anyhow!(
@@ -179,8 +180,8 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         }
         None => Manifest::none(),
     });
-    let mut stored = AlreadyStored::from_journals(&journals);
-    drop(journals);
+    let mut stored = AlreadyStored::from_journals(&previous, journal.as_ref());
+    drop((previous, journal));
     let options = PipelineOptions {
         hash,
         uploads: config.uploads,
