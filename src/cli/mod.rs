@@ -26,7 +26,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run a PROMINENCE-compatible presign endpoint (S3 backend or embedded store).
     Serve(serve::ServeArgs),
-    /// Hash files and upload them through a PROMINENCE presign API, many at once, with a manifest.
+    /// Hash files and upload them, many at once, through a PROMINENCE presign API or straight to S3.
     Upload(Box<upload::UploadArgs>),
     /// Read upload manifests back: summary, merge shards, diff two runs.
     Manifest(manifest::ManifestArgs),

@@ -36,8 +36,8 @@ With --s3 an object's key is PREFIX/<name>, and the store checks each body's SHA
 PROMINENCE_SSL_VERIFY=False turns off certificate checks for the API (not for storage).\n\
 Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish; a second \
 Ctrl-C aborts them. The manifest gets its summary either way.\n\
-Exit status: 0 all files uploaded, 1 some failed, 2 usage, configuration or authentication error, \
-130 interrupted."
+Exit status: 0 all files uploaded (or already stored), 1 some failed, 2 usage, configuration or \
+authentication error, 130 interrupted."
 )]
 pub struct UploadArgs {
     /// Files and directories to upload.
