@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Naming;
-use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hasher};
+use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hasher, Outcome};
 use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
@@ -321,14 +321,18 @@ pub async fn run(
         api_answered: AtomicBool::new(false),
     });
 
-    // The engine is a blocking iterator: a plain thread moves its outcomes into the async world.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(uploads.min(256));
+    // The engine is a blocking iterator: a plain thread moves its outcomes into the async world,
+    // in the batches the workers made (a hand-off per file cost a rerun of 50,000 cached files
+    // about 10 % of its CPU in wake-ups). Backpressure stays per file: the loop below takes an
+    // upload slot for each.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Outcome>>(4);
     let bridge = {
+        let mut hasher = hasher;
         std::thread::Builder::new()
             .name("hashup-bridge".into())
             .spawn(move || {
-                for outcome in hasher {
-                    if tx.blocking_send(outcome).is_err() {
+                while let Some(batch) = hasher.next_batch() {
+                    if tx.blocking_send(batch).is_err() {
                         break; // the run stopped
                     }
                 }
@@ -348,15 +352,22 @@ pub async fn run(
 
     let slots = Arc::new(tokio::sync::Semaphore::new(uploads));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut batch = Vec::new().into_iter();
     loop {
-        let outcome = tokio::select! {
-            biased;
-            () = reached(stop.clone(), StopLevel::Drain) => break,
-            outcome = rx.recv() => match outcome {
-                Some(outcome) => outcome,
-                None => break,
-            },
+        let Some(outcome) = batch.next() else {
+            tokio::select! {
+                biased;
+                () = reached(stop.clone(), StopLevel::Drain) => break,
+                next = rx.recv() => match next {
+                    Some(next) => batch = next.into_iter(),
+                    None => break,
+                },
+            }
+            continue;
         };
+        if shared.stopping() > StopLevel::Run {
+            break;
+        }
         match outcome.result {
             Err(err) => shared.finish(error_record(&err)),
             Ok(file) => {

@@ -387,6 +387,18 @@ impl Hasher {
     }
 }
 
+impl Hasher {
+    /// The outcomes ready now, as the workers handed them over (at least one; `None` when all
+    /// are out): one hand-off per batch instead of one per file.
+    pub fn next_batch(&mut self) -> Option<Vec<Outcome>> {
+        let pending: Vec<Outcome> = self.pending.by_ref().collect();
+        if !pending.is_empty() {
+            return Some(pending);
+        }
+        self.results.recv().ok()
+    }
+}
+
 impl Iterator for Hasher {
     type Item = Outcome;
 
