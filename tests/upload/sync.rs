@@ -162,14 +162,15 @@ fn a_damaged_hash_cache_is_not_trusted_and_is_rebuilt() {
 #[test]
 fn sigkill_at_any_moment_then_the_same_command_resumes_without_resending() {
     let mock = Mock::start();
-    // Slow storage keeps a run going for a couple of seconds with uploads in flight.
-    mock.storage_delay(Duration::from_millis(15));
+    // Slow storage (160 files/s) keeps a run going for about 4 s with uploads in flight: five
+    // kills at most 600 ms in cannot use up the tree.
+    mock.storage_delay(Duration::from_millis(25));
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
-    let files: Vec<(String, Vec<u8>)> = (0..300)
+    let files: Vec<(String, Vec<u8>)> = (0..600)
         .map(|i| {
             (
-                format!("f{i:03}"),
+                format!("f{i:04}"),
                 format!("content of file {i}\n").into_bytes(),
             )
         })
@@ -208,7 +209,10 @@ fn sigkill_at_any_moment_then_the_same_command_resumes_without_resending() {
     };
 
     let mut kills = 0;
-    for delay_ms in [150u64, 400, 90, 700, 250] {
+    // Random moments (printed on failure): early ones catch the walk and the first uploads,
+    // later ones a run in full flow.
+    let delays: Vec<u64> = (0..5).map(|_| rand::random_range(30..600)).collect();
+    for &delay_ms in &delays {
         let before = confirmed(&manifest);
         let seen_before = mock.storage_seen().len();
         let mut child = command().spawn().unwrap();
@@ -221,12 +225,15 @@ fn sigkill_at_any_moment_then_the_same_command_resumes_without_resending() {
         for seen in &mock.storage_seen()[seen_before..] {
             assert!(
                 !before.contains_key(&seen.name),
-                "{} was recorded as uploaded, then sent again",
+                "{} was recorded as uploaded, then sent again (kills after {delays:?} ms)",
                 seen.name
             );
         }
     }
-    assert!(kills >= 3, "the runs ended before they could be killed");
+    assert!(
+        kills >= 3,
+        "the runs ended before they could be killed ({delays:?} ms)"
+    );
 
     let before = confirmed(&manifest);
     let seen_before = mock.storage_seen().len();
