@@ -110,6 +110,10 @@ pub(crate) fn policy_expiration(t: SystemTime) -> String {
 
 /// Parses `YYYYMMDDTHHMMSSZ`.
 pub(crate) fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    // Byte positions below are only char boundaries in ASCII (a client sends this string).
+    if !s.is_ascii() {
+        return None;
+    }
     let b = s.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
@@ -127,6 +131,10 @@ pub(crate) fn parse_amz_date(s: &str) -> Option<SystemTime> {
 /// Parses an ISO 8601 UTC time as S3 writes it (policy `expiration`, listing `LastModified`): `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (boto3 writes no fraction,
 /// AWS's example writes `.000`). A fraction is dropped: expiry is judged to the second.
 pub fn parse_policy_expiration(s: &str) -> Option<SystemTime> {
+    // Byte positions below are only char boundaries in ASCII (a client sends this string).
+    if !s.is_ascii() {
+        return None;
+    }
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
@@ -164,6 +172,14 @@ fn digits(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_dates_are_refused_not_a_panic() {
+        // Shaped to pass the separator checks with a multi-byte character across a slice
+        // boundary: before the ASCII check these panicked, and a client chooses them.
+        assert_eq!(parse_amz_date("201é123T120000Z"), None);
+        assert_eq!(parse_policy_expiration("2015-12-30T12:00:0éZ"), None);
+    }
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
