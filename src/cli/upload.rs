@@ -147,7 +147,8 @@ pub struct UploadArgs {
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 
-    /// Walk and hash, print `<sha256>  <name>` for what would be uploaded; no network.
+    /// Walk and hash, print `<sha256>  <name>` for what would be uploaded (files the manifests
+    /// record as uploaded left out); no network.
     #[arg(long)]
     pub dry_run: bool,
 

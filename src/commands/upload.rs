@@ -104,13 +104,36 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Fatal);
         }
     };
+    // What earlier runs stored: the manifest being resumed, and any --previous ones.
+    let mut previous = Vec::new();
+    for path in &config.previous {
+        previous.push(
+            manifest::read(path)
+                .with_context(|| format!("cannot read --previous {}", path.display()))?,
+        );
+    }
+    let journal = match &config.manifest {
+        Some(path) if !config.restart => match manifest::read(path) {
+            Ok(read) => Some(read),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                return Err(anyhow::anyhow!(
+                    "cannot resume from manifest {}: {err}; --restart starts it afresh",
+                    path.display()
+                ));
+            }
+        },
+        _ => None,
+    };
+    let mut stored = AlreadyStored::from_journals(&previous, journal.as_ref());
+    drop((previous, journal));
     let cache = open_cache(config);
     let hash = crate::hash::HashOptions {
         cache: cache.clone(),
         ..config.hash.clone()
     };
     if config.dry_run {
-        let code = dry_run(entries, &hash);
+        let code = dry_run(entries, &hash, &stored);
         save_cache(cache.as_deref());
         return code;
     }
@@ -152,36 +175,13 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
              anyone on the network path could read your token and hand out their own URLs"
         );
     }
-    // What earlier runs stored: the manifest being resumed, and any --previous ones.
-    let mut previous = Vec::new();
-    for path in &config.previous {
-        previous.push(
-            manifest::read(path)
-                .with_context(|| format!("cannot read --previous {}", path.display()))?,
-        );
-    }
-    let mut journal = None;
     let manifest = Arc::new(match &config.manifest {
         Some(path) if config.restart => Manifest::create(path)
             .with_context(|| format!("cannot create manifest {}", path.display()))?,
-        Some(path) => {
-            match manifest::read(path) {
-                Ok(read) => journal = Some(read),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(anyhow::anyhow!(
-                        "cannot resume from manifest {}: {err}; --restart starts it afresh",
-                        path.display()
-                    ));
-                }
-            }
-            Manifest::append(path)
-                .with_context(|| format!("cannot open manifest {}", path.display()))?
-        }
+        Some(path) => Manifest::append(path)
+            .with_context(|| format!("cannot open manifest {}", path.display()))?,
         None => Manifest::none(),
     });
-    let mut stored = AlreadyStored::from_journals(&previous, journal.as_ref());
-    drop((previous, journal));
     let options = PipelineOptions {
         hash,
         uploads: config.uploads,
@@ -552,16 +552,27 @@ async fn start_embedded(
     Ok((url, token, stop, handle))
 }
 
-/// `--dry-run`: `<sha256>  <object name>` per file, in walk order; no network.
+/// `--dry-run`: `<sha256>  <object name>` per file that would be sent, in walk order; files the
+/// manifests (`--manifest`, `--previous`) record as uploaded are left out and counted. No
+/// network, so `--skip-existing`'s listing is not asked.
 fn dry_run(
     entries: Vec<Result<FileEntry, FileError>>,
     hash: &crate::hash::HashOptions,
+    stored: &AlreadyStored,
 ) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = false;
+    let mut already = 0u64;
     for result in Hasher::spawn(entries, hash)?.in_order() {
         match result {
+            Ok(file)
+                if stored
+                    .stored(&file.name.to_string_lossy(), file.stamp.size, &file.hex())
+                    .is_some() =>
+            {
+                already += 1;
+            }
             Ok(file) => {
                 let line = writeln!(out, "{}  {}", file.hex(), file.name.display());
                 if !super::keep_writing(line)? {
@@ -576,6 +587,9 @@ fn dry_run(
     }
     if !super::keep_writing(out.flush())? {
         return Ok(ExitCode::Success);
+    }
+    if already > 0 {
+        eprintln!("hashup: {already} files left out: the manifests record them as uploaded");
     }
     Ok(if failed {
         ExitCode::SomeFailed

@@ -92,12 +92,34 @@ fn a_rerun_over_an_unchanged_tree_reads_nothing_and_sends_nothing() {
     let journal = std::fs::read_to_string(dir.path().join("manifest.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 20 + 1 + 1);
 
+    // A dry run with the same manifest lists nothing to send, and leaves the manifest alone.
+    let journal_before = std::fs::read(dir.path().join("manifest.jsonl")).unwrap();
+    let dry = embedded_run(dir.path(), &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(dry.stdout, "");
+    assert_eq!(
+        dry.stderr,
+        "hashup: 20 files left out: the manifests record them as uploaded\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("manifest.jsonl")).unwrap(),
+        journal_before
+    );
+
     // One file changes (same size, new content): only it is read and sent.
     let changed = dir.path().join("src").join(&files[4].0);
     let mut data = files[4].1.clone();
     data[0] ^= 0xff;
     std::fs::write(&changed, &data).unwrap();
     std::thread::sleep(Duration::from_millis(200));
+    // (--no-cache: a dry run would otherwise leave the new hash in the cache for the next run.)
+    let dry = embedded_run(dir.path(), &["--dry-run", "--no-cache"]);
+    assert_eq!(
+        dry.stdout,
+        format!("{}  {}\n", sha256_hex(&data), files[4].0),
+        "{}",
+        dry.stderr
+    );
     let third = embedded_run(dir.path(), &[]);
     assert_eq!(third.code, 0, "{}", third.stderr);
     let summary = last_summary(dir.path());
