@@ -52,40 +52,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         std::io::stdin().lock(),
     )?;
     // Credentials next: an expired token or missing AWS keys must stop the run before any work.
-    let api = match (&config.destination, config.dry_run) {
-        (Destination::Prominence { url, token_file }, false) => {
-            let url = url
-                .clone()
-                .filter(|u| !u.is_empty())
-                .or_else(|| {
-                    std::env::var("PROMINENCE_URL")
-                        .ok()
-                        .filter(|u| !u.is_empty())
-                })
-                .context("no API URL: use --url or set PROMINENCE_URL")?;
-            let token = prominence::load_token(token_file.as_deref())?;
-            prominence::check_expiry(&token, SystemTime::now())?;
-            Some((url, token))
-        }
-        _ => None,
-    };
-
-    let direct: Option<Arc<dyn Presigner>> = match (&config.destination, config.dry_run) {
-        (
-            Destination::S3 {
-                location,
-                endpoint,
-                region,
-            },
-            false,
-        ) => Some(Arc::new(DirectS3::from_env(
-            location.clone(),
-            endpoint.as_deref(),
-            region.as_deref(),
-            |name| std::env::var(name).ok(),
-        )?)),
-        _ => None,
-    };
+    let Access { api, direct } = access(config)?;
 
     let walk = Walk::new(config.paths.clone(), config.walk.clone())
         .with_listed(selection.listed.clone())
@@ -104,29 +71,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Fatal);
         }
     };
-    // What earlier runs stored: the manifest being resumed, and any --previous ones.
-    let mut previous = Vec::new();
-    for path in &config.previous {
-        previous.push(
-            manifest::read(path)
-                .with_context(|| format!("cannot read --previous {}", path.display()))?,
-        );
-    }
-    let journal = match &config.manifest {
-        Some(path) if !config.restart => match manifest::read(path) {
-            Ok(read) => Some(read),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                return Err(anyhow::anyhow!(
-                    "cannot resume from manifest {}: {err}; --restart starts it afresh",
-                    path.display()
-                ));
-            }
-        },
-        _ => None,
-    };
-    let mut stored = AlreadyStored::from_journals(&previous, journal.as_ref());
-    drop((previous, journal));
+    let mut stored = already_stored(config)?;
     let cache = open_cache(config);
     let hash = crate::hash::HashOptions {
         cache: cache.clone(),
@@ -257,45 +202,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
 
     let s = &report.summary;
     if !config.quiet {
-        let not_started = match s.not_started {
-            0 => String::new(),
-            n => format!(", {n} not started"),
-        };
-        let rate = match s.bytes_hashed {
-            0 => String::new(),
-            _ => format!(" at {:.2} GB/s per thread", s.hash_gb_per_s),
-        };
-        let cached = match s.cached {
-            0 => String::new(),
-            n => format!(", {n} from the hash cache"),
-        };
-        eprintln!(
-            "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started} in {:.2} s; \
-             hashed {}{cached}{rate}; upload {:.1} MB/s, {:.1} objects/s",
-            s.files,
-            s.uploaded,
-            human_bytes(s.bytes),
-            s.failed,
-            s.skipped,
-            s.elapsed_ms as f64 / 1000.0,
-            human_bytes(s.bytes_hashed),
-            s.upload_mb_per_s,
-            s.objects_per_s
-        );
-    }
-    if !config.quiet && s.uploaded == 0 && s.failed == 0 && s.stopped.is_none() {
-        let other = s.skipped - s.already_stored;
-        eprintln!(
-            "hashup: nothing to do: {}",
-            match (s.files, other) {
-                (0, _) => "no files".to_string(),
-                (n, 0) => format!("all {n} files are already stored"),
-                (_, other) => format!(
-                    "{} already stored, {other} skipped (not regular files)",
-                    s.already_stored
-                ),
-            }
-        );
+        print_summary(s);
     }
     if report.interrupted {
         return Ok(ExitCode::Interrupted);
@@ -309,6 +216,128 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Success
     })
+}
+
+/// What a run needs to reach its destination (neither for `--embedded`, which makes its own,
+/// nor for a dry run, which touches no network).
+struct Access {
+    /// PROMINENCE mode: the API URL and the token.
+    api: Option<(String, String)>,
+    /// Direct S3 mode: the presigner signing with the user's AWS credentials.
+    direct: Option<Arc<dyn Presigner>>,
+}
+
+/// Loads and checks the credentials: an expired JWT or missing AWS keys stop the run here.
+fn access(config: &UploadConfig) -> anyhow::Result<Access> {
+    let none = Access {
+        api: None,
+        direct: None,
+    };
+    if config.dry_run {
+        return Ok(none);
+    }
+    match &config.destination {
+        Destination::Prominence { url, token_file } => {
+            let url = url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .or_else(|| {
+                    std::env::var("PROMINENCE_URL")
+                        .ok()
+                        .filter(|u| !u.is_empty())
+                })
+                .context("no API URL: use --url or set PROMINENCE_URL")?;
+            let token = prominence::load_token(token_file.as_deref())?;
+            prominence::check_expiry(&token, SystemTime::now())?;
+            Ok(Access {
+                api: Some((url, token)),
+                direct: None,
+            })
+        }
+        Destination::S3 {
+            location,
+            endpoint,
+            region,
+        } => Ok(Access {
+            api: None,
+            direct: Some(Arc::new(DirectS3::from_env(
+                location.clone(),
+                endpoint.as_deref(),
+                region.as_deref(),
+                |name| std::env::var(name).ok(),
+            )?)),
+        }),
+        Destination::Embedded { .. } => Ok(none),
+    }
+}
+
+/// What earlier runs stored, from the manifest being resumed and any `--previous` ones. A
+/// manifest that cannot be read stops the run: resuming blind could send everything again.
+fn already_stored(config: &UploadConfig) -> anyhow::Result<AlreadyStored> {
+    let mut previous = Vec::new();
+    for path in &config.previous {
+        previous.push(
+            manifest::read(path)
+                .with_context(|| format!("cannot read --previous {}", path.display()))?,
+        );
+    }
+    let journal = match &config.manifest {
+        Some(path) if !config.restart => match manifest::read(path) {
+            Ok(read) => Some(read),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                return Err(anyhow::anyhow!(
+                    "cannot resume from manifest {}: {err}; --restart starts it afresh",
+                    path.display()
+                ));
+            }
+        },
+        _ => None,
+    };
+    Ok(AlreadyStored::from_journals(&previous, journal.as_ref()))
+}
+
+/// The run's last lines on stderr: the summary, and "nothing to do" when nothing was sent.
+fn print_summary(s: &crate::manifest::Summary) {
+    let not_started = match s.not_started {
+        0 => String::new(),
+        n => format!(", {n} not started"),
+    };
+    let rate = match s.bytes_hashed {
+        0 => String::new(),
+        _ => format!(" at {:.2} GB/s per thread", s.hash_gb_per_s),
+    };
+    let cached = match s.cached {
+        0 => String::new(),
+        n => format!(", {n} from the hash cache"),
+    };
+    eprintln!(
+        "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started} in {:.2} s; \
+         hashed {}{cached}{rate}; upload {:.1} MB/s, {:.1} objects/s",
+        s.files,
+        s.uploaded,
+        human_bytes(s.bytes),
+        s.failed,
+        s.skipped,
+        s.elapsed_ms as f64 / 1000.0,
+        human_bytes(s.bytes_hashed),
+        s.upload_mb_per_s,
+        s.objects_per_s
+    );
+    if s.uploaded == 0 && s.failed == 0 && s.stopped.is_none() {
+        let other = s.skipped - s.already_stored;
+        eprintln!(
+            "hashup: nothing to do: {}",
+            match (s.files, other) {
+                (0, _) => "no files".to_string(),
+                (n, 0) => format!("all {n} files are already stored"),
+                (_, other) => format!(
+                    "{} already stored, {other} skipped (not regular files)",
+                    s.already_stored
+                ),
+            }
+        );
+    }
 }
 
 /// Ctrl-C and SIGTERM, caught from the moment they are installed.
