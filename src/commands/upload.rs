@@ -103,23 +103,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         connect: config.connect_timeout,
         stall: config.stall_timeout,
     };
-    let storage_tls = Tls {
-        extra_roots: match &config.cacert {
-            Some(path) => Tls::read_roots(path).map_err(|e| anyhow::anyhow!("--cacert: {e}"))?,
-            None => Vec::new(),
-        },
-        insecure: false,
-    };
-    let api_tls = Tls {
-        insecure: api.is_some() && ssl_verify_off(),
-        ..storage_tls.clone()
-    };
-    if api_tls.insecure {
-        eprintln!(
-            "hashup: WARNING: PROMINENCE_SSL_VERIFY=False: the API's TLS certificate is NOT checked; \
-             anyone on the network path could read your token and hand out their own URLs"
-        );
-    }
+    let (storage_tls, api_tls) = tls(config, api.is_some())?;
     let manifest = Arc::new(match &config.manifest {
         Some(path) if config.restart => Manifest::create(path)
             .with_context(|| format!("cannot create manifest {}", path.display()))?,
@@ -295,6 +279,29 @@ fn already_stored(config: &UploadConfig) -> anyhow::Result<AlreadyStored> {
         _ => None,
     };
     Ok(AlreadyStored::from_journals(&previous, journal.as_ref()))
+}
+
+/// TLS for storage and for the API: `--cacert` for both; `PROMINENCE_SSL_VERIFY=False` turns
+/// verification off for the API alone, loudly.
+fn tls(config: &UploadConfig, uses_api: bool) -> anyhow::Result<(Tls, Tls)> {
+    let storage_tls = Tls {
+        extra_roots: match &config.cacert {
+            Some(path) => Tls::read_roots(path).map_err(|e| anyhow::anyhow!("--cacert: {e}"))?,
+            None => Vec::new(),
+        },
+        insecure: false,
+    };
+    let api_tls = Tls {
+        insecure: uses_api && ssl_verify_off(),
+        ..storage_tls.clone()
+    };
+    if api_tls.insecure {
+        eprintln!(
+            "hashup: WARNING: PROMINENCE_SSL_VERIFY=False: the API's TLS certificate is NOT checked; \
+             anyone on the network path could read your token and hand out their own URLs"
+        );
+    }
+    Ok((storage_tls, api_tls))
 }
 
 /// The run's last lines on stderr: the summary, and "nothing to do" when nothing was sent.
