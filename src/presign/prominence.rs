@@ -206,18 +206,7 @@ impl Prominence {
             None => format!("{}/data", self.base),
             Some(group) => format!("{}/data/{}", self.base, crate::sign::uri_encode_path(group)),
         };
-        let response = self
-            .client
-            .get(&url)
-            .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .send()
-            .await
-            .map_err(|err| PresignError::Transient {
-                status: None,
-                retry_after: None,
-                message: error_chain(&err),
-            })?;
-        let (status, retry_after, text) = read_answer(response).await?;
+        let (status, retry_after, text) = self.call(self.client.get(&url)).await?;
         match status {
             200 => serde_json::from_str(&text).map_err(|err| PresignError::BadAnswer {
                 status,
@@ -227,13 +216,14 @@ impl Prominence {
         }
     }
 
-    async fn request(&self, name: &str, sha256: &str) -> Result<Target, PresignError> {
-        let body = serde_json::json!({"filename": name, "checksum": sha256});
-        let response = self
-            .client
-            .post(&self.upload_url)
+    /// Sends an API request with the token (to the API host only): the answer's status,
+    /// `Retry-After` and body. A connection failure is transient.
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Option<Duration>, String), PresignError> {
+        let response = request
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .json(&body)
             .send()
             .await
             .map_err(|err| PresignError::Transient {
@@ -241,7 +231,14 @@ impl Prominence {
                 retry_after: None,
                 message: error_chain(&err),
             })?;
-        let (status, retry_after, text) = read_answer(response).await?;
+        read_answer(response).await
+    }
+
+    async fn request(&self, name: &str, sha256: &str) -> Result<Target, PresignError> {
+        let body = serde_json::json!({"filename": name, "checksum": sha256});
+        let (status, retry_after, text) = self
+            .call(self.client.post(&self.upload_url).json(&body))
+            .await?;
         match status {
             200 | 201 => {
                 parse_answer(&text).map_err(|message| PresignError::BadAnswer { status, message })
