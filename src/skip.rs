@@ -89,11 +89,6 @@ impl AlreadyStored {
             .extend(listed.into_iter().map(|l| (l.name, l.size)));
     }
 
-    /// Whether there is no evidence at all.
-    pub fn is_empty(&self) -> bool {
-        self.manifests.is_empty() && self.listing.is_empty()
-    }
-
     /// Whether (and by what evidence) the file named `name` with this size and SHA-256 (hex) is
     /// already stored.
     pub fn stored(&self, name: &str, size: u64, sha256: &str) -> Option<Evidence> {

@@ -29,7 +29,7 @@ use std::io::{ErrorKind, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -79,7 +79,6 @@ pub struct HashCache {
     /// The file must be rewritten whole (unusable, or torn) before anything is appended.
     rewrite: AtomicBool,
     loaded: Loaded,
-    hits: AtomicU64,
 }
 
 impl HashCache {
@@ -106,7 +105,6 @@ impl HashCache {
             saved: AtomicUsize::new(0),
             rewrite: AtomicBool::new(rewrite),
             loaded,
-            hits: AtomicU64::new(0),
         }
     }
 
@@ -138,7 +136,6 @@ impl HashCache {
             } else {
                 Loaded::Clean
             },
-            hits: AtomicU64::new(0),
         }
     }
 
@@ -162,18 +159,9 @@ impl HashCache {
         self.known.is_empty()
     }
 
-    /// Lookups answered so far.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
-    }
-
     /// The SHA-256 of a file with exactly this stamp, if known.
     pub fn get(&self, stamp: &FileStamp) -> Option<[u8; 32]> {
-        let found = self.known.get(stamp).copied();
-        if found.is_some() {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-        }
-        found
+        self.known.get(stamp).copied()
     }
 
     /// Remembers a hash taken by a read that started at `read_started`, unless the file's
@@ -338,7 +326,6 @@ mod tests {
             None,
             "any field of the stamp differs: a miss"
         );
-        assert_eq!(again.hits(), 2);
     }
 
     #[test]
