@@ -234,47 +234,47 @@ impl Shared {
     /// A file already stored: counted as skipped, never printed (an unchanged night must not
     /// fill the log), and recorded unless the journal this run appends to already says so.
     fn finish_stored(&self, file: &HashedFile, evidence: Evidence) {
-        let tally = &self.tally;
-        tally.already_stored.fetch_add(1, Ordering::Relaxed);
-        tally.skipped.fetch_add(1, Ordering::Relaxed);
-        tally.done.fetch_add(1, Ordering::Relaxed);
-        if evidence == Evidence::Journal {
-            return;
-        }
-        let skipped = record(
-            file,
-            Status::Skipped,
-            None,
-            0,
-            Some(evidence.reason().into()),
-            Instant::now(),
-        );
-        if let Err(err) = self.manifest.record(&skipped) {
-            self.progress
-                .print(&format!("hashup: cannot write the manifest: {err}"));
+        self.tally.already_stored.fetch_add(1, Ordering::Relaxed);
+        self.count(Status::Skipped, file.stamp.size);
+        if evidence != Evidence::Journal {
+            self.write(&record(
+                file,
+                Status::Skipped,
+                None,
+                0,
+                Some(evidence.reason().into()),
+                Instant::now(),
+            ));
         }
     }
 
+    /// A file's outcome: counted, its error printed, recorded.
     fn finish(&self, record: Record) {
+        self.count(record.status, record.size.unwrap_or(0));
+        // After a fatal answer every later failure is its consequence: one message says it all.
+        if let Some(error) = record.error.as_ref().filter(|_| self.fatal().is_none()) {
+            self.progress
+                .print(&format!("hashup: {}: {error}", record.path));
+        }
+        self.write(&record);
+    }
+
+    fn count(&self, status: Status, size: u64) {
         let tally = &self.tally;
-        let counter = match record.status {
+        let counter = match status {
             Status::Uploaded => &tally.uploaded,
             Status::Failed => &tally.failed,
             Status::Skipped => &tally.skipped,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         tally.done.fetch_add(1, Ordering::Relaxed);
-        if record.status == Status::Uploaded {
-            tally
-                .bytes_uploaded
-                .fetch_add(record.size.unwrap_or(0), Ordering::Relaxed);
+        if status == Status::Uploaded {
+            tally.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
         }
-        // After a fatal answer every later failure is its consequence: one message says it all.
-        if let Some(error) = record.error.as_ref().filter(|_| self.fatal().is_none()) {
-            self.progress
-                .print(&format!("hashup: {}: {error}", record.path));
-        }
-        if let Err(err) = self.manifest.record(&record) {
+    }
+
+    fn write(&self, record: &Record) {
+        if let Err(err) = self.manifest.record(record) {
             self.progress
                 .print(&format!("hashup: cannot write the manifest: {err}"));
         }
