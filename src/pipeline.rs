@@ -567,7 +567,7 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                 }
                 continue;
             }
-            Err(err) => break crate::hash::plain_io_message(&err),
+            Err(err) => break crate::message::plain_io_message(&err),
         }
 
         match shared
@@ -658,7 +658,7 @@ fn record(
         name: file.name.to_string_lossy().into_owned(),
         path: file.path.to_string_lossy().into_owned(),
         size: Some(file.stamp.size),
-        mtime: Some(crate::sign::rfc3339_nanos(file.stamp.modified())),
+        mtime: Some(crate::utc::rfc3339_nanos(file.stamp.modified())),
         sha256: Some(file.hex()),
         status,
         http_status,

@@ -162,7 +162,7 @@ pub enum SelectError {
     Shard(String),
     /// The `--files-from` list cannot be read.
     // No #[source]: the message already says it, and `{:#}` would say it twice.
-    #[error("cannot read --files-from {}: {}", path.display(), crate::hash::plain_io_message(error))]
+    #[error("cannot read --files-from {}: {}", path.display(), crate::message::plain_io_message(error))]
     List {
         /// The list.
         path: PathBuf,
@@ -611,11 +611,11 @@ fn parse_time(s: &str) -> Option<SystemTime> {
         return None;
     }
     if s.len() == 10 {
-        return crate::sign::parse_iso8601(&format!("{s}T00:00:00Z"));
+        return crate::utc::parse_iso8601(&format!("{s}T00:00:00Z"));
     }
     let s = s.replace(['t', ' '], "T").replace('z', "Z");
     if s.ends_with('Z') {
-        return crate::sign::parse_iso8601(&s);
+        return crate::utc::parse_iso8601(&s);
     }
     // `±HH:MM`: the same wall time read as UTC, then moved by the offset.
     let (local, offset) = s.split_at(s.len().checked_sub(6)?);
@@ -627,7 +627,7 @@ fn parse_time(s: &str) -> Option<SystemTime> {
     if hours > 23 || minutes > 59 {
         return None;
     }
-    let utc_wall = crate::sign::parse_iso8601(&format!("{local}Z"))?;
+    let utc_wall = crate::utc::parse_iso8601(&format!("{local}Z"))?;
     let shift = Duration::from_secs(hours * 3600 + minutes * 60);
     // 12:00+02:00 is 10:00Z: a positive offset is subtracted.
     match sign {

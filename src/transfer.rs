@@ -15,8 +15,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 use tokio::io::AsyncReadExt as _;
 
+use crate::message::error_chain;
 use crate::presign::Target;
-use crate::presign::prominence::{Timeouts, Tls, error_chain};
+use crate::presign::prominence::{Timeouts, Tls};
 
 /// The most one request may carry (S3's single-upload limit).
 pub const MAX_OBJECT_SIZE: u64 = 5 << 30;
@@ -34,7 +35,7 @@ pub enum TransferError {
         size: u64,
     },
     /// The file could not be opened.
-    #[error("cannot open: {}", crate::hash::plain_io_message(.0))]
+    #[error("cannot open: {}", crate::message::plain_io_message(.0))]
     Open(#[source] std::io::Error),
     /// 403 from storage: most likely the URL expired; presign again.
     #[error("storage refused the upload: HTTP 403: {message}")]

@@ -9,7 +9,8 @@ use anyhow::Context;
 use super::keep_writing;
 use crate::config::CheckConfig;
 use crate::exit::ExitCode;
-use crate::hash::{FileEntry, FileErrorKind, Hasher, plain_io_message};
+use crate::hash::{FileEntry, FileErrorKind, Hasher};
+use crate::message::plain_io_message;
 use crate::sumfile::{self, Line};
 
 /// Counts for one list, reported as GNU's closing warnings.

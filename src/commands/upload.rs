@@ -422,7 +422,7 @@ fn open_cache(config: &UploadConfig) -> Option<Arc<HashCache>> {
             eprintln!(
                 "hashup: warning: cannot use the hash cache in {}: {}; reading every file",
                 dir.display(),
-                crate::hash::plain_io_message(&err)
+                crate::message::plain_io_message(&err)
             );
             None
         }
@@ -436,7 +436,7 @@ fn save_cache(cache: Option<&HashCache>) {
         eprintln!(
             "hashup: warning: cannot update the hash cache {}: {}",
             cache.path().display(),
-            crate::hash::plain_io_message(&err)
+            crate::message::plain_io_message(&err)
         );
     }
 }

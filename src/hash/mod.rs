@@ -129,7 +129,7 @@ impl HashedFile {
 #[derive(Debug, thiserror::Error)]
 pub enum FileErrorKind {
     /// Opening, reading or walking failed.
-    #[error("{}", plain_io_message(.0))]
+    #[error("{}", crate::message::plain_io_message(.0))]
     Io(#[source] std::io::Error),
     /// The file changed (size, times, identity, or truncated under a mapping)
     /// while it was read: the bytes hashed may not be the bytes it holds.
@@ -138,16 +138,6 @@ pub enum FileErrorKind {
     /// Not a regular file: never opened for reading.
     #[error("skipped: {0}")]
     Skipped(SkipReason),
-}
-
-/// An I/O error as people read it: `No such file or directory`, without Rust's
-/// ` (os error 2)` suffix.
-pub fn plain_io_message(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
-    }
 }
 
 /// Why an entry was left alone. Skips are notices, not failures.

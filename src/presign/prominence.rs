@@ -41,7 +41,7 @@ impl Tls {
             format!(
                 "cannot read {}: {}",
                 path.display(),
-                crate::hash::plain_io_message(&e)
+                crate::message::plain_io_message(&e)
             )
         })?;
         let roots = reqwest::Certificate::from_pem_bundle(&pem)
@@ -229,7 +229,7 @@ impl Prominence {
             .map_err(|err| PresignError::Transient {
                 status: None,
                 retry_after: None,
-                message: error_chain(&err),
+                message: crate::message::error_chain(&err),
             })?;
         read_answer(response).await
     }
@@ -260,7 +260,7 @@ async fn read_answer(
         .map_err(|err| PresignError::Transient {
             status: Some(status),
             retry_after,
-            message: error_chain(&err),
+            message: crate::message::error_chain(&err),
         })?;
     Ok((status, retry_after, text))
 }
@@ -296,17 +296,6 @@ impl Presigner for Prominence {
     ) -> BoxFuture<'a, Result<Target, PresignError>> {
         Box::pin(self.request(name, sha256))
     }
-}
-
-/// An error and its causes on one line (reqwest's own message hides the cause).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(&format!(": {e}"));
-        source = e.source();
-    }
-    text
 }
 
 /// The `error` of a JSON error body, else the `<title>` of an HTML page (what Flask and

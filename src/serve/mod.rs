@@ -82,13 +82,10 @@ pub fn credentials_from_env() -> Option<Credentials> {
 
 /// Logs a failure the client only sees as a generic error, with its whole cause chain.
 fn log_error(context: &str, err: &dyn std::error::Error) {
-    let mut line = format!("hashup serve: {context}: {err}");
-    let mut source = err.source();
-    while let Some(e) = source {
-        line.push_str(&format!(": {e}"));
-        source = e.source();
-    }
-    eprintln!("{line}");
+    eprintln!(
+        "hashup serve: {context}: {}",
+        crate::message::error_chain(err)
+    );
 }
 
 /// A bound, not yet running server.

@@ -179,7 +179,7 @@ impl S3Backend {
                 })?;
             for c in page.contents {
                 let last_modified =
-                    crate::sign::parse_iso8601(&c.last_modified).ok_or_else(|| {
+                    crate::utc::parse_iso8601(&c.last_modified).ok_or_else(|| {
                         S3Error::BadListing {
                             url: self.bucket_url(),
                             detail: format!("LastModified {:?}", c.last_modified),
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn parses_s3_timestamps() {
         let t = |s| {
-            crate::sign::parse_iso8601(s)
+            crate::utc::parse_iso8601(s)
                 .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
         };
         assert_eq!(t("1970-01-01T00:00:00Z"), Some(0));

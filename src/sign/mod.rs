@@ -39,7 +39,6 @@
 
 mod canonical;
 mod post;
-mod time;
 mod url;
 
 use std::fmt;
@@ -49,7 +48,6 @@ pub use post::{
     CHECKSUM_SHA256, META_SHA256, PostRequest, PresignedPost, VerifiedPost, presign_post,
     verify_post,
 };
-pub use time::{amz_date, parse_policy_expiration as parse_iso8601, rfc3339_nanos};
 pub use url::{UrlRequest, VerifiedUrl, presign_url, verify_presigned_url};
 
 /// The only algorithm we sign with or accept.

@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 use super::canonical::{Credential, hmac_sha256, verify_hmac};
-use super::time::{amz_date, parse_amz_date, parse_policy_expiration, policy_expiration};
 use super::{ALGORITHM, Credentials, SignError, malformed};
+use crate::utc::{amz_date, parse_amz_date, parse_iso8601, policy_expiration};
 
 /// The user metadata PROMINENCE keeps the SHA-256 in.
 pub const META_SHA256: &str = "x-amz-meta-prominence_sha256";
@@ -195,7 +195,7 @@ pub fn verify_post(
     let expiration = policy
         .get("expiration")
         .and_then(Value::as_str)
-        .and_then(parse_policy_expiration)
+        .and_then(parse_iso8601)
         .ok_or_else(|| malformed("policy expiration is missing or not ISO 8601 UTC"))?;
     if now >= expiration {
         return Err(SignError::Expired);

@@ -9,8 +9,8 @@ use super::canonical::{
     Credential, canonical_header_value, canonical_query, canonical_request, canonical_uri,
     encode_query_component, hmac_sha256, query_pairs, string_to_sign, verify_hmac,
 };
-use super::time::{amz_date, parse_amz_date};
 use super::{ALGORITHM, Credentials, MAX_URL_EXPIRES_SECS, SignError, malformed};
+use crate::utc::{amz_date, parse_amz_date};
 
 /// The payload hash of every presigned URL: the body is not part of the signature.
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";

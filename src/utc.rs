@@ -1,4 +1,6 @@
-//! UTC timestamps in the two shapes SigV4 uses, without a date crate.
+//! UTC timestamps without a date crate: the shapes SigV4 signs with (`amz_date`, a POST
+//! policy's expiration), RFC 3339 for manifests, and the ISO 8601 that S3 listings and
+//! `--newer-than` use. Every stage may use it (signing, selection, the manifest, `serve`).
 //!
 //! The civil-date conversions are Howard Hinnant's `days_from_civil` / `civil_from_days`
 //! (proleptic Gregorian calendar, exact for every date we can meet).
@@ -130,7 +132,7 @@ pub(crate) fn parse_amz_date(s: &str) -> Option<SystemTime> {
 
 /// Parses an ISO 8601 UTC time as S3 writes it (policy `expiration`, listing `LastModified`): `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (boto3 writes no fraction,
 /// AWS's example writes `.000`). A fraction is dropped: expiry is judged to the second.
-pub fn parse_policy_expiration(s: &str) -> Option<SystemTime> {
+pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
     // Byte positions below are only char boundaries in ASCII (a client sends this string).
     if !s.is_ascii() {
         return None;
@@ -178,7 +180,7 @@ mod tests {
         // Shaped to pass the separator checks with a multi-byte character across a slice
         // boundary: before the ASCII check these panicked, and a client chooses them.
         assert_eq!(parse_amz_date("201é123T120000Z"), None);
-        assert_eq!(parse_policy_expiration("2015-12-30T12:00:0éZ"), None);
+        assert_eq!(parse_iso8601("2015-12-30T12:00:0éZ"), None);
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -204,7 +206,7 @@ mod tests {
         while secs < 5_000_000_000 {
             let t = at(secs);
             assert_eq!(parse_amz_date(&amz_date(t)), Some(t), "{secs}");
-            assert_eq!(parse_policy_expiration(&policy_expiration(t)), Some(t));
+            assert_eq!(parse_iso8601(&policy_expiration(t)), Some(t));
             secs += 86_400 * 7 + 3_601;
         }
     }
@@ -212,9 +214,9 @@ mod tests {
     #[test]
     fn parses_both_expiration_forms() {
         let t = Some(at(1_451_476_800));
-        assert_eq!(parse_policy_expiration("2015-12-30T12:00:00.000Z"), t);
-        assert_eq!(parse_policy_expiration("2015-12-30T12:00:00Z"), t);
-        assert_eq!(parse_policy_expiration("2015-12-30T12:00:00.5Z"), t);
+        assert_eq!(parse_iso8601("2015-12-30T12:00:00.000Z"), t);
+        assert_eq!(parse_iso8601("2015-12-30T12:00:00Z"), t);
+        assert_eq!(parse_iso8601("2015-12-30T12:00:00.5Z"), t);
     }
 
     #[test]
@@ -236,7 +238,7 @@ mod tests {
             "2015-12-30T12:00:00+01:00",
             "2015-12-30T12:00:00",
         ] {
-            assert_eq!(parse_policy_expiration(bad), None, "{bad}");
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
     }
 }
