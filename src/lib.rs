@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod hash;
+pub mod http;
 pub mod jwt;
 pub mod manifest;
 pub mod message;

@@ -598,7 +598,10 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
             }
             Err(err) => {
                 http_status = err.status().or(http_status);
-                if let Some(message) = shared.presigner.fatal_refusal(&err) {
+                if let Some(message) = err
+                    .refusal()
+                    .and_then(|refusal| shared.presigner.fatal_refusal(refusal))
+                {
                     shared.set_fatal(&message);
                     break message;
                 }
@@ -610,7 +613,7 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                 }
                 match err {
                     // Most likely the URL expired (or the clock is off): presign again at once.
-                    err @ TransferError::Forbidden { .. } if retries < policy.retries => {
+                    err @ TransferError::Forbidden(_) if retries < policy.retries => {
                         last_error = err.to_string();
                         retries += 1;
                         continue;

@@ -15,9 +15,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 use tokio::io::AsyncReadExt as _;
 
+use crate::http::{Refusal, Timeouts, Tls};
 use crate::message::error_chain;
 use crate::presign::Target;
-use crate::presign::prominence::{Timeouts, Tls};
 
 /// The most one request may carry (S3's single-upload limit).
 pub const MAX_OBJECT_SIZE: u64 = 5 << 30;
@@ -38,13 +38,8 @@ pub enum TransferError {
     #[error("cannot open: {}", crate::message::plain_io_message(.0))]
     Open(#[source] std::io::Error),
     /// 403 from storage: most likely the URL expired; presign again.
-    #[error("storage refused the upload: HTTP 403: {message}")]
-    Forbidden {
-        /// The S3 error `<Code>`, if the answer had one.
-        code: Option<String>,
-        /// The start of the storage's answer.
-        message: String,
-    },
+    #[error("storage refused the upload: HTTP 403: {}", .0.message)]
+    Forbidden(Refusal),
     /// A transient failure (connection, stall, 408, 429, 5xx).
     #[error("upload failed: {message}")]
     Transient {
@@ -56,15 +51,8 @@ pub enum TransferError {
         message: String,
     },
     /// Any other refusal (400 and such).
-    #[error("storage refused the upload: HTTP {status}: {message}")]
-    Refused {
-        /// The HTTP status.
-        status: u16,
-        /// The S3 error `<Code>`, if the answer had one.
-        code: Option<String>,
-        /// The start of the storage's answer.
-        message: String,
-    },
+    #[error("storage refused the upload: HTTP {}: {}", .0.status, .0.message)]
+    Refused(Refusal),
 }
 
 impl TransferError {
@@ -72,18 +60,22 @@ impl TransferError {
     pub fn status(&self) -> Option<u16> {
         match self {
             TransferError::TooLarge { .. } | TransferError::Open(_) => None,
-            TransferError::Forbidden { .. } => Some(403),
+            TransferError::Forbidden(refusal) | TransferError::Refused(refusal) => {
+                Some(refusal.status)
+            }
             TransferError::Transient { status, .. } => *status,
-            TransferError::Refused { status, .. } => Some(*status),
         }
     }
 
     /// The S3 error code of a refusal (`SignatureDoesNotMatch`, `BadDigest`, ...), if any.
     pub fn s3_code(&self) -> Option<&str> {
+        self.refusal()?.code.as_deref()
+    }
+
+    /// What storage said when it refused the request (403 and other non-retryable answers).
+    pub fn refusal(&self) -> Option<&Refusal> {
         match self {
-            TransferError::Forbidden { code, .. } | TransferError::Refused { code, .. } => {
-                code.as_deref()
-            }
+            TransferError::Forbidden(refusal) | TransferError::Refused(refusal) => Some(refusal),
             _ => None,
         }
     }
@@ -105,14 +97,8 @@ impl Storage {
 
     /// A client with the given timeouts and TLS settings, and no default headers.
     pub fn with_tls(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<Self> {
-        let client = tls
-            .apply(reqwest::Client::builder())
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.stall)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
         Ok(Storage {
-            client,
+            client: crate::http::client(timeouts, tls)?,
             sent: Arc::default(),
         })
     }
@@ -179,50 +165,16 @@ impl Storage {
         }
         let retry_after = crate::retry::retry_after_of(response.headers());
         let text = response.text().await.unwrap_or_default();
-        let code = s3_error_code(&text);
-        let message = storage_message(&text);
+        let refusal = Refusal::of(status, &text);
         Err(match status {
-            403 => TransferError::Forbidden { code, message },
+            403 => TransferError::Forbidden(refusal),
             s if crate::retry::retryable_status(s) => TransferError::Transient {
                 status: Some(s),
                 retry_after,
-                message: format!("HTTP {s}: {message}"),
+                message: format!("HTTP {s}: {}", refusal.message),
             },
-            s => TransferError::Refused {
-                status: s,
-                code,
-                message,
-            },
+            _ => TransferError::Refused(refusal),
         })
-    }
-}
-
-/// The `<Code>` of an S3 XML error answer.
-fn s3_error_code(text: &str) -> Option<String> {
-    text.split("<Code>")
-        .nth(1)
-        .and_then(|s| s.split("</Code>").next())
-        .map(str::to_string)
-}
-
-/// The S3 error `<Code>` and `<Message>` of an XML answer, else its start.
-fn storage_message(text: &str) -> String {
-    let tag = |name: &str| {
-        text.split(&format!("<{name}>"))
-            .nth(1)
-            .and_then(|s| s.split(&format!("</{name}>")).next())
-    };
-    match (tag("Code"), tag("Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => {
-            let flat: String = text
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .take(120)
-                .collect();
-            flat.trim().to_string()
-        }
     }
 }
 
@@ -348,16 +300,5 @@ mod tests {
             err.to_string(),
             "5368709121 bytes is over the 5 GiB single-upload limit"
         );
-    }
-
-    #[test]
-    fn storage_messages() {
-        assert_eq!(
-            storage_message(
-                "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
-            ),
-            "AccessDenied: Request has expired"
-        );
-        assert_eq!(storage_message("plain\ntext"), "plain text");
     }
 }

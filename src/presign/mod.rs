@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::transfer::TransferError;
+use crate::http::Refusal;
 
 /// Where and how to send one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +105,8 @@ pub trait Presigner: Send + Sync {
     /// Whether storage's refusal of one of this presigner's targets dooms every file, and if so
     /// the message to stop the run with. By default none does: a 403 is taken for an expired
     /// URL and the file is presigned again.
-    fn fatal_refusal(&self, err: &TransferError) -> Option<String> {
-        let _ = err;
+    fn fatal_refusal(&self, refusal: &Refusal) -> Option<String> {
+        let _ = refusal;
         None
     }
 }

@@ -13,51 +13,7 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 
 use super::{PresignError, Presigner, Target};
-
-/// Timeouts for one HTTP client: how long to connect, how long without a byte moving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// TCP (and TLS) connect.
-    pub connect: Duration,
-    /// No bytes read for this long fails the request (there is no total timeout: a large
-    /// file may take as long as it takes).
-    pub stall: Duration,
-}
-
-/// TLS settings shared by the API and storage clients (rustls, with the system's roots).
-#[derive(Debug, Clone, Default)]
-pub struct Tls {
-    /// Extra trusted roots (`--cacert`), added to the system's.
-    pub extra_roots: Vec<reqwest::Certificate>,
-    /// Skip certificate verification (`PROMINENCE_SSL_VERIFY=False`; API only, as in the
-    /// reference CLI).
-    pub insecure: bool,
-}
-
-impl Tls {
-    /// Reads a PEM file of one or more CA certificates.
-    pub fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-        let pem = std::fs::read(path).map_err(|e| {
-            format!(
-                "cannot read {}: {}",
-                path.display(),
-                crate::message::plain_io_message(&e)
-            )
-        })?;
-        let roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
-        if roots.is_empty() {
-            return Err(format!("{}: no PEM certificate in it", path.display()));
-        }
-        Ok(roots)
-    }
-
-    pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-        builder
-            .tls_certs_merge(self.extra_roots.iter().cloned())
-            .tls_danger_accept_invalid_certs(self.insecure)
-    }
-}
+use crate::http::{Timeouts, Tls};
 
 /// Why no usable token was found.
 #[derive(Debug, thiserror::Error)]
@@ -184,13 +140,7 @@ impl Prominence {
         timeouts: Timeouts,
         tls: &Tls,
     ) -> reqwest::Result<Self> {
-        let client = tls
-            .apply(reqwest::Client::builder())
-            .connect_timeout(timeouts.connect)
-            .read_timeout(timeouts.stall)
-            // A redirect could carry the token elsewhere, or turn the POST into a GET.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = crate::http::client(timeouts, tls)?;
         let base = url.trim_end_matches('/').to_string();
         Ok(Prominence {
             client,

@@ -32,8 +32,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::future::BoxFuture;
 
 use super::{PresignError, Presigner, Target};
+use crate::http::Refusal;
 use crate::sign::{self, CHECKSUM_SHA256, Credentials, META_SHA256, UrlRequest};
-use crate::transfer::TransferError;
 
 /// How long a signed URL stays valid: long enough for a slow start, short enough that a leaked
 /// URL is soon useless. S3 checks it when the request arrives, so a long transfer that started in
@@ -295,17 +295,14 @@ impl Presigner for DirectS3 {
 
     /// Wrong credentials, a wrong session token or a missing bucket: every other file would be
     /// refused the same way.
-    fn fatal_refusal(&self, err: &TransferError) -> Option<String> {
-        let code = err.s3_code()?;
+    fn fatal_refusal(&self, refusal: &Refusal) -> Option<String> {
+        let code = refusal.code.as_deref()?;
         if !FATAL_CODES.contains(&code) {
             return None;
         }
-        let (TransferError::Forbidden { message, .. } | TransferError::Refused { message, .. }) =
-            err
-        else {
-            return None;
-        };
-        let status = err.status().unwrap_or(403);
+        let Refusal {
+            status, message, ..
+        } = refusal;
         Some(if code == "NoSuchBucket" {
             format!(
                 "S3 refused the upload to {} (HTTP {status}: {message})",
@@ -583,7 +580,8 @@ mod tests {
             Credentials::new("A", "S"),
         )
         .unwrap();
-        let forbidden = |code: &str| TransferError::Forbidden {
+        let forbidden = |code: &str| Refusal {
+            status: 403,
             code: Some(code.into()),
             message: format!("{code}: x"),
         };
@@ -592,7 +590,7 @@ mod tests {
                 .unwrap(),
             "S3 refused the credentials (HTTP 403: SignatureDoesNotMatch: x)"
         );
-        let no_bucket = TransferError::Refused {
+        let no_bucket = Refusal {
             status: 404,
             code: Some("NoSuchBucket".into()),
             message: "NoSuchBucket: The specified bucket does not exist".into(),
@@ -604,7 +602,7 @@ mod tests {
         assert!(s3.fatal_refusal(&forbidden("InvalidAccessKeyId")).is_some());
         // An expired URL is signed again.
         assert!(s3.fatal_refusal(&forbidden("AccessDenied")).is_none());
-        let refused = |code: &str| TransferError::Refused {
+        let refused = |code: &str| Refusal {
             status: 400,
             code: Some(code.into()),
             message: format!("{code}: x"),

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use hashup::http::{Refusal, Timeouts};
 use hashup::presign::Target;
-use hashup::presign::prominence::Timeouts;
 use hashup::presign::s3::{DirectS3, S3Location};
 use hashup::sign;
 use hashup::transfer::{Storage, TransferError};
@@ -367,7 +367,7 @@ async fn storage_refuses_a_body_whose_sha256_is_not_the_signed_one() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, TransferError::Refused { status: 400, .. }),
+        matches!(&err, TransferError::Refused(Refusal { status: 400, .. })),
         "{err}"
     );
     assert_eq!(err.s3_code(), Some("BadDigest"), "{err}");

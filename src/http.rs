@@ -1,0 +1,158 @@
+//! The HTTP layer under every client in hashup: how a `reqwest::Client` is built (timeouts, TLS
+//! roots, no redirects), and what an S3-style error answer says.
+//!
+//! Both the API client ([`crate::presign::prominence`]) and the storage client
+//! ([`crate::transfer`]) build their clients here, each its own: the API's `Authorization`
+//! header is added per request by the API client alone, so it can never reach a storage URL.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Timeouts for one HTTP client: how long to connect, how long without a byte moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// No bytes read for this long fails the request (there is no total timeout: a large
+    /// file may take as long as it takes).
+    pub stall: Duration,
+}
+
+/// TLS settings shared by the API and storage clients (rustls, with the system's roots).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// Extra trusted roots (`--cacert`), added to the system's.
+    pub extra_roots: Vec<reqwest::Certificate>,
+    /// Skip certificate verification (`PROMINENCE_SSL_VERIFY=False`; API only, as in the
+    /// reference CLI).
+    pub insecure: bool,
+}
+
+impl Tls {
+    /// Reads a PEM file of one or more CA certificates.
+    pub fn read_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read {}: {}",
+                path.display(),
+                crate::message::plain_io_message(&e)
+            )
+        })?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
+        if roots.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", path.display()));
+        }
+        Ok(roots)
+    }
+}
+
+/// A client with these timeouts and TLS settings, no default headers, and no redirects: a
+/// redirect could carry a token elsewhere or turn a POST into a GET, and a presigned URL is
+/// signed for one host.
+pub fn client(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tls_certs_merge(tls.extra_roots.iter().cloned())
+        .tls_danger_accept_invalid_certs(tls.insecure)
+        .connect_timeout(timeouts.connect)
+        .read_timeout(timeouts.stall)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// An S3 error answer: `<Error><Code>…</Code><Message>…</Message>…</Error>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename = "Error")]
+pub struct S3ErrorBody {
+    /// `AccessDenied`, `SignatureDoesNotMatch`, `BadDigest`, ...
+    #[serde(rename = "Code")]
+    pub code: Option<String>,
+    /// The human-readable explanation.
+    #[serde(rename = "Message")]
+    pub message: Option<String>,
+}
+
+impl S3ErrorBody {
+    /// Parses an S3 XML error document; `None` when `text` is not one (an HTML page from a
+    /// proxy, plain text, nothing).
+    pub fn parse(text: &str) -> Option<S3ErrorBody> {
+        let body: S3ErrorBody = quick_xml::de::from_str(text).ok()?;
+        (body.code.is_some() || body.message.is_some()).then_some(body)
+    }
+}
+
+/// What storage said when it refused a request: the status, the S3 `<Code>` if the answer had
+/// one, and a one-line message for people (`Code: Message`, else the start of the body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The S3 error `<Code>`, if the answer had one.
+    pub code: Option<String>,
+    /// `Code: Message` of an S3 error, else the start of the answer.
+    pub message: String,
+}
+
+impl Refusal {
+    /// The refusal an error answer's status and body make.
+    pub fn of(status: u16, text: &str) -> Refusal {
+        match S3ErrorBody::parse(text) {
+            Some(S3ErrorBody { code, message }) => Refusal {
+                status,
+                message: match (&code, message) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    (Some(code), None) => code.clone(),
+                    (None, Some(message)) => message,
+                    (None, None) => String::new(),
+                },
+                code,
+            },
+            None => Refusal {
+                status,
+                code: None,
+                message: start_of(text),
+            },
+        }
+    }
+}
+
+/// The start of a body that is not an S3 error, on one line.
+fn start_of(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    flat.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_answers() {
+        let r = Refusal::of(
+            403,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Request has expired</Message><Resource>/b/k</Resource></Error>",
+        );
+        assert_eq!(r.code.as_deref(), Some("AccessDenied"));
+        assert_eq!(r.message, "AccessDenied: Request has expired");
+        let r = Refusal::of(400, "<Error><Code>BadDigest</Code></Error>");
+        assert_eq!(
+            (r.code.as_deref(), r.message.as_str()),
+            (Some("BadDigest"), "BadDigest")
+        );
+    }
+
+    #[test]
+    fn other_answers_give_their_start() {
+        assert_eq!(Refusal::of(502, "plain\ntext").message, "plain text");
+        assert_eq!(Refusal::of(502, "plain\ntext").code, None);
+        let html = "<html><body>bad gateway</body></html>";
+        assert_eq!(Refusal::of(502, html).message, html);
+        assert_eq!(Refusal::of(500, "").message, "");
+    }
+}
