@@ -1,10 +1,11 @@
 //! hashup: high-throughput parallel SHA-256 hashing and bulk upload to object storage through
 //! presigned URLs.
 //!
-//! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`hash`] -> [`pipeline`]
-//! (names, the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) ->
-//! [`manifest`]. [`serve`] is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it
-//! and direct S3 mode ([`presign::s3`]).
+//! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`naming`] -> [`hash`]
+//! -> [`pipeline`] (the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with
+//! [`retry`], over [`http`]) -> [`manifest`]. [`serve`] is the PROMINENCE-compatible server;
+//! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]). [`utc`] and
+//! [`message`] are helpers every stage may use.
 
 pub mod commands;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod jwt;
 pub mod manifest;
 pub mod message;
+pub mod naming;
 pub mod pipeline;
 pub mod presign;
 pub mod progress;

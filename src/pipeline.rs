@@ -14,18 +14,15 @@
 //! too, each with a `failed` record. Either way the manifest gets its summary, which counts the
 //! files never taken up (`not_started`), so no file goes unaccounted for.
 //!
-//! Names are checked before anything is hashed ([`plan`]), so a bad or duplicate name stops the
-//! run before any byte leaves. Just before each send the file's stamp (size, mtime, ctime, inode)
+//! Names were checked before anything is hashed ([`crate::naming::plan`]). Just before each send the file's stamp (size, mtime, ctime, inode)
 //! is compared with the one it was hashed with; a changed file is hashed again and presigned
 //! again, so an old checksum is never published with new bytes.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::Naming;
 use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hasher, Outcome};
 use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
@@ -36,107 +33,6 @@ use crate::transfer::{MAX_OBJECT_SIZE, Storage, TransferError};
 
 /// How often a file that keeps changing is hashed again before it is reported failed.
 pub const MAX_REHASH: u32 = 3;
-
-/// An object name that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {problem}", path.display())]
-pub struct NameProblem {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong with its name.
-    pub problem: String,
-}
-
-/// The object name for a file found as `relative` below its root.
-pub fn object_name(relative: &Path, naming: &Naming) -> Result<String, String> {
-    // Only a listed path (`--files-from`) can be absolute; say so rather than "empty segment".
-    if relative.has_root() && !naming.flatten {
-        return Err(
-            "an absolute path cannot be an object name (list relative paths, or use --flatten)"
-                .into(),
-        );
-    }
-    let relative = if naming.flatten {
-        relative.file_name().map(Path::new).unwrap_or(relative)
-    } else {
-        relative
-    };
-    let name = relative
-        .to_str()
-        .ok_or_else(|| format!("name {:?} is not UTF-8", relative.as_os_str()))?;
-    let name = match naming.prefix.as_deref().map(|p| p.trim_matches('/')) {
-        Some(prefix) if !prefix.is_empty() => format!("{prefix}/{name}"),
-        _ => name.to_string(),
-    };
-    if name.is_empty() {
-        return Err("empty object name".into());
-    }
-    if name.chars().any(char::is_control) {
-        return Err(format!("object name {name:?} contains control characters"));
-    }
-    if name
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
-        return Err(format!(
-            "object name {name:?} has an empty, `.` or `..` segment"
-        ));
-    }
-    Ok(name)
-}
-
-/// Walks `walk`'s output and names every file; the entries carry their object name as `name`.
-/// Any unusable or duplicate name is returned instead, all of them, before anything is hashed.
-pub fn plan(
-    walk: impl IntoIterator<Item = Result<FileEntry, FileError>>,
-    naming: &Naming,
-) -> Result<Vec<Result<FileEntry, FileError>>, Vec<NameProblem>> {
-    let mut entries = Vec::new();
-    let mut problems = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
-    for item in walk {
-        let mut entry = match item {
-            Ok(entry) => entry,
-            Err(err) => {
-                entries.push(Err(err));
-                continue;
-            }
-        };
-        if entry.path.as_os_str() == "-" {
-            problems.push(NameProblem {
-                path: entry.path.clone(),
-                problem: "standard input cannot be uploaded".into(),
-            });
-            continue;
-        }
-        match object_name(&entry.name, naming) {
-            Ok(name) => {
-                if let Some(first) = seen.get(&name) {
-                    problems.push(NameProblem {
-                        path: entry.path.clone(),
-                        problem: format!(
-                            "object name {name:?} is also the name of {}",
-                            first.display()
-                        ),
-                    });
-                    continue;
-                }
-                seen.insert(name.clone(), entry.path.clone());
-                entry.name = PathBuf::from(name);
-                entries.push(Ok(entry));
-            }
-            Err(problem) => problems.push(NameProblem {
-                path: entry.path.clone(),
-                problem,
-            }),
-        }
-    }
-    if problems.is_empty() {
-        Ok(entries)
-    } else {
-        Err(problems)
-    }
-}
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -288,7 +184,7 @@ async fn reached(mut stop: tokio::sync::watch::Receiver<StopLevel>, level: StopL
     }
 }
 
-/// Hashes and uploads `entries` (from [`plan`]), writing one manifest record per file.
+/// Hashes and uploads `entries` (from [`crate::naming::plan`]), writing one manifest record per file.
 ///
 /// Returns once every file has an outcome, or early after a fatal answer or a stop request;
 /// then [`Summary::stopped`] says why and [`Summary::not_started`] counts the files never taken
@@ -687,54 +583,4 @@ async fn rehash(file: &HashedFile, options: &HashOptions) -> Result<HashedFile, 
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.kind.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        let plain = Naming::default();
-        assert_eq!(
-            object_name(Path::new("a/b.sif"), &plain).unwrap(),
-            "a/b.sif"
-        );
-        let flat = Naming {
-            flatten: true,
-            prefix: Some("/g1/".into()),
-        };
-        assert_eq!(
-            object_name(Path::new("a/b.sif"), &flat).unwrap(),
-            "g1/b.sif"
-        );
-        for bad in ["", "a/../b", "./a", "a\u{7}b"] {
-            assert!(object_name(Path::new(bad), &plain).is_err(), "{bad:?}");
-        }
-        use std::os::unix::ffi::OsStrExt as _;
-        let non_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"a\xffb"));
-        assert!(object_name(non_utf8, &plain).is_err());
-    }
-
-    #[test]
-    fn duplicates_are_all_reported() {
-        let entry = |path: &str, name: &str| {
-            Ok(FileEntry {
-                path: path.into(),
-                name: name.into(),
-                follow: false,
-            })
-        };
-        let flat = Naming {
-            flatten: true,
-            prefix: None,
-        };
-        let problems = plan(
-            vec![entry("x/a", "a"), entry("y/a", "a"), entry("z/b/a", "b/a")],
-            &flat,
-        )
-        .unwrap_err();
-        assert_eq!(problems.len(), 2);
-        assert!(problems[0].problem.contains("also the name of x/a"));
-    }
 }

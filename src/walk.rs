@@ -72,7 +72,7 @@ impl Walk {
     /// rather than relative to it (`--files-from`): a listed file is named by its path, and
     /// `d/x` below a listed `d` is named `d/x`. The name is the path's components joined by
     /// `/`, so a repeated or trailing `/` and inner `.` segments are dropped; `..` and a leading
-    /// `/` are kept (and refused as object names by [`crate::pipeline::plan`]).
+    /// `/` are kept (and refused as object names by [`crate::naming::plan`]).
     pub fn with_listed(mut self, listed: Vec<PathBuf>) -> Self {
         self.roots.extend(listed.into_iter().map(|path| {
             let prefix: PathBuf = path

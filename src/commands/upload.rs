@@ -59,7 +59,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         .with_listed(selection.listed.clone())
         .selecting(selection.selector.clone());
     // Sharded after naming, so every shard refuses the same duplicates.
-    let entries = match pipeline::plan(walk, &config.naming) {
+    let entries = match crate::naming::plan(walk, &config.naming) {
         Ok(entries) => selection.shard(entries),
         Err(problems) => {
             for problem in &problems {
