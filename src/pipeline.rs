@@ -27,7 +27,7 @@ use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hash
 use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, Retrying};
 use crate::skip::{AlreadyStored, Evidence};
 use crate::transfer::{MAX_OBJECT_SIZE, Storage, TransferError};
 
@@ -387,143 +387,111 @@ fn error_record(err: &FileError) -> Record {
     }
 }
 
+/// Why a file was not uploaded, kept typed until its record is written.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The API (or the local signer) gave no target.
+    #[error(transparent)]
+    Presign(PresignError),
+    /// Storage did not take the bytes.
+    #[error(transparent)]
+    Transfer(TransferError),
+    /// The file could not be looked at again before or after sending.
+    #[error("{}", crate::message::plain_io_message(.0))]
+    Stat(std::io::Error),
+    /// The file could not be hashed again after it changed.
+    #[error("{0}")]
+    Rehash(String),
+    /// The file changed every time it was hashed again.
+    #[error("file kept changing ({MAX_REHASH} times hashed again)")]
+    KeptChanging,
+    /// This file's failure doomed the run (a 401, refused credentials, an API never reached):
+    /// the run's message.
+    #[error("{0}")]
+    Fatal(String),
+    /// Another file's failure doomed the run: its message.
+    #[error("not uploaded: the run stopped ({0})")]
+    RunStopped(String),
+    /// A stop request came between attempts; what the last attempt ran into.
+    #[error("interrupted before a retry; last attempt: {0}")]
+    Interrupted(String),
+}
+
+/// What one attempt (presign, check, send) came to.
+enum Attempt {
+    /// Stored, with storage's success status.
+    Uploaded,
+    /// The file is not what was hashed (before or during the send): hash again.
+    Changed(String),
+    /// Worth another try: after a backoff of at least the server's `Retry-After`
+    /// (`backoff: Some(retry_after)`), or at once (`None`, e.g. an expired URL to sign again).
+    Retry {
+        failure: Failure,
+        backoff: Option<Option<Duration>>,
+    },
+    /// This file failed.
+    Failed(Failure),
+    /// Every file would fail: stop the run with this message.
+    Fatal(String),
+}
+
 /// Presigns and sends one file, retrying as the policy allows; its record.
+///
+/// Steps of each attempt: presign, check the file is still what was hashed, send, check again.
+/// A file that changed is hashed again (at most [`MAX_REHASH`] times); transient failures are
+/// retried with backoff ([`Retrying`]); a fatal answer stops the run.
 async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
     let started = Instant::now();
-    let name = file.name.to_string_lossy().into_owned();
-    let mut attempts = 0u32;
-    let mut retries = 0u32;
+    let mut retry = Retrying::new(shared.options.retry);
     let mut rehashes = 0u32;
     let mut http_status = None;
     // Why the last attempt did not succeed, for the record if the run stops before a retry.
     let mut last_error = String::new();
-    let policy = shared.options.retry;
 
-    let error = loop {
-        if file.stamp.size > MAX_OBJECT_SIZE {
-            break TransferError::TooLarge {
-                size: file.stamp.size,
-            }
-            .to_string();
+    let failure = loop {
+        if let Err(failure) = may_start(shared, &file, &retry, &last_error) {
+            break failure;
         }
-        if let Some(fatal) = shared.fatal() {
-            break format!("not uploaded: the run stopped ({fatal})");
-        }
-        if attempts > 0 && shared.stopping() > StopLevel::Run {
-            break format!("interrupted before a retry; last attempt: {last_error}");
-        }
-        attempts += 1;
-        let hex = file.hex();
-        let target = match shared.presigner.presign(&name, &hex).await {
-            Ok(target) => {
-                shared.api_answered.store(true, Ordering::Relaxed);
-                target
+        retry.attempt();
+        match attempt(shared, &file, &mut http_status).await {
+            Attempt::Uploaded => {
+                return record(
+                    &file,
+                    Status::Uploaded,
+                    http_status,
+                    retry.attempts(),
+                    None,
+                    started,
+                );
             }
-            Err(err) => {
-                http_status = err.status();
-                match err {
-                    PresignError::Fatal { message, .. } => {
-                        shared.set_fatal(&message);
-                        break message;
-                    }
-                    err @ PresignError::Transient { retry_after, .. }
-                        if retries < policy.retries =>
-                    {
-                        last_error = err.to_string();
-                        pause(shared, policy.delay(retries, retry_after)).await;
-                        retries += 1;
-                        continue;
-                    }
-                    PresignError::Transient {
-                        status: None,
-                        message,
-                        ..
-                    } if !shared.api_answered.load(Ordering::Relaxed) => {
-                        let message = format!("cannot reach the PROMINENCE API: {message}");
-                        shared.set_fatal(&message);
-                        break message;
-                    }
-                    err => break err.to_string(),
-                }
-            }
-        };
-        // Send only bytes that still are the bytes hashed, checked after the presign round trip
-        // (right before the first byte goes); a changed file is hashed and presigned again.
-        match current_stamp(&file.path) {
-            Ok(stamp) if stamp == file.stamp => {}
-            Ok(_) => {
+            Attempt::Changed(why) => {
                 if rehashes == MAX_REHASH {
-                    break format!("file kept changing ({MAX_REHASH} times hashed again)");
+                    break Failure::KeptChanging;
                 }
                 rehashes += 1;
-                last_error = "the file changed after it was hashed".into();
+                last_error = why;
                 match rehash(&file, &shared.options.hash).await {
                     Ok(again) => file = again,
-                    Err(err) => break err,
-                }
-                continue;
-            }
-            Err(err) => break crate::message::plain_io_message(&err),
-        }
-
-        match shared
-            .storage
-            .send(&target, &file.path, &name, file.stamp.size)
-            .await
-        {
-            Ok(status) => {
-                http_status = Some(status);
-                // Changed while it was sent: what arrived may not match the checksum sent with
-                // it. Hash again and send again (the store, if it verifies, refused it anyway).
-                match current_stamp(&file.path) {
-                    Ok(stamp) if stamp == file.stamp => {
-                        return record(
-                            &file,
-                            Status::Uploaded,
-                            http_status,
-                            attempts,
-                            None,
-                            started,
-                        );
-                    }
-                    _ => {
-                        last_error = "the file changed while it was sent".into();
-                        continue;
-                    }
+                    Err(err) => break Failure::Rehash(err),
                 }
             }
-            Err(err) => {
-                http_status = err.status().or(http_status);
-                if let Some(message) = err
-                    .refusal()
-                    .and_then(|refusal| shared.presigner.fatal_refusal(refusal))
-                {
-                    shared.set_fatal(&message);
-                    break message;
-                }
-                // Changed while it was sent: storage may have refused exactly that (a verifying
-                // store answers 400 BadDigest). Hash again and send again.
-                if current_stamp(&file.path).is_ok_and(|stamp| stamp != file.stamp) {
-                    last_error = format!("the file changed while it was sent ({err})");
-                    continue;
-                }
-                match err {
-                    // Most likely the URL expired (or the clock is off): presign again at once.
-                    err @ TransferError::Forbidden(_) if retries < policy.retries => {
-                        last_error = err.to_string();
-                        retries += 1;
-                        continue;
+            Attempt::Retry { failure, backoff } => {
+                let delay = match backoff {
+                    Some(retry_after) => retry.backoff(retry_after),
+                    None => retry.again().then_some(Duration::ZERO),
+                };
+                match delay {
+                    Some(delay) => {
+                        last_error = failure.to_string();
+                        pause(shared, delay).await;
                     }
-                    err @ TransferError::Transient { retry_after, .. }
-                        if retries < policy.retries =>
-                    {
-                        last_error = err.to_string();
-                        pause(shared, policy.delay(retries, retry_after)).await;
-                        retries += 1;
-                        continue;
-                    }
-                    err => break err.to_string(),
+                    None => break out_of_retries(shared, failure),
                 }
+            }
+            Attempt::Failed(failure) => break failure,
+            Attempt::Fatal(message) => {
+                shared.set_fatal(&message);
+                break Failure::Fatal(message);
             }
         }
     };
@@ -531,10 +499,128 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
         &file,
         Status::Failed,
         http_status,
-        attempts,
-        Some(error),
+        retry.attempts(),
+        Some(failure.to_string()),
         started,
     )
+}
+
+/// Whether another attempt may start: not for a file over the single-upload limit, not after
+/// a fatal answer, and no retry once the run is asked to stop.
+fn may_start(
+    shared: &Shared,
+    file: &HashedFile,
+    retry: &Retrying,
+    last_error: &str,
+) -> Result<(), Failure> {
+    if file.stamp.size > MAX_OBJECT_SIZE {
+        return Err(Failure::Transfer(TransferError::TooLarge {
+            size: file.stamp.size,
+        }));
+    }
+    if let Some(fatal) = shared.fatal() {
+        return Err(Failure::RunStopped(fatal));
+    }
+    if retry.attempts() > 0 && shared.stopping() > StopLevel::Run {
+        return Err(Failure::Interrupted(last_error.to_string()));
+    }
+    Ok(())
+}
+
+/// One attempt: presign, check the file is unchanged, send, check again.
+async fn attempt(shared: &Shared, file: &HashedFile, http_status: &mut Option<u16>) -> Attempt {
+    let name = file.name.to_string_lossy();
+    let target = match shared.presigner.presign(&name, &file.hex()).await {
+        Ok(target) => {
+            shared.api_answered.store(true, Ordering::Relaxed);
+            target
+        }
+        Err(err) => {
+            *http_status = err.status();
+            return presign_failed(err);
+        }
+    };
+    // Send only bytes that still are the bytes hashed, checked after the presign round trip
+    // (right before the first byte goes).
+    match current_stamp(&file.path) {
+        Ok(stamp) if stamp == file.stamp => {}
+        Ok(_) => return Attempt::Changed("the file changed after it was hashed".into()),
+        Err(err) => return Attempt::Failed(Failure::Stat(err)),
+    }
+    match shared
+        .storage
+        .send(&target, &file.path, &name, file.stamp.size)
+        .await
+    {
+        Ok(status) => {
+            *http_status = Some(status);
+            // Changed while it was sent: what arrived may not match the checksum sent with it.
+            match current_stamp(&file.path) {
+                Ok(stamp) if stamp == file.stamp => Attempt::Uploaded,
+                _ => Attempt::Changed("the file changed while it was sent".into()),
+            }
+        }
+        Err(err) => {
+            *http_status = err.status().or(*http_status);
+            send_failed(shared, file, err)
+        }
+    }
+}
+
+/// What a presign failure means for the file and the run.
+fn presign_failed(err: PresignError) -> Attempt {
+    match err {
+        PresignError::Fatal { message, .. } => Attempt::Fatal(message),
+        PresignError::Transient { retry_after, .. } => Attempt::Retry {
+            failure: Failure::Presign(err),
+            backoff: Some(retry_after),
+        },
+        err => Attempt::Failed(Failure::Presign(err)),
+    }
+}
+
+/// What a send failure means for the file and the run.
+fn send_failed(shared: &Shared, file: &HashedFile, err: TransferError) -> Attempt {
+    if let Some(message) = err
+        .refusal()
+        .and_then(|refusal| shared.presigner.fatal_refusal(refusal))
+    {
+        return Attempt::Fatal(message);
+    }
+    // Changed while it was sent: storage may have refused exactly that (a verifying store
+    // answers 400 BadDigest). Hash again and send again.
+    if current_stamp(&file.path).is_ok_and(|stamp| stamp != file.stamp) {
+        return Attempt::Changed(format!("the file changed while it was sent ({err})"));
+    }
+    match err {
+        // Most likely the URL expired (or the clock is off): presign again at once.
+        err @ TransferError::Forbidden(_) => Attempt::Retry {
+            failure: Failure::Transfer(err),
+            backoff: None,
+        },
+        TransferError::Transient { retry_after, .. } => Attempt::Retry {
+            failure: Failure::Transfer(err),
+            backoff: Some(retry_after),
+        },
+        err => Attempt::Failed(Failure::Transfer(err)),
+    }
+}
+
+/// A transient failure with no retry left. Until the API has answered once, an API that
+/// cannot be reached dooms the run rather than one file.
+fn out_of_retries(shared: &Shared, failure: Failure) -> Failure {
+    match failure {
+        Failure::Presign(PresignError::Transient {
+            status: None,
+            message,
+            ..
+        }) if !shared.api_answered.load(Ordering::Relaxed) => {
+            let message = format!("cannot reach the PROMINENCE API: {message}");
+            shared.set_fatal(&message);
+            Failure::Fatal(message)
+        }
+        failure => failure,
+    }
 }
 
 /// Waits out a backoff, cut short when the run is asked to stop.

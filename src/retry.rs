@@ -41,6 +41,64 @@ impl RetryPolicy {
     }
 }
 
+/// One request's (or one file's) way through its retries: how many attempts were made, how
+/// many retries are left, and how long to wait before the next. Every retry loop in hashup keeps
+/// its count here, so "how often, how long" is decided in one place (and the adaptive
+/// concurrency limiter can watch the same signals).
+#[derive(Debug, Clone)]
+pub struct Retrying {
+    policy: RetryPolicy,
+    attempts: u32,
+    retries: u32,
+}
+
+impl Retrying {
+    /// Nothing tried yet.
+    pub fn new(policy: RetryPolicy) -> Retrying {
+        Retrying {
+            policy,
+            attempts: 0,
+            retries: 0,
+        }
+    }
+
+    /// Counts the start of an attempt.
+    pub fn attempt(&mut self) {
+        self.attempts += 1;
+    }
+
+    /// Attempts started so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Whether every retry the policy allows is used up.
+    pub fn exhausted(&self) -> bool {
+        self.retries >= self.policy.retries
+    }
+
+    /// Takes one retry after a transient failure: the wait before it (at least what the
+    /// server's `Retry-After` asks), or `None` when none is left.
+    pub fn backoff(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        if self.exhausted() {
+            return None;
+        }
+        let delay = self.policy.delay(self.retries, retry_after);
+        self.retries += 1;
+        Some(delay)
+    }
+
+    /// Takes one retry to be made at once (e.g. an expired URL, signed again); `false` when
+    /// none is left.
+    pub fn again(&mut self) -> bool {
+        if self.exhausted() {
+            return false;
+        }
+        self.retries += 1;
+        true
+    }
+}
+
 /// Whether an HTTP status is worth retrying: 408, 429 and every 5xx.
 pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..=599).contains(&status)
@@ -90,6 +148,31 @@ mod tests {
             policy.delay(0, Some(Duration::from_secs(10_000))),
             MAX_RETRY_AFTER
         );
+    }
+
+    #[test]
+    fn retrying_counts_attempts_and_spends_the_policys_retries() {
+        let policy = RetryPolicy {
+            retries: 2,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        let mut r = Retrying::new(policy);
+        r.attempt();
+        assert!(!r.exhausted());
+        assert!(r.backoff(None).unwrap() <= Duration::from_millis(100));
+        r.attempt();
+        assert_eq!(
+            r.backoff(Some(Duration::from_secs(7))),
+            Some(Duration::from_secs(7))
+        );
+        r.attempt();
+        assert!(r.exhausted());
+        assert_eq!(r.backoff(None), None);
+        assert!(!r.again());
+        assert_eq!(r.attempts(), 3);
+        let mut r = Retrying::new(policy);
+        assert!(r.again() && r.again() && !r.again());
     }
 
     #[test]

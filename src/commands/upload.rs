@@ -21,7 +21,7 @@ use crate::presign::prominence::Listed;
 use crate::presign::prominence::{self, Prominence};
 use crate::presign::s3::DirectS3;
 use crate::progress::{Style, human_bytes};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, Retrying};
 use crate::select::Selection;
 use crate::serve::auth::{Identity, Tokens};
 use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
@@ -516,16 +516,17 @@ async fn list_stored(
         .collect();
     let mut listed = Vec::new();
     for group in &groups {
-        let mut tries = 0;
+        let mut retrying = Retrying::new(*retry);
         loop {
+            retrying.attempt();
             match api.list(group.as_deref()).await {
                 Ok(objects) => {
                     listed.extend(objects);
                     break;
                 }
-                Err(PresignError::Transient { retry_after, .. }) if tries < retry.retries => {
-                    tokio::time::sleep(retry.delay(tries, retry_after)).await;
-                    tries += 1;
+                Err(PresignError::Transient { retry_after, .. }) if !retrying.exhausted() => {
+                    let delay = retrying.backoff(retry_after).unwrap_or_default();
+                    tokio::time::sleep(delay).await;
                 }
                 Err(PresignError::Refused { status, message }) => {
                     eprintln!(
