@@ -44,18 +44,18 @@ pub enum TokenError {
     },
 }
 
-/// Finds the token: `file` if given, else `$PROMINENCE_TOKEN`, else `$HOME/.prominence/token`.
-/// A file holds JSON with `access_token` or the raw token.
-pub fn load_token(file: Option<&Path>) -> Result<String, TokenError> {
+/// Finds the token: `file` if given, else `$PROMINENCE_TOKEN`, else `$HOME/.prominence/token`
+/// (`env` looks a variable up). A file holds JSON with `access_token` or the raw token.
+pub fn load_token(
+    file: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<String, TokenError> {
     let (text, from) = if let Some(path) = file {
         (read_token_file(path)?, path.display().to_string())
-    } else if let Some(token) = std::env::var("PROMINENCE_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
+    } else if let Some(token) = env("PROMINENCE_TOKEN").filter(|t| !t.is_empty()) {
         (token, "PROMINENCE_TOKEN".to_string())
     } else {
-        let home = std::env::var_os("HOME").ok_or(TokenError::Missing)?;
+        let home = env("HOME").ok_or(TokenError::Missing)?;
         let path = Path::new(&home).join(".prominence/token");
         match std::fs::read_to_string(&path) {
             Ok(text) => (text, path.display().to_string()),

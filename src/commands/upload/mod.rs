@@ -1,0 +1,462 @@
+//! `hashup upload`: resolve the destination, plan names, then hash and upload through the
+//! pipeline; or, with `--dry-run`, hash and print what would be uploaded.
+
+mod embedded;
+mod report;
+pub mod resolve;
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+
+pub use embedded::EMBEDDED_USER;
+use resolve::{Reach, Resolved};
+
+use crate::config::UploadConfig;
+use crate::exit::ExitCode;
+use crate::hash::cache::{HashCache, Loaded};
+use crate::hash::{FileEntry, FileError, HashOptions, Hasher};
+use crate::http::Timeouts;
+use crate::manifest::{self, Manifest};
+use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
+use crate::presign::prominence::{Listed, Prominence};
+use crate::presign::{PresignError, Presigner};
+use crate::progress::Style;
+use crate::retry::{RetryPolicy, Retrying};
+use crate::select::Selection;
+use crate::skip::AlreadyStored;
+use crate::transfer::Storage;
+use crate::walk::Walk;
+
+/// How often the hash cache is saved during a run.
+const CACHE_SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs `hashup upload`: usage and credentials are checked first, then names are planned, and
+/// only then is anything hashed or sent.
+pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
+    let env = |name: &str| std::env::var(name).ok();
+    // Usage first: bad globs, a shard index missing from the environment, an unreadable list.
+    let selection = Selection::prepare(
+        &config.select,
+        SystemTime::now(),
+        env,
+        std::io::stdin().lock(),
+    )?;
+    // Credentials next: an expired token or missing AWS keys must stop the run before any work.
+    // A dry run touches no network and needs none.
+    let reach = match config.dry_run {
+        true => None,
+        false => Some(Reach::resolve(config, &env)?),
+    };
+    let Some(entries) = plan(config, &selection) else {
+        return Ok(ExitCode::Fatal);
+    };
+    let stored = already_stored(config)?;
+    let cache = open_cache(resolve::cache_dir(config, &env));
+    let hash = HashOptions {
+        cache: cache.clone(),
+        ..config.hash.clone()
+    };
+    let Some(reach) = reach else {
+        let code = dry_run(entries, &hash, &stored);
+        save_cache(cache.as_deref());
+        return code;
+    };
+
+    // From here on a Ctrl-C or SIGTERM is a request to stop cleanly.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let stop = {
+        let _context = runtime.enter();
+        let (stop_tx, stop) = tokio::sync::watch::channel(StopLevel::Run);
+        if let Some(signals) = StopSignals::install() {
+            tokio::spawn(signals.listen(stop_tx));
+        }
+        stop
+    };
+    if let Resolved::Api { token, .. } = &reach.destination {
+        report::warn_if_token_outlived(token, &entries, &hash);
+    }
+    let manifest = Arc::new(open_manifest(config)?);
+    let options = PipelineOptions {
+        hash,
+        uploads: config.uploads,
+        retry: RetryPolicy {
+            retries: config.retries,
+            ..RetryPolicy::default()
+        },
+        progress: progress_style(config),
+        stored: Arc::default(),
+    };
+    let report = runtime.block_on(upload(
+        config, reach, entries, stored, options, manifest, stop,
+    ))?;
+    // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
+    runtime.shutdown_background();
+    save_cache(cache.as_deref());
+    Ok(exit_code(config, &report))
+}
+
+/// Walks, selects and names the files; `None` (after saying why) when a name is unusable or
+/// taken twice, before anything is hashed.
+fn plan(config: &UploadConfig, selection: &Selection) -> Option<Vec<Result<FileEntry, FileError>>> {
+    let walk = Walk::new(config.paths.clone(), config.walk.clone())
+        .with_listed(selection.listed.clone())
+        .selecting(selection.selector.clone());
+    // Sharded after naming, so every shard refuses the same duplicates.
+    match crate::naming::plan(walk, &config.naming) {
+        Ok(entries) => Some(selection.shard(entries)),
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("hashup: {problem}");
+            }
+            eprintln!(
+                "hashup: {} unusable object name(s); nothing was uploaded",
+                problems.len()
+            );
+            None
+        }
+    }
+}
+
+/// The manifest journal: appended to (resumed), or started afresh with `--restart`.
+fn open_manifest(config: &UploadConfig) -> anyhow::Result<Manifest> {
+    Ok(match &config.manifest {
+        Some(path) if config.restart => Manifest::create(path)
+            .with_context(|| format!("cannot create manifest {}", path.display()))?,
+        Some(path) => Manifest::append(path)
+            .with_context(|| format!("cannot open manifest {}", path.display()))?,
+        None => Manifest::none(),
+    })
+}
+
+/// Bars or log lines on stderr, or nothing with `--quiet`.
+fn progress_style(config: &UploadConfig) -> Style {
+    if config.quiet {
+        return Style::Hidden;
+    }
+    Style::choose(
+        config.progress,
+        config.progress_every,
+        std::io::stderr().is_terminal(),
+    )
+}
+
+/// The async part of a run: the presigner for the destination (starting the embedded store
+/// if that is the destination), `--skip-existing`'s listing (added to `stored`), the cache
+/// saver, the pipeline.
+async fn upload(
+    config: &UploadConfig,
+    reach: Reach,
+    entries: Vec<Result<FileEntry, FileError>>,
+    mut stored: AlreadyStored,
+    mut options: PipelineOptions,
+    manifest: Arc<Manifest>,
+    stop: tokio::sync::watch::Receiver<StopLevel>,
+) -> anyhow::Result<Report> {
+    let timeouts = Timeouts {
+        connect: config.connect_timeout,
+        stall: config.stall_timeout,
+    };
+    let storage = Storage::with_tls(timeouts, &reach.storage_tls)?;
+    let mut embedded = None;
+    let (api, presigner): (Option<Arc<Prominence>>, Arc<dyn Presigner>) = match reach.destination {
+        Resolved::Api { url, token, tls } => {
+            let api = Arc::new(Prominence::with_tls(&url, &token, timeouts, &tls)?);
+            (Some(api.clone()), api)
+        }
+        Resolved::Embedded { store } => {
+            let server = embedded::start(&store, &entries).await?;
+            let api = Arc::new(Prominence::new(&server.url, &server.token, timeouts)?);
+            embedded = Some(server);
+            (Some(api.clone()), api)
+        }
+        Resolved::Direct(s3) => (None, s3),
+    };
+    if config.skip_existing {
+        let api = api.context(
+            "--skip-existing needs the PROMINENCE API's listing; in direct S3 mode the \
+             manifests (--manifest, --previous) say what is stored",
+        )?;
+        stored.add_listing(list_stored(&api, &entries, &options.retry).await?);
+    }
+    options.stored = Arc::new(stored);
+    // Save the hash cache every few seconds: a killed run loses little hashing.
+    let saver = options.hash.cache.clone().map(|cache| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CACHE_SAVE_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let cache = cache.clone();
+                let _ = tokio::task::spawn_blocking(move || save_cache(Some(&cache))).await;
+            }
+        })
+    });
+    let report = pipeline::run(entries, presigner, storage, options, manifest, stop).await;
+    if let Some(saver) = saver {
+        saver.abort();
+    }
+    if let Some(server) = embedded {
+        server.stop().await?;
+    }
+    report
+}
+
+/// Prints the summary; the exit code: interrupted, stopped by a fatal answer, some failed, or
+/// success.
+fn exit_code(config: &UploadConfig, report: &Report) -> ExitCode {
+    let s = &report.summary;
+    if !config.quiet {
+        report::print_summary(s);
+    }
+    if report.interrupted {
+        return ExitCode::Interrupted;
+    }
+    if let Some(why) = &s.stopped {
+        eprintln!("hashup: stopped: {why}");
+        return ExitCode::Fatal;
+    }
+    if s.failed > 0 {
+        ExitCode::SomeFailed
+    } else {
+        ExitCode::Success
+    }
+}
+
+/// What earlier runs stored, from the manifest being resumed and any `--previous` ones. A
+/// manifest that cannot be read stops the run: resuming blind could send everything again.
+fn already_stored(config: &UploadConfig) -> anyhow::Result<AlreadyStored> {
+    let mut previous = Vec::new();
+    for path in &config.previous {
+        previous.push(
+            manifest::read(path)
+                .with_context(|| format!("cannot read --previous {}", path.display()))?,
+        );
+    }
+    let journal = match &config.manifest {
+        Some(path) if !config.restart => match manifest::read(path) {
+            Ok(read) => Some(read),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                return Err(anyhow::anyhow!(
+                    "cannot resume from manifest {}: {err}; --restart starts it afresh",
+                    path.display()
+                ));
+            }
+        },
+        _ => None,
+    };
+    Ok(AlreadyStored::from_journals(&previous, journal.as_ref()))
+}
+
+/// Ctrl-C and SIGTERM, caught from the moment they are installed.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (inside the runtime's context); `None` leaves the default action.
+    fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Some(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).ok()?,
+            terminate: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+
+    /// Raises the stop level on each signal: drain, then abort; a third one exits at once
+    /// (something is stuck).
+    async fn listen(mut self, stop: tokio::sync::watch::Sender<StopLevel>) {
+        for level in [StopLevel::Drain, StopLevel::Abort] {
+            self.next().await;
+            let _ = stop.send(level);
+        }
+        self.next().await;
+        eprintln!(
+            "hashup: interrupted three times: exiting now; the manifest may lack its summary"
+        );
+        std::process::exit(ExitCode::Interrupted as i32);
+    }
+}
+
+/// The hash cache in `dir` ([`resolve::cache_dir`]); problems are warnings (the run reads every
+/// file instead), never errors.
+fn open_cache(dir: Option<PathBuf>) -> Option<Arc<HashCache>> {
+    let dir = dir?;
+    match HashCache::open(&dir) {
+        Ok(cache) => {
+            match cache.loaded() {
+                Loaded::Corrupt { record } => eprintln!(
+                    "hashup: warning: hash cache {} is damaged (record {record} fails its check): \
+                     not trusting any of it; this run rebuilds it",
+                    cache.path().display()
+                ),
+                Loaded::OtherFormat => eprintln!(
+                    "hashup: warning: hash cache {} has another format or version: this run rebuilds it",
+                    cache.path().display()
+                ),
+                Loaded::New | Loaded::Clean | Loaded::TornTail => {}
+            }
+            Some(Arc::new(cache))
+        }
+        Err(err) => {
+            eprintln!(
+                "hashup: warning: cannot use the hash cache in {}: {}; reading every file",
+                dir.display(),
+                crate::message::plain_io_message(&err)
+            );
+            None
+        }
+    }
+}
+
+fn save_cache(cache: Option<&HashCache>) {
+    if let Some(cache) = cache
+        && let Err(err) = cache.save()
+    {
+        eprintln!(
+            "hashup: warning: cannot update the hash cache {}: {}",
+            cache.path().display(),
+            crate::message::plain_io_message(&err)
+        );
+    }
+}
+
+/// The API's listings covering every name: `GET /data` for names without `/`, and
+/// `GET /data/<group>` for each group path. A group the user may not list (403) is warned
+/// about and left out; a 401 or an API that cannot be reached stops the run.
+async fn list_stored(
+    api: &Prominence,
+    entries: &[Result<FileEntry, FileError>],
+    retry: &RetryPolicy,
+) -> anyhow::Result<Vec<Listed>> {
+    let groups: BTreeSet<Option<String>> = entries
+        .iter()
+        .flatten()
+        .filter_map(|e| e.name.to_str())
+        .map(|name| name.rsplit_once('/').map(|(group, _)| group.to_string()))
+        .collect();
+    let mut listed = Vec::new();
+    for group in &groups {
+        let mut retrying = Retrying::new(*retry);
+        loop {
+            retrying.attempt();
+            match api.list(group.as_deref()).await {
+                Ok(objects) => {
+                    listed.extend(objects);
+                    break;
+                }
+                Err(PresignError::Transient { retry_after, .. }) if !retrying.exhausted() => {
+                    let delay = retrying.backoff(retry_after).unwrap_or_default();
+                    tokio::time::sleep(delay).await;
+                }
+                Err(PresignError::Refused { status, message }) => {
+                    eprintln!(
+                        "hashup: warning: cannot list {}: HTTP {status}: {message}; its files are not checked against the listing",
+                        group
+                            .as_deref()
+                            .map_or("your uploads".to_string(), |g| format!("group {g}"))
+                    );
+                    break;
+                }
+                Err(err) => anyhow::bail!("--skip-existing: cannot list what is stored: {err}"),
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// `--dry-run`: `<sha256>  <object name>` per file that would be sent, in walk order; files the
+/// manifests (`--manifest`, `--previous`) record as uploaded are left out and counted. No
+/// network, so `--skip-existing`'s listing is not asked.
+fn dry_run(
+    entries: Vec<Result<FileEntry, FileError>>,
+    hash: &crate::hash::HashOptions,
+    stored: &AlreadyStored,
+) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = false;
+    let mut already = 0u64;
+    for result in Hasher::spawn(entries, hash)?.in_order() {
+        match result {
+            Ok(file)
+                if stored
+                    .stored(&file.name.to_string_lossy(), file.stamp.size, &file.hex())
+                    .is_some() =>
+            {
+                already += 1;
+            }
+            Ok(file) => {
+                let line = writeln!(out, "{}  {}", file.hex(), file.name.display());
+                if !super::keep_writing(line)? {
+                    return Ok(ExitCode::Success);
+                }
+            }
+            Err(err) => {
+                failed |= !err.is_skip();
+                eprintln!("hashup: {err}");
+            }
+        }
+    }
+    if !super::keep_writing(out.flush())? {
+        return Ok(ExitCode::Success);
+    }
+    if already > 0 {
+        eprintln!("hashup: {already} files left out: the manifests record them as uploaded");
+    }
+    Ok(if failed {
+        ExitCode::SomeFailed
+    } else {
+        ExitCode::Success
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An upload config with every flag at its default, to `..` from.
+    pub(crate) fn config() -> UploadConfig {
+        UploadConfig {
+            paths: vec![],
+            walk: Default::default(),
+            select: Default::default(),
+            hash: Default::default(),
+            destination: crate::config::Destination::Embedded {
+                store: "store".into(),
+            },
+            naming: Default::default(),
+            uploads: 64,
+            retries: 5,
+            connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(60),
+            manifest: None,
+            restart: false,
+            previous: vec![],
+            skip_existing: false,
+            progress: Default::default(),
+            progress_every: Duration::from_secs(5),
+            quiet: false,
+            cacert: None,
+            state_dir: None,
+            hash_cache: true,
+            dry_run: false,
+        }
+    }
+}
