@@ -51,6 +51,7 @@ fn cache(c: &mut Criterion) {
                 attempts: 1,
                 error: None,
                 duration_ms: 12,
+                checksum_sha256_composite: None,
             })
             .unwrap();
     }

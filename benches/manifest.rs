@@ -27,6 +27,7 @@ fn records() -> Vec<Record> {
             attempts: 1,
             error: None,
             duration_ms: 12,
+            checksum_sha256_composite: None,
         })
         .collect()
 }

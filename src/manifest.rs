@@ -9,11 +9,20 @@
 //! file therefore holds every record written up to about a second before, and possibly a torn
 //! last line.
 //!
+//! **Multipart uploads** (direct S3 mode) add three line kinds, so that a run killed half way
+//! through a big file can be resumed: `{"multipart": {...}}` ([`UploadStarted`]) when the upload
+//! is created, `{"part": {...}}` ([`PartSent`]) as each part is stored, and
+//! `{"multipart_end": {...}}` ([`UploadEnded`]) when it is completed or aborted. They are
+//! written and flushed like records.
+//!
 //! **Reading.** [`read`] returns a [`Journal`]: the records, the summary if the last run wrote
-//! one, and the line number of a torn (unparseable) last line, which is tolerated. An
-//! unparseable line anywhere else is an error naming the file and line. Several runs appended to
-//! one file ([`Manifest::append`]) read as one journal; [`Journal::latest`] gives each name's
-//! last record.
+//! one, the multipart uploads still open, and the line number of a torn (unparseable) last line,
+//! which is tolerated. An unparseable line anywhere else is an error naming the file and line;
+//! a line that is one JSON object under a single key of a kind this version does not know
+//! (`{"kind": {...}}`) is skipped, so later versions may add kinds. (Versions from before the
+//! multipart lines did not skip unknown kinds: they refuse such a manifest as unparseable.)
+//! Several runs appended to one file ([`Manifest::append`]) read as one journal;
+//! [`Journal::latest`] gives each name's last record.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -24,6 +33,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::hash::FileStamp;
 
 /// The longest a written record waits for its fsync while the run goes on.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -77,6 +88,10 @@ pub struct Record {
     /// Time from taking the file up to its outcome.
     #[serde(default)]
     pub duration_ms: u64,
+    /// The store's composite checksum of a multipart upload (`base64(SHA-256 of the parts'
+    /// SHA-256s)-N`); absent for a single request, whose stored checksum is the file's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_sha256_composite: Option<String>,
 }
 
 /// The final line's content.
@@ -127,6 +142,89 @@ pub struct Summary {
 #[derive(Serialize)]
 struct SummaryLine<'a> {
     summary: &'a Summary,
+}
+
+/// A multipart upload, journalled as `{"multipart": {...}}` once created: what a later run needs
+/// to resume it (or to abort it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStarted {
+    /// The object name.
+    pub name: String,
+    /// The local path, absolute (lossy UTF-8).
+    pub path: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+    /// The store's UploadId.
+    pub upload_id: String,
+    /// The whole file's SHA-256 (lowercase hex), as signed in its metadata.
+    pub sha256: String,
+    /// The file's size.
+    pub size: u64,
+    /// Bytes per part (the last part holds the rest).
+    pub part_size: u64,
+    /// The file's stamp when it was hashed: a file with another is not resumed.
+    pub stamp: FileStamp,
+    /// When the upload was created, RFC 3339 UTC: an old one is aborted, not resumed.
+    pub created: String,
+}
+
+/// A part stored, journalled as `{"part": {...}}`. The store's ListParts gives number, size and
+/// ETag but not the checksum, which Complete needs: it comes from here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSent {
+    /// The upload it belongs to.
+    pub upload_id: String,
+    /// Part number, from 1.
+    pub number: u32,
+    /// Its size.
+    pub size: u64,
+    /// Base64 SHA-256 of its bytes, as the store verified it.
+    pub checksum_sha256: String,
+    /// The ETag the store answered with (quotes included).
+    pub etag: String,
+}
+
+/// How a multipart upload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ending {
+    /// CompleteMultipartUpload made the object.
+    Completed,
+    /// AbortMultipartUpload dropped its parts (or the store no longer knew it).
+    Aborted,
+}
+
+/// The end of a multipart upload, journalled as `{"multipart_end": {...}}`: no later run
+/// looks at it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadEnded {
+    /// The upload.
+    pub upload_id: String,
+    /// How it ended.
+    pub outcome: Ending,
+}
+
+/// A multipart upload with no end line yet: created, and the parts journalled since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    /// Its `multipart` line.
+    pub started: UploadStarted,
+    /// Its `part` lines by number (a part sent again: the later line).
+    pub parts: BTreeMap<u32, PartSent>,
+}
+
+/// One journal line about a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadLine {
+    /// Created.
+    Multipart(UploadStarted),
+    /// A part stored.
+    Part(PartSent),
+    /// Completed or aborted.
+    MultipartEnd(UploadEnded),
 }
 
 /// Writes `records` then `summary` as manifest lines (no fsync): for merged manifests.
@@ -227,6 +325,19 @@ impl Manifest {
             return Ok(());
         };
         writer.shared.write_line(record)
+    }
+
+    /// Appends a multipart upload's line and flushes it, like [`Manifest::record`].
+    pub fn upload_line(&self, line: &UploadLine) -> io::Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        writer.shared.write_line(line)
+    }
+
+    /// Whether lines go to a file: a multipart upload can only be resumed from a journal.
+    pub fn is_journal(&self) -> bool {
+        self.writer.is_some()
     }
 
     /// Appends the summary record, flushes it and fsyncs the file before returning.
@@ -380,6 +491,8 @@ pub struct Journal {
     /// Runs in the file: one per summary line, plus one if records (or a torn line) follow
     /// the last summary.
     pub runs: usize,
+    /// Multipart uploads created and not ended, in the order created.
+    pub open_uploads: Vec<OpenUpload>,
 }
 
 impl Journal {
@@ -387,12 +500,43 @@ impl Journal {
     pub fn latest(&self) -> BTreeMap<&str, &Record> {
         self.records.iter().map(|r| (r.name.as_str(), r)).collect()
     }
+
+    /// Applies a multipart upload's line: a part or an end for an upload not opened here (its
+    /// `multipart` line torn, or in another file) is dropped.
+    fn apply(&mut self, line: UploadLine) {
+        let find = |uploads: &mut Vec<OpenUpload>, id: &str| {
+            uploads.iter().position(|u| u.started.upload_id == id)
+        };
+        match line {
+            UploadLine::Multipart(started) => {
+                if find(&mut self.open_uploads, &started.upload_id).is_none() {
+                    self.open_uploads.push(OpenUpload {
+                        started,
+                        parts: BTreeMap::new(),
+                    });
+                }
+            }
+            UploadLine::Part(part) => {
+                if let Some(i) = find(&mut self.open_uploads, &part.upload_id) {
+                    self.open_uploads[i].parts.insert(part.number, part);
+                }
+            }
+            UploadLine::MultipartEnd(end) => {
+                if let Some(i) = find(&mut self.open_uploads, &end.upload_id) {
+                    self.open_uploads.remove(i);
+                }
+            }
+        }
+    }
 }
 
 /// One parsed line.
 enum Line {
     Record(Record),
     Summary(Summary),
+    Upload(UploadLine),
+    /// `{"kind": {...}}` of a kind this version does not know: skipped.
+    Other,
 }
 
 fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
@@ -406,14 +550,34 @@ fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
     if line.starts_with(b"{\"summary\"") {
         return serde_json::from_slice::<SummaryLine>(line).map(|l| Line::Summary(l.summary));
     }
+    if line.starts_with(b"{\"multipart\"")
+        || line.starts_with(b"{\"part\"")
+        || line.starts_with(b"{\"multipart_end\"")
+    {
+        return serde_json::from_slice(line).map(Line::Upload);
+    }
     serde_json::from_slice(line)
         .map(Line::Record)
         .or_else(|err| {
-            // A summary written by other hands (`{ "summary": ...}`), else the record's error.
+            // A summary written by other hands (`{ "summary": ...}`), another line kind, else
+            // the record's error.
             serde_json::from_slice::<SummaryLine>(line)
                 .map(|l| Line::Summary(l.summary))
+                .or_else(|_| serde_json::from_slice(line).map(Line::Upload))
+                .or_else(|_| other_kind(line).ok_or(()))
                 .map_err(|_| err)
         })
+}
+
+/// `{"kind": {...}}`: one key, not a record's, holding an object; a kind of line a later
+/// version may write.
+fn other_kind(line: &[u8]) -> Option<Line> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).ok()?;
+    let mut entries = map.iter();
+    match (entries.next(), entries.next()) {
+        (Some((_, value)), None) if value.is_object() => Some(Line::Other),
+        _ => None,
+    }
 }
 
 /// Reads a manifest. A torn last line is tolerated and reported in [`Journal::torn`]; any other
@@ -466,6 +630,12 @@ pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
                 journal.runs += 1;
                 open_run = false;
             }
+            Ok(Line::Upload(line)) => {
+                journal.apply(line);
+                journal.summary = None;
+                open_run = true;
+            }
+            Ok(Line::Other) => {}
             Err(err) => bad = Some((number, err)),
         }
     }
@@ -496,6 +666,7 @@ mod tests {
             attempts: 1,
             error: None,
             duration_ms: 3,
+            checksum_sha256_composite: None,
         }
     }
 
@@ -562,6 +733,7 @@ mod tests {
                 summary: Some(summary(2)),
                 torn: None,
                 runs: 1,
+                open_uploads: vec![],
             }
         );
     }
@@ -584,6 +756,122 @@ mod tests {
         assert_eq!(journal.torn, Some(2));
         let journal = read_str(&(line(&a) + "\n\n")).unwrap();
         assert_eq!(journal.torn, None);
+    }
+
+    fn started(id: &str) -> UploadStarted {
+        UploadStarted {
+            name: "big".into(),
+            path: "/src/big".into(),
+            bucket: "b".into(),
+            key: "p/big".into(),
+            upload_id: id.into(),
+            sha256: "ab".repeat(32),
+            size: 20 << 20,
+            part_size: 8 << 20,
+            stamp: FileStamp {
+                dev: 1,
+                ino: 2,
+                size: 20 << 20,
+                mtime: (1_800_000_000, 5),
+                ctime: (1_800_000_000, 6),
+            },
+            created: "2027-01-15T08:00:00.000000000Z".into(),
+        }
+    }
+
+    fn part(id: &str, number: u32, etag: &str) -> PartSent {
+        PartSent {
+            upload_id: id.into(),
+            number,
+            size: 8 << 20,
+            checksum_sha256: "c2hh".into(),
+            etag: etag.into(),
+        }
+    }
+
+    #[test]
+    fn multipart_lines_read_back_as_open_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let a = record("a", Status::Uploaded);
+        {
+            let manifest = Manifest::create(&path).unwrap();
+            assert!(manifest.is_journal());
+            manifest.record(&a).unwrap();
+            for line in [
+                UploadLine::Multipart(started("u1")),
+                UploadLine::Multipart(started("u2")),
+                UploadLine::Part(part("u1", 1, "\"e1\"")),
+                UploadLine::Part(part("u2", 1, "\"f1\"")),
+                UploadLine::Part(part("u1", 2, "\"e2\"")),
+                // Part 1 sent again: the later line wins.
+                UploadLine::Part(part("u1", 1, "\"e1b\"")),
+                // A part of an upload this file never opened is dropped.
+                UploadLine::Part(part("elsewhere", 1, "\"x\"")),
+                UploadLine::MultipartEnd(UploadEnded {
+                    upload_id: "u2".into(),
+                    outcome: Ending::Aborted,
+                }),
+            ] {
+                manifest.upload_line(&line).unwrap();
+            }
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with(r#"{"multipart":{"name":"big","path":"/src/big","bucket":"b","key":"p/big","upload_id":"u1","#), "{}", lines[1]);
+        assert!(lines[1].contains(r#""stamp":{"dev":1,"ino":2,"size":20971520,"mtime":[1800000000,5],"ctime":[1800000000,6]}"#), "{}", lines[1]);
+        assert_eq!(
+            lines[3],
+            r#"{"part":{"upload_id":"u1","number":1,"size":8388608,"checksum_sha256":"c2hh","etag":"\"e1\""}}"#
+        );
+        assert_eq!(
+            lines[8],
+            r#"{"multipart_end":{"upload_id":"u2","outcome":"aborted"}}"#
+        );
+        // The record has no composite field unless it has a composite checksum.
+        assert!(!lines[0].contains("composite"));
+
+        let journal = read(&path).unwrap();
+        assert_eq!(journal.records, vec![a]);
+        assert_eq!((journal.runs, journal.summary.as_ref()), (1, None));
+        assert_eq!(journal.open_uploads.len(), 1);
+        let open = &journal.open_uploads[0];
+        assert_eq!(open.started, started("u1"));
+        let etags: Vec<(u32, &str)> = open
+            .parts
+            .values()
+            .map(|p| (p.number, p.etag.as_str()))
+            .collect();
+        assert_eq!(etags, [(1, "\"e1b\""), (2, "\"e2\"")]);
+
+        // Completed: no longer open. A whole multipart line missing its newline is kept by
+        // append, a torn one cut.
+        let end = line(&UploadLine::MultipartEnd(UploadEnded {
+            upload_id: "u1".into(),
+            outcome: Ending::Completed,
+        }));
+        std::fs::write(&path, text.clone() + end.trim_end()).unwrap();
+        drop(Manifest::append(&path).unwrap());
+        assert!(read(&path).unwrap().open_uploads.is_empty());
+        std::fs::write(&path, text.clone() + &end[..20]).unwrap();
+        drop(Manifest::append(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn records_with_a_composite_checksum_and_unknown_kinds_read() {
+        let mut a = record("a", Status::Uploaded);
+        a.checksum_sha256_composite = Some("q83vEjRWeJA=-3".into());
+        let text =
+            line(&a) + "{\"retention\": {\"days\": 3}}\n" + &line(&record("b", Status::Uploaded));
+        let journal = read_str(&text).unwrap();
+        assert_eq!(journal.records.len(), 2);
+        assert_eq!(journal.records[0], a);
+        // Not a kind of line: a key without an object, an array, two keys.
+        for bad in [r#"{"kind": 3}"#, "[1]", r#"{"a": {}, "b": {}}"#] {
+            let err = read_str(&format!("{bad}\n{}", line(&a))).unwrap_err();
+            assert!(err.to_string().starts_with("m.jsonl:1: "), "{bad}: {err}");
+        }
     }
 
     #[test]

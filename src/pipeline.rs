@@ -384,6 +384,7 @@ fn error_record(err: &FileError) -> Record {
         attempts: 0,
         error: Some(err.kind.to_string()),
         duration_ms: 0,
+        checksum_sha256_composite: None,
     }
 }
 
@@ -650,6 +651,7 @@ fn record(
         attempts,
         error,
         duration_ms: started.elapsed().as_millis() as u64,
+        checksum_sha256_composite: None,
     }
 }
 

@@ -116,6 +116,7 @@ mod tests {
             attempts: 1,
             error: None,
             duration_ms: 0,
+            checksum_sha256_composite: None,
         }
     }
 
@@ -125,6 +126,7 @@ mod tests {
             summary: None,
             torn: None,
             runs: 1,
+            open_uploads: vec![],
         }
     }
 

@@ -62,8 +62,9 @@ impl FileEntry {
 }
 
 /// The identity and version of a file: if any of these differ between two looks,
-/// the content may differ too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// the content may differ too. (Serialised in the journal of a multipart upload, to tell
+/// whether the file is still the one whose parts were sent.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FileStamp {
     /// Device the file lives on.
     pub dev: u64,

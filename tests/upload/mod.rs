@@ -93,6 +93,7 @@ pub fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// The manifest's file records, sorted by name, and its summary (which must be the last line).
+/// Lines of other kinds (a multipart upload's journal) are left out.
 pub fn read_manifest(path: &Path) -> (Vec<Value>, Value) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<Value> = text
@@ -101,6 +102,7 @@ pub fn read_manifest(path: &Path) -> (Vec<Value>, Value) {
         .collect();
     let summary = lines.pop().expect("a summary line")["summary"].clone();
     assert!(summary.is_object(), "last line is not a summary: {text}");
+    lines.retain(|line| line.get("name").is_some());
     lines.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     (lines, summary)
 }
