@@ -130,6 +130,10 @@ pub struct UploadConfig {
     pub naming: Naming,
     /// Uploads in flight at once.
     pub uploads: usize,
+    /// Direct S3 mode: files of at least this size go as multipart uploads.
+    pub multipart_threshold: u64,
+    /// Direct S3 mode: bytes per part; `None` picks one by file size.
+    pub part_size: Option<u64>,
     /// Retries per file after the first attempt.
     pub retries: u32,
     /// TCP connect timeout.

@@ -3,7 +3,7 @@
 //!
 //! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`naming`] -> [`hash`]
 //! -> [`pipeline`] (the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with
-//! [`retry`], over [`http`]) -> [`manifest`]. [`serve`] is the PROMINENCE-compatible server;
+//! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]. [`serve`] is the PROMINENCE-compatible server;
 //! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]). [`utc`] and
 //! [`message`] are helpers every stage may use.
 
@@ -15,6 +15,7 @@ pub mod http;
 pub mod jwt;
 pub mod manifest;
 pub mod message;
+pub mod multipart;
 pub mod naming;
 pub mod pipeline;
 pub mod presign;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hasher, Outcome};
 use crate::manifest::{Manifest, Record, Status, Summary};
+use crate::multipart::{Multipart, MultipartError};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
 use crate::retry::{RetryPolicy, Retrying};
@@ -47,6 +48,8 @@ pub struct PipelineOptions {
     pub progress: Style,
     /// What is already stored: such files are recorded `skipped`, not sent.
     pub stored: Arc<AlreadyStored>,
+    /// Direct S3 mode's multipart engine: files from its threshold up go in parts.
+    pub multipart: Option<Arc<Multipart>>,
 }
 
 /// How far a run has been asked to stop; levels only go up.
@@ -397,6 +400,9 @@ enum Failure {
     /// Storage did not take the bytes.
     #[error(transparent)]
     Transfer(TransferError),
+    /// Storage did not take the parts.
+    #[error(transparent)]
+    Parts(MultipartError),
     /// The file could not be looked at again before or after sending.
     #[error("{}", crate::message::plain_io_message(.0))]
     Stat(std::io::Error),
@@ -420,8 +426,8 @@ enum Failure {
 
 /// What one attempt (presign, check, send) came to.
 enum Attempt {
-    /// Stored, with storage's success status.
-    Uploaded,
+    /// Stored, with storage's success status (and a multipart upload's composite checksum).
+    Uploaded(Option<String>),
     /// The file is not what was hashed (before or during the send): hash again.
     Changed(String),
     /// Worth another try: after a backoff of at least the server's `Retry-After`
@@ -455,8 +461,8 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
         }
         retry.attempt();
         match attempt(shared, &file, &mut http_status).await {
-            Attempt::Uploaded => {
-                return record(
+            Attempt::Uploaded(composite) => {
+                let mut record = record(
                     &file,
                     Status::Uploaded,
                     http_status,
@@ -464,6 +470,8 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                     None,
                     started,
                 );
+                record.checksum_sha256_composite = composite;
+                return record;
             }
             Attempt::Changed(why) => {
                 if rehashes == MAX_REHASH {
@@ -514,7 +522,7 @@ fn may_start(
     retry: &Retrying,
     last_error: &str,
 ) -> Result<(), Failure> {
-    if file.stamp.size > MAX_OBJECT_SIZE {
+    if file.stamp.size > MAX_OBJECT_SIZE && in_parts(shared, file).is_none() {
         return Err(Failure::Transfer(TransferError::TooLarge {
             size: file.stamp.size,
         }));
@@ -528,8 +536,21 @@ fn may_start(
     Ok(())
 }
 
-/// One attempt: presign, check the file is unchanged, send, check again.
+/// One attempt: presign, check the file is unchanged, send, check again. (A big file in direct
+/// S3 mode goes in parts instead, which retry and check on their own.)
 async fn attempt(shared: &Shared, file: &HashedFile, http_status: &mut Option<u16>) -> Attempt {
+    if let Some(parts) = in_parts(shared, file) {
+        let sent = parts
+            .upload(&shared.storage, file, shared.stop.clone())
+            .await;
+        *http_status = sent
+            .as_ref()
+            .map_or_else(|e| e.status(), |done| Some(done.status));
+        return sent.map_or_else(
+            |err| parts_failed(shared, err),
+            |done| Attempt::Uploaded(Some(done.composite)),
+        );
+    }
     let name = file.name.to_string_lossy();
     let target = match shared.presigner.presign(&name, &file.hex()).await {
         Ok(target) => {
@@ -557,7 +578,7 @@ async fn attempt(shared: &Shared, file: &HashedFile, http_status: &mut Option<u1
             *http_status = Some(status);
             // Changed while it was sent: what arrived may not match the checksum sent with it.
             match current_stamp(&file.path) {
-                Ok(stamp) if stamp == file.stamp => Attempt::Uploaded,
+                Ok(stamp) if stamp == file.stamp => Attempt::Uploaded(None),
                 _ => Attempt::Changed("the file changed while it was sent".into()),
             }
         }
@@ -577,6 +598,26 @@ fn presign_failed(err: PresignError) -> Attempt {
             backoff: Some(retry_after),
         },
         err => Attempt::Failed(Failure::Presign(err)),
+    }
+}
+
+/// The multipart engine, if `file` goes in parts.
+fn in_parts<'a>(shared: &'a Shared, file: &HashedFile) -> Option<&'a Multipart> {
+    let parts = shared.options.multipart.as_deref()?;
+    parts.applies(file.stamp.size).then_some(parts)
+}
+
+/// What a multipart failure means for the file and the run (the engine retried already).
+fn parts_failed(shared: &Shared, err: MultipartError) -> Attempt {
+    if let Some(message) = err
+        .refusal()
+        .and_then(|refusal| shared.presigner.fatal_refusal(refusal))
+    {
+        return Attempt::Fatal(message);
+    }
+    match err {
+        MultipartError::Changed(why) => Attempt::Changed(why),
+        err => Attempt::Failed(Failure::Parts(err)),
     }
 }
 

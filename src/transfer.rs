@@ -1,4 +1,5 @@
-//! Sends one file to a [`Target`]: a `multipart/form-data` POST or a PUT, streamed from disk.
+//! Sends one file to a [`Target`]: a `multipart/form-data` POST or a PUT, streamed from disk; or
+//! a byte range of a file as one part of a multipart upload ([`Storage::put_range`]).
 //!
 //! The storage client is its own `reqwest::Client` with no default headers, built here and
 //! nowhere else: the API's `Authorization` header can never reach a storage URL. The multipart
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::http::{Refusal, Timeouts, Tls};
 use crate::message::error_chain;
@@ -150,31 +151,75 @@ impl Storage {
                     .body(reqwest::Body::wrap_stream(body))
             }
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|err| TransferError::Transient {
-                status: None,
-                retry_after: None,
-                // Without the URL: its query holds the signature and any session token.
-                message: error_chain(&err.without_url()),
-            })?;
+        let response = request.send().await.map_err(not_sent)?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(status);
         }
-        let retry_after = crate::retry::retry_after_of(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        let refusal = Refusal::of(status, &text);
-        Err(match status {
-            403 => TransferError::Forbidden(refusal),
-            s if crate::retry::retryable_status(s) => TransferError::Transient {
-                status: Some(s),
-                retry_after,
-                message: format!("HTTP {s}: {}", refusal.message),
-            },
-            _ => TransferError::Refused(refusal),
-        })
+        Err(refused(response).await)
+    }
+
+    /// PUTs bytes `offset..offset + len` of `path` to `url` with `headers` (a part of a
+    /// multipart upload), streamed from the file; the answer's headers (the part's `ETag`).
+    pub async fn put_range(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        path: &Path,
+        offset: u64,
+        len: u64,
+    ) -> Result<reqwest::header::HeaderMap, TransferError> {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(TransferError::Open)?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(TransferError::Open)?;
+        let mut request = self
+            .client
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(file_chunks(
+                file,
+                len,
+                self.sent.clone(),
+            )));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(not_sent)?;
+        if response.status().is_success() {
+            return Ok(response.headers().clone());
+        }
+        Err(refused(response).await)
+    }
+}
+
+/// A request that got no answer: transient. The message leaves the URL out: its query holds
+/// the signature and any session token.
+pub(crate) fn not_sent(err: reqwest::Error) -> TransferError {
+    TransferError::Transient {
+        status: None,
+        retry_after: None,
+        message: error_chain(&err.without_url()),
+    }
+}
+
+/// What an error answer means: a 403 (sign again), transient (408, 429, 5xx, with the
+/// server's `Retry-After`), or refused.
+pub(crate) async fn refused(response: reqwest::Response) -> TransferError {
+    let status = response.status().as_u16();
+    let retry_after = crate::retry::retry_after_of(response.headers());
+    let text = response.text().await.unwrap_or_default();
+    let refusal = Refusal::of(status, &text);
+    match status {
+        403 => TransferError::Forbidden(refusal),
+        s if crate::retry::retryable_status(s) => TransferError::Transient {
+            status: Some(s),
+            retry_after,
+            message: format!("HTTP {s}: {}", refusal.message),
+        },
+        _ => TransferError::Refused(refusal),
     }
 }
 

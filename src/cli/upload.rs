@@ -93,6 +93,16 @@ pub struct UploadArgs {
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub uploads: u32,
 
+    /// With --s3: files of at least SIZE go as multipart uploads, parts sent in parallel and
+    /// each checked by the store (units as --min-size; 5MiB to 5GiB).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = s3_size, requires = "s3")]
+    pub multipart_threshold: u64,
+
+    /// With --s3: bytes per part of a multipart upload (advanced; 5MiB to 5GiB, raised if a file
+    /// would need over 10,000 parts) [default: 16MiB, more for files over 156 GiB].
+    #[arg(long, value_name = "SIZE", value_parser = s3_size, requires = "s3")]
+    pub part_size: Option<u64>,
+
     /// Retries per file for connection errors, timeouts, 408, 429, 5xx and expired URLs.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -156,6 +166,17 @@ pub struct UploadArgs {
     pub select: SelectArgs,
 }
 
+/// A size S3 allows for a part: 5 MiB to 5 GiB.
+fn s3_size(s: &str) -> Result<u64, String> {
+    let size = hashup::select::parse_size(s)?;
+    let range = hashup::multipart::MIN_PART_SIZE..=hashup::multipart::MAX_PART_SIZE;
+    if range.contains(&size) {
+        Ok(size)
+    } else {
+        Err(format!("{s:?} is outside S3's part sizes, 5MiB to 5GiB"))
+    }
+}
+
 impl UploadArgs {
     /// Converts the parsed flags into the core's plain configuration.
     pub fn into_config(self) -> UploadConfig {
@@ -183,6 +204,8 @@ impl UploadArgs {
                 prefix: self.prefix,
             },
             uploads: self.uploads as usize,
+            multipart_threshold: self.multipart_threshold,
+            part_size: self.part_size,
             retries: self.retries,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             stall_timeout: Duration::from_secs(self.stall_timeout),

@@ -21,7 +21,8 @@ use crate::exit::ExitCode;
 use crate::hash::cache::{HashCache, Loaded};
 use crate::hash::{FileEntry, FileError, HashOptions, Hasher};
 use crate::http::Timeouts;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, OpenUpload};
+use crate::multipart::{Multipart, MultipartOptions};
 use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
 use crate::presign::prominence::{Listed, Prominence};
 use crate::presign::{PresignError, Presigner};
@@ -55,7 +56,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let Some(entries) = plan(config, &selection) else {
         return Ok(ExitCode::Fatal);
     };
-    let stored = already_stored(config)?;
+    let (stored, open_uploads) = already_stored(config)?;
     let cache = open_cache(resolve::cache_dir(config, &env));
     let hash = HashOptions {
         cache: cache.clone(),
@@ -93,10 +94,14 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         },
         progress: progress_style(config),
         stored: Arc::default(),
+        multipart: None,
     };
-    let report = runtime.block_on(upload(
-        config, reach, entries, stored, options, manifest, stop,
-    ))?;
+    let journal = Journal {
+        manifest,
+        stored,
+        open_uploads,
+    };
+    let report = runtime.block_on(upload(config, reach, entries, journal, options, stop))?;
     // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
     runtime.shutdown_background();
     save_cache(cache.as_deref());
@@ -148,18 +153,33 @@ fn progress_style(config: &UploadConfig) -> Style {
     )
 }
 
+/// The journal a run appends to, and what earlier runs left in it.
+struct Journal {
+    /// The manifest being written.
+    manifest: Arc<Manifest>,
+    /// What the manifests say is stored.
+    stored: AlreadyStored,
+    /// Multipart uploads the journal left open: resumed or aborted in direct S3 mode.
+    open_uploads: Vec<OpenUpload>,
+}
+
 /// The async part of a run: the presigner for the destination (starting the embedded store
-/// if that is the destination), `--skip-existing`'s listing (added to `stored`), the cache
+/// if that is the destination; in direct S3 mode the multipart engine too, which first aborts
+/// the journal's stale uploads), `--skip-existing`'s listing (added to `stored`), the cache
 /// saver, the pipeline.
 async fn upload(
     config: &UploadConfig,
     reach: Reach,
     entries: Vec<Result<FileEntry, FileError>>,
-    mut stored: AlreadyStored,
+    journal: Journal,
     mut options: PipelineOptions,
-    manifest: Arc<Manifest>,
     stop: tokio::sync::watch::Receiver<StopLevel>,
 ) -> anyhow::Result<Report> {
+    let Journal {
+        manifest,
+        mut stored,
+        open_uploads,
+    } = journal;
     let timeouts = Timeouts {
         connect: config.connect_timeout,
         stall: config.stall_timeout,
@@ -177,7 +197,24 @@ async fn upload(
             embedded = Some(server);
             (Some(api.clone()), api)
         }
-        Resolved::Direct(s3) => (None, s3),
+        Resolved::Direct(s3) => {
+            let multipart = Multipart::new(
+                s3.clone(),
+                timeouts,
+                &reach.storage_tls,
+                MultipartOptions {
+                    threshold: config.multipart_threshold,
+                    part_size: config.part_size,
+                    retry: options.retry,
+                    ..MultipartOptions::default()
+                },
+                manifest.clone(),
+                open_uploads,
+            )?;
+            multipart.sweep(config.restart, SystemTime::now()).await;
+            options.multipart = Some(Arc::new(multipart));
+            (None, s3)
+        }
     };
     if config.skip_existing {
         let api = api.context(
@@ -199,7 +236,11 @@ async fn upload(
             }
         })
     });
+    let multipart = options.multipart.clone();
     let report = pipeline::run(entries, presigner, storage, options, manifest, stop).await;
+    if let Some(multipart) = multipart {
+        multipart.settle().await;
+    }
     if let Some(saver) = saver {
         saver.abort();
     }
@@ -230,9 +271,11 @@ fn exit_code(config: &UploadConfig, report: &Report) -> ExitCode {
     }
 }
 
-/// What earlier runs stored, from the manifest being resumed and any `--previous` ones. A
-/// manifest that cannot be read stops the run: resuming blind could send everything again.
-fn already_stored(config: &UploadConfig) -> anyhow::Result<AlreadyStored> {
+/// What earlier runs stored, from the manifest being resumed and any `--previous` ones, and the
+/// multipart uploads the manifest being resumed left open. A manifest that cannot be read stops
+/// the run: resuming blind could send everything again. (With `--restart`, the open uploads of
+/// the manifest about to be truncated, as far as it reads, so that they are aborted.)
+fn already_stored(config: &UploadConfig) -> anyhow::Result<(AlreadyStored, Vec<OpenUpload>)> {
     let mut previous = Vec::new();
     for path in &config.previous {
         previous.push(
@@ -241,7 +284,14 @@ fn already_stored(config: &UploadConfig) -> anyhow::Result<AlreadyStored> {
         );
     }
     let journal = match &config.manifest {
-        Some(path) if !config.restart => match manifest::read(path) {
+        Some(path) if config.restart => {
+            let open = manifest::read(path).map(|j| j.open_uploads);
+            return Ok((
+                AlreadyStored::from_journals(&previous, None),
+                open.unwrap_or_default(),
+            ));
+        }
+        Some(path) => match manifest::read(path) {
             Ok(read) => Some(read),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => {
@@ -253,7 +303,8 @@ fn already_stored(config: &UploadConfig) -> anyhow::Result<AlreadyStored> {
         },
         _ => None,
     };
-    Ok(AlreadyStored::from_journals(&previous, journal.as_ref()))
+    let stored = AlreadyStored::from_journals(&previous, journal.as_ref());
+    Ok((stored, journal.map(|j| j.open_uploads).unwrap_or_default()))
 }
 
 /// Ctrl-C and SIGTERM, caught from the moment they are installed.
@@ -443,6 +494,8 @@ pub(crate) mod tests {
             },
             naming: Default::default(),
             uploads: 64,
+            multipart_threshold: crate::multipart::DEFAULT_THRESHOLD,
+            part_size: None,
             retries: 5,
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
