@@ -95,11 +95,14 @@ impl Shared {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_fatal(&self, message: &str) {
+    /// Records what dooms the run; `true` when it is the first such message.
+    fn set_fatal(&self, message: &str) -> bool {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
-        if fatal.is_none() {
+        let first = fatal.is_none();
+        if first {
             *fatal = Some(message.to_string());
         }
+        first
     }
 
     fn stopping(&self) -> StopLevel {
@@ -169,10 +172,14 @@ impl Shared {
         }
     }
 
+    /// Journals a record. The journal is what a rerun resumes from: a record that cannot be
+    /// written stops the run (no new files are taken) and its exit status says so.
     fn write(&self, record: &Record) {
         if let Err(err) = self.manifest.record(record) {
-            self.progress
-                .print(&format!("hashup: cannot write the manifest: {err}"));
+            let message = journal_lost(&err);
+            if self.set_fatal(&message) {
+                self.progress.print(&format!("hashup: {message}"));
+            }
         }
     }
 }
@@ -358,13 +365,23 @@ pub async fn run(
             .fatal()
             .or_else(|| interrupted.then(|| INTERRUPTED.to_string())),
     };
+    let mut summary = summary;
     if let Err(err) = shared.manifest.summary(&summary) {
-        eprintln!("hashup: cannot write the manifest: {err}");
+        // Every file has its outcome, but the journal does not say so: not a success.
+        summary.stopped.get_or_insert_with(|| journal_lost(&err));
     }
     Ok(Report {
         summary,
         interrupted,
     })
+}
+
+/// Why a run stopped when its manifest could not be written.
+fn journal_lost(err: &std::io::Error) -> String {
+    format!(
+        "cannot write the manifest: {}; files not journalled are sent again by the next run",
+        crate::message::plain_io_message(err)
+    )
 }
 
 /// The record of a file the engine could not hash (or skipped).
@@ -490,7 +507,7 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
             }
             Attempt::Failed(failure) => break failure,
             Attempt::Fatal(message) => {
-                shared.set_fatal(&message);
+                let _ = shared.set_fatal(&message);
                 break Failure::Fatal(message);
             }
         }
@@ -616,7 +633,7 @@ fn out_of_retries(shared: &Shared, failure: Failure) -> Failure {
             ..
         }) if !shared.api_answered.load(Ordering::Relaxed) => {
             let message = format!("cannot reach the PROMINENCE API: {message}");
-            shared.set_fatal(&message);
+            let _ = shared.set_fatal(&message);
             Failure::Fatal(message)
         }
         failure => failure,

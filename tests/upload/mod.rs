@@ -5,6 +5,7 @@
 mod direct;
 mod e2e;
 mod faults;
+mod journal;
 mod mock;
 mod refusals;
 mod select;
@@ -103,6 +104,20 @@ pub fn read_manifest(path: &Path) -> (Vec<Value>, Value) {
     assert!(summary.is_object(), "last line is not a summary: {text}");
     lines.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     (lines, summary)
+}
+
+/// The whole lines of a manifest that may lack its summary (a torn last line is left out, as
+/// the journal reader does), parsed.
+pub fn read_manifest_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    whole
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 /// The record hashup must write for an uploaded `path` named `name`; `duration_ms` is taken
