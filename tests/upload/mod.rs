@@ -6,6 +6,7 @@ mod direct;
 mod e2e;
 mod faults;
 mod journal;
+mod keys;
 mod mock;
 mod refusals;
 mod select;

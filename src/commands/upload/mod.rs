@@ -22,6 +22,7 @@ use crate::hash::cache::{HashCache, Loaded};
 use crate::hash::{FileEntry, FileError, HashOptions, Hasher};
 use crate::http::Timeouts;
 use crate::manifest::{self, Manifest};
+use crate::naming::Keys;
 use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
 use crate::presign::prominence::{Listed, Prominence};
 use crate::presign::{PresignError, Presigner};
@@ -109,8 +110,16 @@ fn plan(config: &UploadConfig, selection: &Selection) -> Option<Vec<Result<FileE
     let walk = Walk::new(config.paths.clone(), config.walk.clone())
         .with_listed(selection.listed.clone())
         .selecting(selection.selector.clone());
+    // Only the embedded store's user is known before the run; PROMINENCE's rule maps names to
+    // keys per user, direct S3 mode one key per name.
+    let keys = match &config.destination {
+        crate::config::Destination::Embedded { .. } => Keys::Prominence {
+            user: EMBEDDED_USER.into(),
+        },
+        _ => Keys::Names,
+    };
     // Sharded after naming, so every shard refuses the same duplicates.
-    match crate::naming::plan(walk, &config.naming) {
+    match crate::naming::plan(walk, &config.naming, &keys) {
         Ok(entries) => Some(selection.shard(entries)),
         Err(problems) => {
             for problem in &problems {
@@ -184,7 +193,9 @@ async fn upload(
             "--skip-existing needs the PROMINENCE API's listing; in direct S3 mode the \
              manifests (--manifest, --previous) say what is stored",
         )?;
-        stored.add_listing(list_stored(&api, &entries, &options.retry).await?);
+        for (group, listed) in list_stored(&api, &entries, &options.retry).await? {
+            stored.add_listing(group.as_deref(), listed);
+        }
     }
     options.stored = Arc::new(stored);
     // Save the hash cache every few seconds: a killed run loses little hashing.
@@ -337,14 +348,15 @@ fn save_cache(cache: Option<&HashCache>) {
     }
 }
 
-/// The API's listings covering every name: `GET /data` for names without `/`, and
+/// The API's listings covering every name, each with the group it lists (`None`: the user's
+/// own): `GET /data` for names without `/`, and
 /// `GET /data/<group>` for each group path. A group the user may not list (403) is warned
 /// about and left out; a 401 or an API that cannot be reached stops the run.
 async fn list_stored(
     api: &Prominence,
     entries: &[Result<FileEntry, FileError>],
     retry: &RetryPolicy,
-) -> anyhow::Result<Vec<Listed>> {
+) -> anyhow::Result<Vec<(Option<String>, Vec<Listed>)>> {
     let groups: BTreeSet<Option<String>> = entries
         .iter()
         .flatten()
@@ -352,13 +364,13 @@ async fn list_stored(
         .map(|name| name.rsplit_once('/').map(|(group, _)| group.to_string()))
         .collect();
     let mut listed = Vec::new();
-    for group in &groups {
+    for group in groups {
         let mut retrying = Retrying::new(*retry);
         loop {
             retrying.attempt();
             match api.list(group.as_deref()).await {
                 Ok(objects) => {
-                    listed.extend(objects);
+                    listed.push((group, objects));
                     break;
                 }
                 Err(PresignError::Transient { retry_after, .. }) if !retrying.exhausted() => {
