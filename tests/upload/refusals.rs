@@ -4,8 +4,8 @@
 use std::os::unix::ffi::OsStrExt as _;
 
 use super::mock::Mock;
-use super::{tree, upload};
 use crate::serve::fixture::{jwt, now_secs};
+use crate::util::{self, tree};
 
 #[test]
 fn bad_and_duplicate_names_are_refused_before_any_upload() {
@@ -27,16 +27,16 @@ fn bad_and_duplicate_names_are_refused_before_any_upload() {
     )
     .unwrap();
 
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--flatten".as_ref(),
             "--url".as_ref(),
             mock.api.as_ref(),
-        ],
-        &[("PROMINENCE_TOKEN", "t")],
-        dir.path(),
-    );
+        ])
+        .env("PROMINENCE_TOKEN", "t")
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     let s = src.display();
     assert_eq!(
@@ -61,17 +61,17 @@ fn an_expired_jwt_is_refused_before_any_work() {
     let expired = jwt("alice", now_secs() - 60);
     let manifest = dir.path().join("manifest.jsonl");
 
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--url".as_ref(),
             mock.api.as_ref(),
             "--manifest".as_ref(),
             manifest.as_os_str(),
-        ],
-        &[("PROMINENCE_TOKEN", &expired)],
-        dir.path(),
-    );
+        ])
+        .env("PROMINENCE_TOKEN", &expired)
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(
