@@ -3,7 +3,8 @@
 
 use std::os::unix::process::CommandExt as _;
 
-use super::{read_manifest_lines, tree_of, upload_command};
+use super::read_manifest_lines;
+use crate::util::{hashup, tree_of};
 
 /// A manifest that stops growing at `limit` bytes, as on a full disk: the run is given a file
 /// size limit (RLIMIT_FSIZE, with SIGXFSZ ignored, so writes past it fail with EFBIG). Objects
@@ -35,20 +36,12 @@ fn an_unwritable_manifest_stops_the_run_and_fails_it() {
     tree_of(&src, &files);
     let store = dir.path().join("store");
     let manifest = dir.path().join("manifest.jsonl");
-    let mut cmd = upload_command(
-        &[
-            src.as_os_str(),
-            "--embedded".as_ref(),
-            store.as_os_str(),
-            "--manifest".as_ref(),
-            manifest.as_os_str(),
-            "--no-cache".as_ref(),
-            "--uploads".as_ref(),
-            "2".as_ref(),
-        ],
-        &[],
-        dir.path(),
-    );
+    let mut cmd = hashup(["upload".as_ref(), src.as_os_str()])
+        .args(["--embedded".as_ref(), store.as_os_str()])
+        .args(["--manifest".as_ref(), manifest.as_os_str()])
+        .args(["--no-cache", "--uploads", "2"])
+        .home(dir.path())
+        .command();
     // About ten records fit (each is ~300 bytes).
     limit_file_size(&mut cmd, 3000);
     let out = cmd.output().unwrap();

@@ -1,8 +1,9 @@
 //! Files are planned by storage key, not by name: two files that would land on one key are
 //! refused before anything is sent, and `--skip-existing` skips only on an exact key match.
 
-use super::{read_manifest, tree, upload};
+use super::read_manifest;
 use crate::serve::fixture::{Backend, Serve, http, weed};
+use crate::util::{hashup, tree};
 
 /// `--embedded` stores `x` as `uploads/hashup/x` (the run's user) and `hashup/x` as
 /// `uploads/hashup/x` (group `hashup`): one object for two files. Refused, nothing sent.
@@ -12,16 +13,10 @@ fn two_files_on_one_key_are_refused_before_anything_is_sent() {
     let src = dir.path().join("coll");
     tree(&src, &[("x", b"top"), ("hashup/x", b"nested")]);
     let store = dir.path().join("store");
-    let run = upload(
-        &[
-            src.to_str().unwrap(),
-            "--embedded",
-            store.to_str().unwrap(),
-            "--no-cache",
-        ],
-        &[],
-        dir.path(),
-    );
+    let run = hashup(["upload", src.to_str().unwrap()])
+        .args(["--embedded", store.to_str().unwrap(), "--no-cache"])
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(
         run.stderr,
@@ -63,21 +58,12 @@ fn skip_existing_matches_keys_not_names() {
     let src = dir.path().join("src");
     tree(&src, &[("a.sif", b"aaaa")]);
     let manifest = dir.path().join("m.jsonl");
-    let run = upload(
-        &[
-            src.to_str().unwrap(),
-            "--url",
-            &serve.api,
-            "--prefix",
-            "g1",
-            "--skip-existing",
-            "--no-cache",
-            "--manifest",
-            manifest.to_str().unwrap(),
-        ],
-        &[("PROMINENCE_TOKEN", serve.alice.as_str())],
-        dir.path(),
-    );
+    let run = hashup(["upload", src.to_str().unwrap(), "--url", &serve.api])
+        .args(["--prefix", "g1", "--skip-existing", "--no-cache"])
+        .args(["--manifest", manifest.to_str().unwrap()])
+        .env("PROMINENCE_TOKEN", &serve.alice)
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let (records, summary) = read_manifest(&manifest);
     assert_eq!(records[0]["status"], "uploaded", "{records:?}");
