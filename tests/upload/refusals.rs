@@ -86,3 +86,38 @@ fn an_expired_jwt_is_refused_before_any_work() {
         "no work was done, not even the manifest"
     );
 }
+
+/// A file over the 5 GiB one presigned request can carry is refused from its size, unread
+/// (a 6 GiB file took 10 s to hash before being refused), and the others still go.
+#[test]
+fn a_file_over_five_gib_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("small", b"fine")]);
+    std::fs::File::create(src.join("huge.sif"))
+        .unwrap()
+        .set_len(6 << 30)
+        .unwrap();
+    let store = dir.path().join("store");
+    let manifest = dir.path().join("m.jsonl");
+    let run = util::hashup(["upload"])
+        .args([src.as_os_str(), "--embedded".as_ref(), store.as_os_str()])
+        .args(["--manifest".as_ref(), manifest.as_os_str()])
+        .args(["--no-cache", "--progress", "none"])
+        .home(dir.path())
+        .run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "hashup: {}: 6442450944 bytes: over the 5 GiB one upload request can carry (not read)\n",
+            src.join("huge.sif").display()
+        )),
+        "{}",
+        run.stderr
+    );
+    let (records, summary) = super::read_manifest(&manifest);
+    assert_eq!(records[0]["name"], "huge.sif");
+    assert_eq!(records[0]["status"], "failed");
+    assert_eq!(records[1]["status"], "uploaded");
+    assert_eq!(summary["bytes_hashed"], 4, "only the small file was read");
+}

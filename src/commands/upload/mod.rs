@@ -19,7 +19,7 @@ use resolve::{Reach, Resolved};
 use crate::config::UploadConfig;
 use crate::exit::ExitCode;
 use crate::hash::cache::{HashCache, Loaded};
-use crate::hash::{FileEntry, FileError, HashOptions, Hasher};
+use crate::hash::{FileEntry, FileError, HashOptions, Hasher, SizeLimit};
 use crate::http::Timeouts;
 use crate::manifest::{self, Manifest};
 use crate::naming::Keys;
@@ -30,7 +30,7 @@ use crate::progress::Style;
 use crate::retry::{RetryPolicy, Retrying};
 use crate::select::Selection;
 use crate::skip::AlreadyStored;
-use crate::transfer::Storage;
+use crate::transfer::{MAX_OBJECT_SIZE, Storage};
 use crate::walk::Walk;
 
 /// How often the hash cache is saved during a run.
@@ -60,6 +60,10 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let cache = open_cache(resolve::cache_dir(config, &env));
     let hash = HashOptions {
         cache: cache.clone(),
+        max_size: Some(SizeLimit {
+            bytes: MAX_OBJECT_SIZE,
+            why: "over the 5 GiB one upload request can carry (not read)",
+        }),
         ..config.hash.clone()
     };
     let Some(reach) = reach else {
