@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hasher, Outcome};
+use crate::hash::{
+    FileEntry, FileError, FileErrorKind, FileStamp, HashOptions, HashedFile, Hasher, Outcome,
+};
 use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
@@ -482,14 +484,10 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                 );
             }
             Attempt::Changed(why) => {
-                if rehashes == MAX_REHASH {
-                    break Failure::KeptChanging;
-                }
-                rehashes += 1;
                 last_error = why;
-                match rehash(&file, &shared.options.hash).await {
+                match hash_again(&file, &shared.options.hash, &mut rehashes).await {
                     Ok(again) => file = again,
-                    Err(err) => break Failure::Rehash(err),
+                    Err(failure) => break failure,
                 }
             }
             Attempt::Retry { failure, backoff } => {
@@ -571,9 +569,13 @@ async fn attempt(shared: &Shared, file: &HashedFile, http_status: &mut Option<u1
     {
         Ok(status) => {
             *http_status = Some(status);
-            // Changed while it was sent: what arrived may not match the checksum sent with it.
             match current_stamp(&file.path) {
                 Ok(stamp) if stamp == file.stamp => Attempt::Uploaded,
+                // The store hashed what it received and took it only because it matched: it
+                // holds exactly the bytes hashed, whatever became of the file since (deleted,
+                // rewritten after the last byte went).
+                _ if target.store_verifies_checksum() => Attempt::Uploaded,
+                // What arrived may not match the checksum sent with it.
                 _ => Attempt::Changed("the file changed while it was sent".into()),
             }
         }
@@ -674,16 +676,33 @@ fn current_stamp(path: &Path) -> std::io::Result<FileStamp> {
     std::fs::metadata(path).map(|meta| FileStamp::of(&meta))
 }
 
-/// Hashes a file again (on a blocking thread) after it changed.
-async fn rehash(file: &HashedFile, options: &HashOptions) -> Result<HashedFile, String> {
-    let entry = FileEntry {
-        path: file.path.clone(),
-        name: file.name.clone(),
-        follow: true,
-    };
-    let options = options.clone();
-    tokio::task::spawn_blocking(move || crate::hash::io::Reader::new(&options).hash(entry))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.kind.to_string())
+/// Hashes a file again (on a blocking thread) after it changed. A file that changes while it
+/// is hashed again costs another of the [`MAX_REHASH`] tries (`rehashes` counts them), as any
+/// other change does.
+async fn hash_again(
+    file: &HashedFile,
+    options: &HashOptions,
+    rehashes: &mut u32,
+) -> Result<HashedFile, Failure> {
+    loop {
+        if *rehashes == MAX_REHASH {
+            return Err(Failure::KeptChanging);
+        }
+        *rehashes += 1;
+        let entry = FileEntry {
+            path: file.path.clone(),
+            name: file.name.clone(),
+            follow: true,
+        };
+        let options = options.clone();
+        let hashed =
+            tokio::task::spawn_blocking(move || crate::hash::io::Reader::new(&options).hash(entry))
+                .await
+                .map_err(|e| Failure::Rehash(e.to_string()))?;
+        match hashed {
+            Ok(again) => return Ok(again),
+            Err(err) if matches!(err.kind, FileErrorKind::ChangedWhileReading) => continue,
+            Err(err) => return Err(Failure::Rehash(err.kind.to_string())),
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod faults;
 mod journal;
 mod keys;
 mod mock;
+mod record;
 mod refusals;
 mod select;
 mod shards;
