@@ -164,8 +164,7 @@ impl Storage {
             return Ok(status);
         }
         let retry_after = crate::retry::retry_after_of(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        let refusal = Refusal::of(status, &text);
+        let refusal = Refusal::of(status, &crate::http::error_body(response).await);
         Err(match status {
             403 => TransferError::Forbidden(refusal),
             s if crate::retry::retryable_status(s) => TransferError::Transient {
