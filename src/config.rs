@@ -149,6 +149,9 @@ pub struct UploadConfig {
     pub progress: ProgressMode,
     /// The period of progress lines in [`ProgressMode::Log`].
     pub progress_every: Duration,
+    /// How long the first Ctrl-C (or SIGTERM) waits for the uploads in flight before it
+    /// aborts them.
+    pub drain_timeout: Duration,
     /// Print only errors: no progress, no summary.
     pub quiet: bool,
     /// A PEM bundle of extra CA certificates to trust, for the API and storage.

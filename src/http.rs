@@ -20,6 +20,20 @@ pub struct Timeouts {
     pub stall: Duration,
 }
 
+/// The slowest a request's bytes may move on average before its deadline passes: far below
+/// any real link (a 1 Mbit/s line moves 122 KiB/s), far above a server trickling a byte a
+/// second to hold a request open forever.
+pub const MIN_RATE_BYTES_PER_SEC: u64 = 64 << 10;
+
+impl Timeouts {
+    /// The longest a whole request moving `bytes` (sent and received) may take: the connect
+    /// and stall allowances plus its bytes at [`MIN_RATE_BYTES_PER_SEC`]. The stall timeout
+    /// alone is defeated by a server that sends one byte just before it runs out.
+    pub fn deadline(&self, bytes: u64) -> Duration {
+        self.connect + self.stall + Duration::from_secs(bytes / MIN_RATE_BYTES_PER_SEC)
+    }
+}
+
 /// TLS settings shared by the API and storage clients (rustls, with the system's roots).
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
@@ -159,6 +173,16 @@ impl Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_grow_with_the_bytes() {
+        let t = Timeouts {
+            connect: Duration::from_secs(10),
+            stall: Duration::from_secs(60),
+        };
+        assert_eq!(t.deadline(0), Duration::from_secs(70));
+        assert_eq!(t.deadline(5 << 30), Duration::from_secs(70 + 81_920));
+    }
 
     #[test]
     fn s3_error_answers() {

@@ -49,6 +49,9 @@ pub struct PipelineOptions {
     pub progress: Style,
     /// What is already stored: such files are recorded `skipped`, not sent.
     pub stored: Arc<AlreadyStored>,
+    /// How long a drain ([`StopLevel::Drain`]) waits for the uploads in flight before it
+    /// aborts them, as a second Ctrl-C would: a stop request ends the run in bounded time.
+    pub drain_timeout: Duration,
 }
 
 /// How far a run has been asked to stop; levels only go up.
@@ -90,6 +93,8 @@ struct Shared {
     /// Whether the API has answered any presign request: until it has, an API that cannot be
     /// reached after every retry dooms the run rather than one file.
     api_answered: AtomicBool,
+    /// The abort came from a drain that outlasted its timeout, not from a second request.
+    drain_expired: AtomicBool,
 }
 
 impl Shared {
@@ -122,6 +127,13 @@ impl Shared {
                         "hashup: interrupted: taking no new files; waiting for the uploads in flight (Ctrl-C again to abort them)",
                     );
                     StopLevel::Drain
+                }
+                _ if self.drain_expired.load(Ordering::Relaxed) => {
+                    self.progress.print(&format!(
+                        "hashup: the uploads in flight did not finish within {} s: aborting them",
+                        self.options.drain_timeout.as_secs()
+                    ));
+                    StopLevel::Abort
                 }
                 _ => {
                     self.progress
@@ -186,6 +198,49 @@ impl Shared {
     }
 }
 
+/// Follows the caller's stop requests into the run's own stop level, and turns a drain that
+/// outlasts `drain_timeout` into an abort (`expired` then says so).
+async fn follow_stop(
+    mut outside: tokio::sync::watch::Receiver<StopLevel>,
+    inside: tokio::sync::watch::Sender<StopLevel>,
+    drain_timeout: Duration,
+    expired: Arc<Shared>,
+) {
+    let mut drain_deadline = None;
+    // Whether more requests can come (the caller may drop its sender).
+    let mut open = true;
+    loop {
+        let level = *outside.borrow_and_update();
+        inside.send_if_modified(|now| {
+            let higher = level > *now;
+            if higher {
+                *now = level;
+            }
+            higher
+        });
+        if level == StopLevel::Abort {
+            return;
+        }
+        if level == StopLevel::Drain && drain_deadline.is_none() {
+            drain_deadline = Some(tokio::time::Instant::now() + drain_timeout);
+        }
+        let timeout = async {
+            match drain_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = outside.changed(), if open => open = changed.is_ok(),
+            () = timeout => {
+                expired.drain_expired.store(true, Ordering::Relaxed);
+                let _ = inside.send(StopLevel::Abort);
+                return;
+            }
+        }
+    }
+}
+
 /// Resolves once `stop` reaches `level` (never, if its sender is gone).
 async fn reached(mut stop: tokio::sync::watch::Receiver<StopLevel>, level: StopLevel) {
     if stop.wait_for(|now| *now >= level).await.is_err() {
@@ -204,8 +259,11 @@ pub async fn run(
     storage: Storage,
     options: PipelineOptions,
     manifest: Arc<Manifest>,
-    stop: tokio::sync::watch::Receiver<StopLevel>,
+    requests: tokio::sync::watch::Receiver<StopLevel>,
 ) -> anyhow::Result<Report> {
+    // The run's own stop level: the caller's requests, and an abort when a drain runs too long.
+    let (level, stop) = tokio::sync::watch::channel(*requests.borrow());
+    let drain_timeout = options.drain_timeout;
     let started = Instant::now();
     let uploads = options.uploads.max(1);
     let tally = Arc::new(Tally::default());
@@ -224,7 +282,9 @@ pub async fn run(
         announced: Mutex::new(StopLevel::Run),
         fatal: Mutex::new(None),
         api_answered: AtomicBool::new(false),
+        drain_expired: AtomicBool::new(false),
     });
+    let follow = tokio::spawn(follow_stop(requests, level, drain_timeout, shared.clone()));
 
     // The engine is a blocking iterator: a plain thread moves its outcomes into the async world,
     // in the batches the workers made (a hand-off per file cost a rerun of 50,000 cached files
@@ -331,6 +391,7 @@ pub async fn run(
         joined?;
     }
     announce.abort();
+    follow.abort();
     shared.announce_stop(); // a stop that came as the last task ended is still said
 
     shared.progress.finish();

@@ -85,6 +85,7 @@ impl TransferError {
 #[derive(Clone)]
 pub struct Storage {
     client: reqwest::Client,
+    timeouts: Timeouts,
     /// File bytes handed to the connection so far (retries included), for progress.
     sent: Arc<AtomicU64>,
 }
@@ -99,6 +100,7 @@ impl Storage {
     pub fn with_tls(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<Self> {
         Ok(Storage {
             client: crate::http::client(timeouts, tls)?,
+            timeouts,
             sent: Arc::default(),
         })
     }
@@ -151,6 +153,7 @@ impl Storage {
             }
         };
         let response = request
+            .timeout(self.timeouts.deadline(size))
             .send()
             .await
             .map_err(|err| TransferError::Transient {

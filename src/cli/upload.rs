@@ -34,8 +34,8 @@ listed, with --files-from), `/`-separated; PROMINENCE reads a name with `/` as a
 The token comes from --token-file, else PROMINENCE_TOKEN, else ~/.prominence/token.\n\
 With --s3 an object's key is PREFIX/<name>, and the store checks each body's SHA-256.\n\
 PROMINENCE_SSL_VERIFY=False turns off certificate checks for the API (not for storage).\n\
-Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish; a second \
-Ctrl-C aborts them. The manifest gets its summary either way.\n\
+Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish (for at most \
+--drain-timeout); a second Ctrl-C aborts them. The manifest gets its summary either way.\n\
 Exit status: 0 all files uploaded (or already stored), 1 some failed, 2 usage, configuration or \
 authentication error, 130 interrupted."
 )]
@@ -101,9 +101,16 @@ pub struct UploadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub connect_timeout: u64,
 
-    /// Seconds without a byte moving before a request fails.
+    /// Seconds without a byte moving before a request fails. Every request also has a deadline
+    /// for the whole of it: connect and stall timeouts plus its bytes at 64 KiB/s, so a server
+    /// trickling a byte at a time cannot hold it forever.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stall_timeout: u64,
+
+    /// Seconds the first Ctrl-C (or SIGTERM) waits for the uploads in flight before aborting
+    /// them as a second one would.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub drain_timeout: u64,
 
     /// Journal: append a JSON Lines record per file, then a summary, to FILE; files it already
     /// records as uploaded (same name and SHA-256) are not sent again.
@@ -197,6 +204,7 @@ impl UploadArgs {
                 ProgressArg::None => ProgressMode::None,
             },
             progress_every: Duration::from_secs(self.progress_every),
+            drain_timeout: Duration::from_secs(self.drain_timeout),
             quiet: self.quiet,
             cacert: self.cacert,
             state_dir: self.state,

@@ -122,6 +122,10 @@ pub struct Prominence {
     base: String,
     upload_url: String,
     authorization: String,
+    /// The most a presign request may take, answer included ([`Timeouts::deadline`]).
+    presign_deadline: Duration,
+    /// The same for a listing, which may be a few MiB.
+    listing_deadline: Duration,
 }
 
 /// One object of a `GET /data` listing.
@@ -152,6 +156,10 @@ impl Prominence {
             client,
             upload_url: format!("{base}/data/upload"),
             base,
+            // A presign answer is well under 64 KiB; a listing of 8 MiB (some 60,000 objects)
+            // still fits at the slowest rate.
+            presign_deadline: timeouts.deadline(64 << 10),
+            listing_deadline: timeouts.deadline(8 << 20),
             authorization: format!("Bearer {token}"),
         })
     }
@@ -162,7 +170,8 @@ impl Prominence {
             None => format!("{}/data", self.base),
             Some(group) => format!("{}/data/{}", self.base, crate::sign::uri_encode_path(group)),
         };
-        let (status, retry_after, text) = self.call(self.client.get(&url), LISTING_LIMIT).await?;
+        let request = self.client.get(&url).timeout(self.listing_deadline);
+        let (status, retry_after, text) = self.call(request, LISTING_LIMIT).await?;
         match status {
             200 => serde_json::from_str(&text).map_err(|err| PresignError::BadAnswer {
                 status,
@@ -195,7 +204,13 @@ impl Prominence {
     async fn request(&self, name: &str, sha256: &str) -> Result<Target, PresignError> {
         let body = serde_json::json!({"filename": name, "checksum": sha256});
         let (status, retry_after, text) = self
-            .call(self.client.post(&self.upload_url).json(&body), ANSWER_LIMIT)
+            .call(
+                self.client
+                    .post(&self.upload_url)
+                    .json(&body)
+                    .timeout(self.presign_deadline),
+                ANSWER_LIMIT,
+            )
             .await?;
         match status {
             200 | 201 => {

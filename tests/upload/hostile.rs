@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::mock::{Answer, HUGE_SENT, Mock};
 use super::read_manifest;
@@ -96,4 +97,87 @@ fn an_endless_error_body_is_not_read_to_its_end() {
         "{}",
         r.stderr
     );
+}
+
+/// An API answering a byte every 200 ms never lets the stall timeout fire; the request's
+/// deadline (connect + stall + its bytes at 64 KiB/s) ends it.
+#[test]
+fn a_trickling_api_meets_the_request_deadline() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.txt", b"hello")]);
+    mock.script_api("a.txt", vec![Answer::trickle(201)]);
+    let started = Instant::now();
+    let r = run(
+        &mock,
+        dir.path(),
+        &src,
+        &[
+            "--retries",
+            "0",
+            "--stall-timeout",
+            "1",
+            "--connect-timeout",
+            "1",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("/a.txt: presign failed: "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+}
+
+/// A stop request's drain ends in bounded time: storage that never answers holds an upload,
+/// and after --drain-timeout the run aborts it as a second Ctrl-C would.
+#[test]
+fn a_drain_that_runs_too_long_aborts() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.txt", b"hello")]);
+    mock.script_storage("a.txt", vec![Answer::stall()]);
+    let manifest = dir.path().join("manifest.jsonl");
+    let mut child = util::hashup(["upload".as_ref(), src.as_os_str(), "--url".as_ref()])
+        .arg(&mock.api)
+        .args(["--manifest".as_ref(), manifest.as_os_str()])
+        .args(["--progress", "none", "--no-cache", "--stall-timeout", "600"])
+        .args(["--drain-timeout", "1"])
+        .env("PROMINENCE_TOKEN", "mock-token")
+        .home(dir.path())
+        .command()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = util::drain(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mock.storage_seen().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached storage"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stopped = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = util::wait_with_deadline(&mut child, "hashup upload");
+    let took = stopped.elapsed();
+    let stderr = String::from_utf8(stderr.join().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(took < Duration::from_secs(8), "{took:?}: {stderr}");
+    assert!(
+        stderr.contains("hashup: the uploads in flight did not finish within 1 s: aborting them"),
+        "{stderr}"
+    );
+    let (records, summary) = read_manifest(&manifest);
+    assert_eq!(records[0]["error"], "interrupted while uploading: aborted");
+    assert_eq!(summary["stopped"], "interrupted");
 }

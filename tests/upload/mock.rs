@@ -32,6 +32,8 @@ pub enum Kind {
     Stall,
     /// Sends the status line and headers, then never a byte of the body.
     StallBody,
+    /// Sends the status line and headers, then a byte of body every 200 ms, forever.
+    Trickle,
     /// Sends a body of this many bytes (`x`), counting what the client let it send in
     /// [`HUGE_SENT`].
     Huge(u64),
@@ -83,6 +85,14 @@ impl Answer {
     pub fn stall_body(status: u16) -> Answer {
         Answer {
             kind: Kind::StallBody,
+            ..Answer::new(status, "")
+        }
+    }
+
+    /// Answers `status`, then trickles its body a byte at a time, never ending it.
+    pub fn trickle(status: u16) -> Answer {
+        Answer {
+            kind: Kind::Trickle,
             ..Answer::new(status, "")
         }
     }
@@ -270,6 +280,10 @@ async fn respond(answer: Answer, kill: &Kill) -> Response {
         Kind::StallBody => {
             Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>())
         }
+        Kind::Trickle => Body::from_stream(futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
+        })),
         Kind::Huge(bytes) => {
             const CHUNK: u64 = 64 << 10;
             let chunks = futures_util::stream::iter((0..bytes.div_ceil(CHUNK)).map(move |i| {

@@ -98,6 +98,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         },
         progress: progress_style(config),
         stored: Arc::default(),
+        drain_timeout: config.drain_timeout,
     };
     let report = runtime.block_on(upload(
         config, reach, entries, stored, options, manifest, stop,
@@ -468,6 +469,7 @@ pub(crate) mod tests {
             skip_existing: false,
             progress: Default::default(),
             progress_every: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
             quiet: false,
             cacert: None,
             state_dir: None,
