@@ -128,8 +128,8 @@ pub struct UploadConfig {
     pub destination: Destination,
     /// Object naming.
     pub naming: Naming,
-    /// Uploads in flight at once.
-    pub uploads: usize,
+    /// Uploads in flight at once: `N`, or `auto[:MAX]` to find the number while running.
+    pub uploads: crate::limit::Concurrency,
     /// Retries per file after the first attempt.
     pub retries: u32,
     /// TCP connect timeout.

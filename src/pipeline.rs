@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   Hasher (rayon pool) --Outcome--> bridge thread --bounded mpsc--> tokio loop
-//!       --Semaphore(uploads)--> task per file: check stamp, presign, send, record
+//!       --Limiter (uploads in flight, fixed or adaptive)--> task per file: check stamp,
+//!       presign, send, record
 //! ```
 //!
 //! Backpressure: the loop takes a permit before it takes the next file, so when every upload
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use crate::hash::{
     FileEntry, FileError, FileErrorKind, FileStamp, HashOptions, HashedFile, Hasher, Outcome,
 };
+use crate::limit::{Concurrency, Limiter};
 use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
@@ -41,8 +43,8 @@ pub const MAX_REHASH: u32 = 3;
 pub struct PipelineOptions {
     /// Engine settings (also used to hash a changed file again).
     pub hash: HashOptions,
-    /// Uploads in flight at once.
-    pub uploads: usize,
+    /// Uploads in flight at once: fixed, or found while running ([`crate::limit`]).
+    pub uploads: Concurrency,
     /// Retries and backoff, for the API and for storage.
     pub retry: RetryPolicy,
     /// How progress is shown on stderr.
@@ -95,6 +97,8 @@ struct Shared {
     api_answered: AtomicBool,
     /// The abort came from a drain that outlasted its timeout, not from a second request.
     drain_expired: AtomicBool,
+    /// Uploads in flight; told when the API or storage pushes back.
+    limiter: Arc<Limiter>,
 }
 
 impl Shared {
@@ -265,12 +269,12 @@ pub async fn run(
     let (level, stop) = tokio::sync::watch::channel(*requests.borrow());
     let drain_timeout = options.drain_timeout;
     let started = Instant::now();
-    let uploads = options.uploads.max(1);
     let tally = Arc::new(Tally::default());
     tally.planned.store(entries.len() as u64, Ordering::Relaxed);
     let storage = storage.counting_sent(tally.bytes_sent.clone());
     let hasher = Hasher::spawn(entries, &options.hash)?;
     let progress = Progress::start(options.progress, tally.clone(), started);
+    let limiter = Limiter::new(options.uploads);
     let shared = Arc::new(Shared {
         presigner,
         storage,
@@ -283,6 +287,7 @@ pub async fn run(
         fatal: Mutex::new(None),
         api_answered: AtomicBool::new(false),
         drain_expired: AtomicBool::new(false),
+        limiter: limiter.clone(),
     });
     let follow = tokio::spawn(follow_stop(requests, level, drain_timeout, shared.clone()));
 
@@ -315,7 +320,10 @@ pub async fn run(
         })
     };
 
-    let slots = Arc::new(tokio::sync::Semaphore::new(uploads));
+    let control = tokio::spawn(limiter.clone().control(
+        shared.tally.bytes_sent.clone(),
+        shared.tally.uploads_limit.clone(),
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     let mut batch = Vec::new().into_iter();
     loop {
@@ -358,7 +366,7 @@ pub async fn run(
                 let permit = tokio::select! {
                     biased;
                     () = reached(stop.clone(), StopLevel::Drain) => break,
-                    permit = slots.clone().acquire_owned() => permit?,
+                    slot = limiter.acquire() => slot,
                 };
                 if shared.fatal().is_some() {
                     break;
@@ -392,6 +400,7 @@ pub async fn run(
     }
     announce.abort();
     follow.abort();
+    control.abort();
     shared.announce_stop(); // a stop that came as the last task ended is still said
 
     shared.progress.finish();
@@ -424,6 +433,8 @@ pub async fn run(
             / (t.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),
         upload_mb_per_s: bytes as f64 / secs / 1e6,
         objects_per_s: uploaded as f64 / secs,
+        uploads_limit: limiter.limit() as u64,
+        uploads_limit_max: limiter.highest() as u64,
         stopped: shared
             .fatal()
             .or_else(|| interrupted.then(|| INTERRUPTED.to_string())),
@@ -497,6 +508,19 @@ enum Failure {
     Interrupted(String),
 }
 
+impl Failure {
+    /// Whether the API or storage said it is full: 429, 503 (S3's SlowDown), 504, or no answer
+    /// in time (a timeout, a refused or dropped connection).
+    fn is_push_back(&self) -> bool {
+        let status = match self {
+            Failure::Presign(err @ PresignError::Transient { .. }) => err.status(),
+            Failure::Transfer(err @ TransferError::Transient { .. }) => err.status(),
+            _ => return false,
+        };
+        matches!(status, None | Some(429 | 503 | 504))
+    }
+}
+
 /// What one attempt (presign, check, send) came to.
 enum Attempt {
     /// Stored, with storage's success status.
@@ -552,6 +576,9 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                 }
             }
             Attempt::Retry { failure, backoff } => {
+                if failure.is_push_back() {
+                    shared.limiter.pushed_back();
+                }
                 let delay = match backoff {
                     Some(retry_after) => retry.backoff(retry_after),
                     None => retry.again().then_some(Duration::ZERO),

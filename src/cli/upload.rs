@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use hashup::config::{Destination, Naming, ProgressMode, UploadConfig};
+use hashup::limit::Concurrency;
 use hashup::presign::s3::S3Location;
 use hashup::walk::WalkOptions;
 
@@ -89,9 +90,11 @@ pub struct UploadArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
 
-    /// Uploads in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    pub uploads: u32,
+    /// Uploads in flight at once: N, or `auto` to find the number while running (it starts at
+    /// 64 and doubles while throughput rises, backs off when the API or storage pushes back
+    /// with 429, 503 or timeouts), `auto:MAX` to cap it.
+    #[arg(long, value_name = "N|auto[:MAX]", default_value = "auto", value_parser = Concurrency::from_str)]
+    pub uploads: Concurrency,
 
     /// Retries per file for connection errors, timeouts, 408, 429, 5xx and expired URLs.
     #[arg(long, value_name = "N", default_value_t = 5)]
@@ -189,7 +192,7 @@ impl UploadArgs {
                 flatten: self.flatten,
                 prefix: self.prefix,
             },
-            uploads: self.uploads as usize,
+            uploads: self.uploads,
             retries: self.retries,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             stall_timeout: Duration::from_secs(self.stall_timeout),

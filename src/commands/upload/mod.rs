@@ -459,7 +459,9 @@ pub(crate) mod tests {
                 store: "store".into(),
             },
             naming: Default::default(),
-            uploads: 64,
+            uploads: crate::limit::Concurrency::Auto {
+                max: crate::limit::AUTO_MAX,
+            },
             retries: 5,
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
