@@ -92,6 +92,48 @@ impl std::str::FromStr for Concurrency {
     }
 }
 
+/// File descriptors kept for everything but uploads: the manifest, the hash cache, the
+/// hashing threads' files, the API's connections, standard streams.
+const FD_RESERVE: u64 = 128;
+
+/// Raises the soft limit on open files to the hard one (each upload in flight holds a socket
+/// and an open file; many systems start processes at 1,024) and returns how many uploads fit.
+pub fn uploads_that_fit() -> usize {
+    let mut rlim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) != 0 {
+            return AUTO_MAX;
+        }
+        if rlim.rlim_cur < rlim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: rlim.rlim_max,
+                rlim_max: rlim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                rlim.rlim_cur = rlim.rlim_max;
+            }
+        }
+    }
+    (rlim.rlim_cur.saturating_sub(FD_RESERVE) / 2).max(1) as usize
+}
+
+impl Concurrency {
+    /// An adaptive ceiling brought within `fit` uploads (see [`uploads_that_fit`]); a fixed
+    /// number is the user's to choose and stays.
+    pub fn within(self, fit: usize) -> Concurrency {
+        match self {
+            Concurrency::Auto { max } => Concurrency::Auto {
+                max: max.min(fit).max(1),
+            },
+            fixed => fixed,
+        }
+    }
+}
+
 /// The gate every upload passes, and what the controller learns from them.
 pub struct Limiter {
     slots: Arc<Semaphore>,
@@ -372,6 +414,17 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ceiling_fits_the_open_file_limit() {
+        let fit = uploads_that_fit();
+        assert!(fit >= 1);
+        assert_eq!(
+            Concurrency::Auto { max: AUTO_MAX }.within(100),
+            Concurrency::Auto { max: 100 }
+        );
+        assert_eq!(Concurrency::Fixed(500).within(100), Concurrency::Fixed(500));
+    }
 
     #[test]
     fn parses_fixed_and_auto() {

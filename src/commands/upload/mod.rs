@@ -91,7 +91,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let manifest = Arc::new(open_manifest(config)?);
     let options = PipelineOptions {
         hash,
-        uploads: config.uploads,
+        uploads: config.uploads.within(crate::limit::uploads_that_fit()),
         retry: RetryPolicy {
             retries: config.retries,
             ..RetryPolicy::default()
