@@ -128,8 +128,8 @@ pub struct UploadConfig {
     pub destination: Destination,
     /// Object naming.
     pub naming: Naming,
-    /// Uploads in flight at once.
-    pub uploads: usize,
+    /// Uploads in flight at once: `N`, or `auto[:MAX]` to find the number while running.
+    pub uploads: crate::limit::Concurrency,
     /// Direct S3 mode: files of at least this size go as multipart uploads.
     pub multipart_threshold: u64,
     /// Direct S3 mode: bytes per part; `None` picks one by file size.
@@ -153,6 +153,9 @@ pub struct UploadConfig {
     pub progress: ProgressMode,
     /// The period of progress lines in [`ProgressMode::Log`].
     pub progress_every: Duration,
+    /// How long the first Ctrl-C (or SIGTERM) waits for the uploads in flight before it
+    /// aborts them.
+    pub drain_timeout: Duration,
     /// Print only errors: no progress, no summary.
     pub quiet: bool,
     /// A PEM bundle of extra CA certificates to trust, for the API and storage.

@@ -20,6 +20,20 @@ pub struct Timeouts {
     pub stall: Duration,
 }
 
+/// The slowest a request's bytes may move on average before its deadline passes: far below
+/// any real link (a 1 Mbit/s line moves 122 KiB/s), far above a server trickling a byte a
+/// second to hold a request open forever.
+pub const MIN_RATE_BYTES_PER_SEC: u64 = 64 << 10;
+
+impl Timeouts {
+    /// The longest a whole request moving `bytes` (sent and received) may take: the connect
+    /// and stall allowances plus its bytes at [`MIN_RATE_BYTES_PER_SEC`]. The stall timeout
+    /// alone is defeated by a server that sends one byte just before it runs out.
+    pub fn deadline(&self, bytes: u64) -> Duration {
+        self.connect + self.stall + Duration::from_secs(bytes / MIN_RATE_BYTES_PER_SEC)
+    }
+}
+
 /// TLS settings shared by the API and storage clients (rustls, with the system's roots).
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
@@ -62,6 +76,39 @@ pub fn client(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<reqwest::Client>
         .build()
 }
 
+/// The most of an error answer's body that is read: a real S3 or API error is a few hundred
+/// bytes; a hostile server's 300 MB "error" must not become 300 MB of memory.
+pub const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// Reads at most `limit` bytes of a body; `Ok(None)` when it is longer (the rest is not read).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The start of an error answer's body as text: at most [`ERROR_BODY_LIMIT`] bytes; a body
+/// that cannot be read counts as empty (the status says enough).
+pub async fn error_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = ERROR_BODY_LIMIT - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// An S3 error answer: `<Error><Code>…</Code><Message>…</Message>…</Error>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename = "Error")]
@@ -96,41 +143,46 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// The refusal an error answer's status and body make.
+    /// The refusal an error answer's status and body make. The server's words are data:
+    /// cleaned and cut by [`crate::message::server_text`] before anyone prints or records them.
     pub fn of(status: u16, text: &str) -> Refusal {
+        use crate::message::server_text;
         match S3ErrorBody::parse(text) {
-            Some(S3ErrorBody { code, message }) => Refusal {
-                status,
-                message: match (&code, message) {
-                    (Some(code), Some(message)) => format!("{code}: {message}"),
-                    (Some(code), None) => code.clone(),
-                    (None, Some(message)) => message,
-                    (None, None) => String::new(),
-                },
-                code,
-            },
+            Some(S3ErrorBody { code, message }) => {
+                let code = code.map(|code| server_text(&code));
+                Refusal {
+                    status,
+                    message: server_text(&match (&code, message) {
+                        (Some(code), Some(message)) => format!("{code}: {message}"),
+                        (Some(code), None) => code.clone(),
+                        (None, Some(message)) => message,
+                        (None, None) => String::new(),
+                    }),
+                    code,
+                }
+            }
             None => Refusal {
                 status,
                 code: None,
-                message: start_of(text),
+                message: server_text(&text.chars().take(120).collect::<String>()),
             },
         }
     }
 }
 
-/// The start of a body that is not an S3 error, on one line.
-fn start_of(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(120)
-        .collect();
-    flat.trim().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_grow_with_the_bytes() {
+        let t = Timeouts {
+            connect: Duration::from_secs(10),
+            stall: Duration::from_secs(60),
+        };
+        assert_eq!(t.deadline(0), Duration::from_secs(70));
+        assert_eq!(t.deadline(5 << 30), Duration::from_secs(70 + 81_920));
+    }
 
     #[test]
     fn s3_error_answers() {

@@ -13,6 +13,7 @@ pub mod exit;
 pub mod hash;
 pub mod http;
 pub mod jwt;
+pub mod limit;
 pub mod manifest;
 pub mod message;
 pub mod multipart;

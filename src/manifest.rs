@@ -133,6 +133,13 @@ pub struct Summary {
     /// Objects uploaded per second of the run.
     #[serde(default)]
     pub objects_per_s: f64,
+    /// Uploads allowed in flight at the end of the run: what `--uploads auto` settled on (or
+    /// the fixed `--uploads N`); 0 where unknown (older manifests, merges).
+    #[serde(default)]
+    pub uploads_limit: u64,
+    /// The highest limit the run reached.
+    #[serde(default)]
+    pub uploads_limit_max: u64,
     /// Why the run stopped early, if it did.
     #[serde(default)]
     pub stopped: Option<String>,

@@ -24,6 +24,79 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// How many characters of a server's text reach a message: enough for any real S3 or API
+/// error, too few to flood a terminal or a manifest.
+pub const SERVER_TEXT_CHARS: usize = 300;
+
+/// Query parameters whose values are secrets: a presigned URL's signature and credentials
+/// (SigV4 and SigV2), a session token.
+const SECRET_PARAMETERS: [&str; 4] = [
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+    "Signature",
+];
+
+/// Text a server sent, made safe to print and record: secrets in any URL it quotes redacted
+/// ([`redact`]), control characters (escape sequences, newlines that could forge a line of
+/// our own) turned into spaces, runs of white space folded, and at most [`SERVER_TEXT_CHARS`]
+/// characters kept (then `…`).
+pub fn server_text(text: &str) -> String {
+    let redacted = redact(text);
+    let mut out = String::new();
+    let mut chars = 0;
+    let mut space = false;
+    for c in redacted.chars() {
+        if c.is_control() || c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if chars == SERVER_TEXT_CHARS {
+            out.push('…');
+            return out;
+        }
+        if space {
+            out.push(' ');
+            chars += 1;
+            space = false;
+        }
+        out.push(c);
+        chars += 1;
+    }
+    out
+}
+
+/// `text` with the value of every secret query parameter (`X-Amz-Signature=…`,
+/// `X-Amz-Credential=…`, `X-Amz-Security-Token=…`, `Signature=…`) replaced by `REDACTED`,
+/// wherever it stands (a URL, an error message quoting one, an XML body).
+pub fn redact(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < text.len() {
+        let found = SECRET_PARAMETERS
+            .iter()
+            .filter_map(|name| {
+                let needle = format!("{}=", name.to_ascii_lowercase());
+                lower[at..].find(&needle).map(|i| (at + i, needle.len()))
+            })
+            // `X-Amz-Signature=` also contains `Signature=`: take the earliest, longest match.
+            .min_by_key(|&(start, len)| (start, std::cmp::Reverse(len)));
+        let Some((start, len)) = found else {
+            out.push_str(&text[at..]);
+            break;
+        };
+        let value_start = start + len;
+        let value_end = text[value_start..]
+            .find(|c: char| matches!(c, '&' | '"' | '\'' | '<' | '>') || c.is_whitespace())
+            .map_or(text.len(), |i| value_start + i);
+        out.push_str(&text[at..value_start]);
+        out.push_str("REDACTED");
+        at = value_end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,6 +107,34 @@ mod tests {
         assert_eq!(plain_io_message(&err), "No such file or directory");
         let custom = std::io::Error::other("disk on fire");
         assert_eq!(plain_io_message(&custom), "disk on fire");
+    }
+
+    #[test]
+    fn server_text_is_one_short_clean_line() {
+        assert_eq!(
+            server_text("\x1b[2J\x1b[Hcleared\nhashup: 1 files, 1 uploaded"),
+            "[2J [Hcleared hashup: 1 files, 1 uploaded"
+        );
+        let long = "x".repeat(10_000);
+        let cut = server_text(&long);
+        assert_eq!(cut.chars().count(), SERVER_TEXT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(server_text("  a \t\r\n b  "), "a b");
+    }
+
+    #[test]
+    fn secrets_in_urls_are_redacted() {
+        let url = "http://s3/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20261127%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261127T000000Z&X-Amz-Signature=deadbeef&x-amz-security-token=TOKEN";
+        assert_eq!(
+            redact(url),
+            "http://s3/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED&X-Amz-Date=20261127T000000Z&X-Amz-Signature=REDACTED&x-amz-security-token=REDACTED"
+        );
+        assert_eq!(
+            redact("<Message>bad: /k?AWSAccessKeyId=A&Signature=c2ln&Expires=1</Message>"),
+            "<Message>bad: /k?AWSAccessKeyId=A&Signature=REDACTED&Expires=1</Message>"
+        );
+        assert_eq!(redact("no secrets here"), "no secrets here");
+        assert_eq!(redact("Signature="), "Signature=REDACTED");
     }
 
     #[test]

@@ -252,9 +252,10 @@ impl MultipartError {
         }
     }
 
-    /// Whether sending the same request again may succeed (a connection, 408, 429, 5xx): with a
-    /// journal, such an upload is left to resume rather than aborted.
-    fn transient(&self) -> bool {
+    /// Whether sending the same request again may succeed (a connection, 408, 429, 5xx), or a
+    /// stop request cut it short: with a journal, such an upload is left to resume rather than
+    /// aborted.
+    pub fn is_transient(&self) -> bool {
         matches!(
             self,
             MultipartError::Request {
@@ -280,7 +281,7 @@ pub struct Multipart {
     s3: Arc<DirectS3>,
     /// For the small requests (create, list, complete, abort); parts go through the run's
     /// [`Storage`], which counts the bytes sent.
-    control: reqwest::Client,
+    control: Control,
     options: MultipartOptions,
     manifest: Arc<Manifest>,
     /// Open uploads from the journal that may be resumed, by object name.
@@ -315,7 +316,10 @@ impl Multipart {
             .collect();
         Ok(Multipart {
             s3,
-            control: crate::http::client(timeouts, tls)?,
+            control: Control {
+                client: crate::http::client(timeouts, tls)?,
+                timeouts,
+            },
             options: MultipartOptions {
                 parts_in_flight: options.parts_in_flight.max(1),
                 ..options
@@ -419,7 +423,7 @@ impl Multipart {
             // refusal of the credentials may be fixed by the next run too.)
             Err(err)
                 if self.manifest.is_journal()
-                    && (err.transient()
+                    && (err.is_transient()
                         || err
                             .refusal()
                             .is_some_and(|r| self.s3.fatal_refusal(r).is_some())) => {}
@@ -637,7 +641,7 @@ impl Multipart {
         while let Some(joined) = in_flight.join_next().await {
             collect(joined, &mut done, &mut failure);
             // A refused part dooms the upload: the others need not finish.
-            if failure.as_ref().is_some_and(|f| !f.transient()) {
+            if failure.as_ref().is_some_and(|f| !f.is_transient()) {
                 in_flight.abort_all();
             }
         }
@@ -960,7 +964,7 @@ where
 /// AbortMultipartUpload with up to three quick tries; whether the store no longer has the
 /// upload (aborted now, or already gone: 404 NoSuchUpload).
 async fn abort_request(
-    control: &reqwest::Client,
+    control: &Control,
     s3: &DirectS3,
     key: &str,
     upload_id: &str,
@@ -989,15 +993,30 @@ async fn abort_request(
     }
 }
 
+/// The client of the small requests, with the run's timeouts.
+#[derive(Clone)]
+struct Control {
+    client: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+/// The most of a success answer that is read: ListParts of 1,000 parts is about 250 KB; a
+/// server sending more is not answering these requests.
+const ANSWER_LIMIT: usize = 4 << 20;
+
 /// Sends a signed request with an optional body; the body of a success answer.
 async fn send_signed(
-    client: &reqwest::Client,
+    control: &Control,
     signed: &Signed,
     body: Option<String>,
 ) -> Result<String, TransferError> {
     let method = reqwest::Method::from_bytes(signed.method.as_bytes())
         .expect("a signed request's method is a valid one");
-    let mut request = client.request(method, &signed.url);
+    let bytes = body.as_ref().map_or(0, |b| b.len()) + ANSWER_LIMIT;
+    let mut request = control
+        .client
+        .request(method, &signed.url)
+        .timeout(control.timeouts.deadline(bytes as u64));
     for (name, value) in &signed.headers {
         request = request.header(name, value);
     }
@@ -1005,10 +1024,19 @@ async fn send_signed(
         request = request.body(body);
     }
     let response = request.send().await.map_err(crate::transfer::not_sent)?;
+    let status = response.status().as_u16();
     if !response.status().is_success() {
         return Err(crate::transfer::refused(response).await);
     }
-    response.text().await.map_err(crate::transfer::not_sent)
+    match crate::http::read_capped(response, ANSWER_LIMIT).await {
+        Ok(Some(body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
+        Ok(None) => Err(TransferError::Refused(Refusal {
+            status,
+            code: None,
+            message: format!("an answer over {ANSWER_LIMIT} bytes"),
+        })),
+        Err(err) => Err(crate::transfer::not_sent(err)),
+    }
 }
 
 /// An error document in a success answer (CompleteMultipartUpload may fail after its 200 has

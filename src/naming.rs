@@ -2,6 +2,7 @@
 //! path, `--flatten`, `--prefix`) and every name is checked before anything is hashed, so a
 //! bad or duplicate name stops the run before any byte leaves.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -56,15 +57,47 @@ pub fn object_name(relative: &Path, naming: &Naming) -> Result<String, String> {
     Ok(name)
 }
 
+/// How the destination turns object names into storage keys, as far as it is known before
+/// anything is sent. Two names may land on one key: planning by key refuses that up front,
+/// where planning by name would have stored one file over the other and called both uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keys {
+    /// One key per name: direct S3 mode (`prefix/name`), or a PROMINENCE API whose user name
+    /// is not known here.
+    Names,
+    /// PROMINENCE's rule for a known user: a name without `/` is `uploads/<user>/<name>`, a
+    /// name with `/` is a group path, `uploads/<name>`. So `x` and `<user>/x` are one key.
+    Prominence {
+        /// The user the token stands for.
+        user: String,
+    },
+}
+
+impl Keys {
+    /// The storage key of object `name`.
+    pub fn key<'a>(&self, name: &'a str) -> Cow<'a, str> {
+        match self {
+            Keys::Names => Cow::Borrowed(name),
+            Keys::Prominence { user } if !name.contains('/') => {
+                Cow::Owned(format!("uploads/{user}/{name}"))
+            }
+            Keys::Prominence { .. } => Cow::Owned(format!("uploads/{name}")),
+        }
+    }
+}
+
 /// Walks `walk`'s output and names every file; the entries carry their object name as `name`.
-/// Any unusable or duplicate name is returned instead, all of them, before anything is hashed.
+/// Any unusable name, and any name whose key ([`Keys`]) another file has too, is returned
+/// instead, all of them, before anything is hashed.
 pub fn plan(
     walk: impl IntoIterator<Item = Result<FileEntry, FileError>>,
     naming: &Naming,
+    keys: &Keys,
 ) -> Result<Vec<Result<FileEntry, FileError>>, Vec<NameProblem>> {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    // Key -> (the first file with it, its name).
+    let mut seen: HashMap<String, (PathBuf, String)> = HashMap::new();
     for item in walk {
         let mut entry = match item {
             Ok(entry) => entry,
@@ -82,17 +115,26 @@ pub fn plan(
         }
         match object_name(&entry.name, naming) {
             Ok(name) => {
-                if let Some(first) = seen.get(&name) {
-                    problems.push(NameProblem {
-                        path: entry.path.clone(),
-                        problem: format!(
+                let key = keys.key(&name).into_owned();
+                if let Some((first, first_name)) = seen.get(&key) {
+                    let problem = if *first_name == name {
+                        format!(
                             "object name {name:?} is also the name of {}",
                             first.display()
-                        ),
+                        )
+                    } else {
+                        format!(
+                            "object name {name:?} is stored as {key:?}, as {} (named {first_name:?}) is",
+                            first.display()
+                        )
+                    };
+                    problems.push(NameProblem {
+                        path: entry.path.clone(),
+                        problem,
                     });
                     continue;
                 }
-                seen.insert(name.clone(), entry.path.clone());
+                seen.insert(key, (entry.path.clone(), name.clone()));
                 entry.name = PathBuf::from(name);
                 entries.push(Ok(entry));
             }
@@ -152,9 +194,44 @@ mod tests {
         let problems = plan(
             vec![entry("x/a", "a"), entry("y/a", "a"), entry("z/b/a", "b/a")],
             &flat,
+            &Keys::Names,
         )
         .unwrap_err();
         assert_eq!(problems.len(), 2);
         assert!(problems[0].problem.contains("also the name of x/a"));
+    }
+
+    #[test]
+    fn two_names_on_one_key_are_refused() {
+        let entry = |path: &str, name: &str| {
+            Ok(FileEntry {
+                path: path.into(),
+                name: name.into(),
+                follow: false,
+            })
+        };
+        let walk = || vec![entry("c/x", "x"), entry("c/hashup/x", "hashup/x")];
+        let keys = Keys::Prominence {
+            user: "hashup".into(),
+        };
+        assert_eq!(keys.key("x"), "uploads/hashup/x");
+        assert_eq!(keys.key("hashup/x"), "uploads/hashup/x");
+        let problems = plan(walk(), &Naming::default(), &keys).unwrap_err();
+        assert_eq!(
+            problems,
+            [NameProblem {
+                path: "c/hashup/x".into(),
+                problem: "object name \"hashup/x\" is stored as \"uploads/hashup/x\", as c/x (named \"x\") is".into(),
+            }]
+        );
+        // Another user: two keys.
+        let other = Keys::Prominence { user: "ann".into() };
+        assert_eq!(plan(walk(), &Naming::default(), &other).unwrap().len(), 2);
+        assert_eq!(
+            plan(walk(), &Naming::default(), &Keys::Names)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   Hasher (rayon pool) --Outcome--> bridge thread --bounded mpsc--> tokio loop
-//!       --Semaphore(uploads)--> task per file: check stamp, presign, send, record
+//!       --Limiter (uploads in flight, fixed or adaptive)--> task per file: check stamp,
+//!       presign, send, record
 //! ```
 //!
 //! Backpressure: the loop takes a permit before it takes the next file, so when every upload
@@ -23,7 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::hash::{FileEntry, FileError, FileStamp, HashOptions, HashedFile, Hasher, Outcome};
+use crate::hash::{
+    FileEntry, FileError, FileErrorKind, FileStamp, HashOptions, HashedFile, Hasher, Outcome,
+};
+use crate::limit::{Concurrency, Limiter};
 use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::multipart::{Multipart, MultipartError};
 use crate::presign::{PresignError, Presigner};
@@ -40,14 +44,17 @@ pub const MAX_REHASH: u32 = 3;
 pub struct PipelineOptions {
     /// Engine settings (also used to hash a changed file again).
     pub hash: HashOptions,
-    /// Uploads in flight at once.
-    pub uploads: usize,
+    /// Uploads in flight at once: fixed, or found while running ([`crate::limit`]).
+    pub uploads: Concurrency,
     /// Retries and backoff, for the API and for storage.
     pub retry: RetryPolicy,
     /// How progress is shown on stderr.
     pub progress: Style,
     /// What is already stored: such files are recorded `skipped`, not sent.
     pub stored: Arc<AlreadyStored>,
+    /// How long a drain ([`StopLevel::Drain`]) waits for the uploads in flight before it
+    /// aborts them, as a second Ctrl-C would: a stop request ends the run in bounded time.
+    pub drain_timeout: Duration,
     /// Direct S3 mode's multipart engine: files from its threshold up go in parts.
     pub multipart: Option<Arc<Multipart>>,
 }
@@ -91,6 +98,10 @@ struct Shared {
     /// Whether the API has answered any presign request: until it has, an API that cannot be
     /// reached after every retry dooms the run rather than one file.
     api_answered: AtomicBool,
+    /// The abort came from a drain that outlasted its timeout, not from a second request.
+    drain_expired: AtomicBool,
+    /// Uploads in flight; told when the API or storage pushes back.
+    limiter: Arc<Limiter>,
 }
 
 impl Shared {
@@ -98,11 +109,14 @@ impl Shared {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_fatal(&self, message: &str) {
+    /// Records what dooms the run; `true` when it is the first such message.
+    fn set_fatal(&self, message: &str) -> bool {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
-        if fatal.is_none() {
+        let first = fatal.is_none();
+        if first {
             *fatal = Some(message.to_string());
         }
+        first
     }
 
     fn stopping(&self) -> StopLevel {
@@ -120,6 +134,13 @@ impl Shared {
                         "hashup: interrupted: taking no new files; waiting for the uploads in flight (Ctrl-C again to abort them)",
                     );
                     StopLevel::Drain
+                }
+                _ if self.drain_expired.load(Ordering::Relaxed) => {
+                    self.progress.print(&format!(
+                        "hashup: the uploads in flight did not finish within {} s: aborting them",
+                        self.options.drain_timeout.as_secs()
+                    ));
+                    StopLevel::Abort
                 }
                 _ => {
                     self.progress
@@ -172,10 +193,57 @@ impl Shared {
         }
     }
 
+    /// Journals a record. The journal is what a rerun resumes from: a record that cannot be
+    /// written stops the run (no new files are taken) and its exit status says so.
     fn write(&self, record: &Record) {
         if let Err(err) = self.manifest.record(record) {
-            self.progress
-                .print(&format!("hashup: cannot write the manifest: {err}"));
+            let message = journal_lost(&err);
+            if self.set_fatal(&message) {
+                self.progress.print(&format!("hashup: {message}"));
+            }
+        }
+    }
+}
+
+/// Follows the caller's stop requests into the run's own stop level, and turns a drain that
+/// outlasts `drain_timeout` into an abort (`expired` then says so).
+async fn follow_stop(
+    mut outside: tokio::sync::watch::Receiver<StopLevel>,
+    inside: tokio::sync::watch::Sender<StopLevel>,
+    drain_timeout: Duration,
+    expired: Arc<Shared>,
+) {
+    let mut drain_deadline = None;
+    // Whether more requests can come (the caller may drop its sender).
+    let mut open = true;
+    loop {
+        let level = *outside.borrow_and_update();
+        inside.send_if_modified(|now| {
+            let higher = level > *now;
+            if higher {
+                *now = level;
+            }
+            higher
+        });
+        if level == StopLevel::Abort {
+            return;
+        }
+        if level == StopLevel::Drain && drain_deadline.is_none() {
+            drain_deadline = Some(tokio::time::Instant::now() + drain_timeout);
+        }
+        let timeout = async {
+            match drain_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = outside.changed(), if open => open = changed.is_ok(),
+            () = timeout => {
+                expired.drain_expired.store(true, Ordering::Relaxed);
+                let _ = inside.send(StopLevel::Abort);
+                return;
+            }
         }
     }
 }
@@ -198,15 +266,18 @@ pub async fn run(
     storage: Storage,
     options: PipelineOptions,
     manifest: Arc<Manifest>,
-    stop: tokio::sync::watch::Receiver<StopLevel>,
+    requests: tokio::sync::watch::Receiver<StopLevel>,
 ) -> anyhow::Result<Report> {
+    // The run's own stop level: the caller's requests, and an abort when a drain runs too long.
+    let (level, stop) = tokio::sync::watch::channel(*requests.borrow());
+    let drain_timeout = options.drain_timeout;
     let started = Instant::now();
-    let uploads = options.uploads.max(1);
     let tally = Arc::new(Tally::default());
     tally.planned.store(entries.len() as u64, Ordering::Relaxed);
     let storage = storage.counting_sent(tally.bytes_sent.clone());
     let hasher = Hasher::spawn(entries, &options.hash)?;
     let progress = Progress::start(options.progress, tally.clone(), started);
+    let limiter = Limiter::new(options.uploads);
     let shared = Arc::new(Shared {
         presigner,
         storage,
@@ -218,7 +289,10 @@ pub async fn run(
         announced: Mutex::new(StopLevel::Run),
         fatal: Mutex::new(None),
         api_answered: AtomicBool::new(false),
+        drain_expired: AtomicBool::new(false),
+        limiter: limiter.clone(),
     });
+    let follow = tokio::spawn(follow_stop(requests, level, drain_timeout, shared.clone()));
 
     // The engine is a blocking iterator: a plain thread moves its outcomes into the async world,
     // in the batches the workers made (a hand-off per file cost a rerun of 50,000 cached files
@@ -249,7 +323,10 @@ pub async fn run(
         })
     };
 
-    let slots = Arc::new(tokio::sync::Semaphore::new(uploads));
+    let control = tokio::spawn(limiter.clone().control(
+        shared.tally.bytes_sent.clone(),
+        shared.tally.uploads_limit.clone(),
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     let mut batch = Vec::new().into_iter();
     loop {
@@ -292,7 +369,7 @@ pub async fn run(
                 let permit = tokio::select! {
                     biased;
                     () = reached(stop.clone(), StopLevel::Drain) => break,
-                    permit = slots.clone().acquire_owned() => permit?,
+                    slot = limiter.acquire() => slot,
                 };
                 if shared.fatal().is_some() {
                     break;
@@ -325,6 +402,8 @@ pub async fn run(
         joined?;
     }
     announce.abort();
+    follow.abort();
+    control.abort();
     shared.announce_stop(); // a stop that came as the last task ended is still said
 
     shared.progress.finish();
@@ -357,17 +436,29 @@ pub async fn run(
             / (t.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),
         upload_mb_per_s: bytes as f64 / secs / 1e6,
         objects_per_s: uploaded as f64 / secs,
+        uploads_limit: limiter.limit() as u64,
+        uploads_limit_max: limiter.highest() as u64,
         stopped: shared
             .fatal()
             .or_else(|| interrupted.then(|| INTERRUPTED.to_string())),
     };
+    let mut summary = summary;
     if let Err(err) = shared.manifest.summary(&summary) {
-        eprintln!("hashup: cannot write the manifest: {err}");
+        // Every file has its outcome, but the journal does not say so: not a success.
+        summary.stopped.get_or_insert_with(|| journal_lost(&err));
     }
     Ok(Report {
         summary,
         interrupted,
     })
+}
+
+/// Why a run stopped when its manifest could not be written.
+fn journal_lost(err: &std::io::Error) -> String {
+    format!(
+        "cannot write the manifest: {}; files not journalled are sent again by the next run",
+        crate::message::plain_io_message(err)
+    )
 }
 
 /// The record of a file the engine could not hash (or skipped).
@@ -424,6 +515,22 @@ enum Failure {
     Interrupted(String),
 }
 
+impl Failure {
+    /// Whether the API or storage said it is full: 429, 503 (S3's SlowDown), 504, or no answer
+    /// in time (a timeout, a refused or dropped connection).
+    fn is_push_back(&self) -> bool {
+        let status = match self {
+            Failure::Presign(err @ PresignError::Transient { .. }) => err.status(),
+            Failure::Transfer(err @ TransferError::Transient { .. }) => err.status(),
+            Failure::Parts(err @ MultipartError::Request { .. }) if err.is_transient() => {
+                err.status()
+            }
+            _ => return false,
+        };
+        matches!(status, None | Some(429 | 503 | 504))
+    }
+}
+
 /// What one attempt (presign, check, send) came to.
 enum Attempt {
     /// Stored, with storage's success status (and a multipart upload's composite checksum).
@@ -474,17 +581,16 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
                 return record;
             }
             Attempt::Changed(why) => {
-                if rehashes == MAX_REHASH {
-                    break Failure::KeptChanging;
-                }
-                rehashes += 1;
                 last_error = why;
-                match rehash(&file, &shared.options.hash).await {
+                match hash_again(&file, &shared.options.hash, &mut rehashes).await {
                     Ok(again) => file = again,
-                    Err(err) => break Failure::Rehash(err),
+                    Err(failure) => break failure,
                 }
             }
             Attempt::Retry { failure, backoff } => {
+                if failure.is_push_back() {
+                    shared.limiter.pushed_back();
+                }
                 let delay = match backoff {
                     Some(retry_after) => retry.backoff(retry_after),
                     None => retry.again().then_some(Duration::ZERO),
@@ -499,7 +605,7 @@ async fn upload_one(shared: &Shared, mut file: HashedFile) -> Record {
             }
             Attempt::Failed(failure) => break failure,
             Attempt::Fatal(message) => {
-                shared.set_fatal(&message);
+                let _ = shared.set_fatal(&message);
                 break Failure::Fatal(message);
             }
         }
@@ -576,9 +682,13 @@ async fn attempt(shared: &Shared, file: &HashedFile, http_status: &mut Option<u1
     {
         Ok(status) => {
             *http_status = Some(status);
-            // Changed while it was sent: what arrived may not match the checksum sent with it.
             match current_stamp(&file.path) {
                 Ok(stamp) if stamp == file.stamp => Attempt::Uploaded(None),
+                // The store hashed what it received and took it only because it matched: it
+                // holds exactly the bytes hashed, whatever became of the file since (deleted,
+                // rewritten after the last byte went).
+                _ if target.store_verifies_checksum() => Attempt::Uploaded(None),
+                // What arrived may not match the checksum sent with it.
                 _ => Attempt::Changed("the file changed while it was sent".into()),
             }
         }
@@ -658,7 +768,7 @@ fn out_of_retries(shared: &Shared, failure: Failure) -> Failure {
             ..
         }) if !shared.api_answered.load(Ordering::Relaxed) => {
             let message = format!("cannot reach the PROMINENCE API: {message}");
-            shared.set_fatal(&message);
+            let _ = shared.set_fatal(&message);
             Failure::Fatal(message)
         }
         failure => failure,
@@ -700,16 +810,33 @@ fn current_stamp(path: &Path) -> std::io::Result<FileStamp> {
     std::fs::metadata(path).map(|meta| FileStamp::of(&meta))
 }
 
-/// Hashes a file again (on a blocking thread) after it changed.
-async fn rehash(file: &HashedFile, options: &HashOptions) -> Result<HashedFile, String> {
-    let entry = FileEntry {
-        path: file.path.clone(),
-        name: file.name.clone(),
-        follow: true,
-    };
-    let options = options.clone();
-    tokio::task::spawn_blocking(move || crate::hash::io::Reader::new(&options).hash(entry))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.kind.to_string())
+/// Hashes a file again (on a blocking thread) after it changed. A file that changes while it
+/// is hashed again costs another of the [`MAX_REHASH`] tries (`rehashes` counts them), as any
+/// other change does.
+async fn hash_again(
+    file: &HashedFile,
+    options: &HashOptions,
+    rehashes: &mut u32,
+) -> Result<HashedFile, Failure> {
+    loop {
+        if *rehashes == MAX_REHASH {
+            return Err(Failure::KeptChanging);
+        }
+        *rehashes += 1;
+        let entry = FileEntry {
+            path: file.path.clone(),
+            name: file.name.clone(),
+            follow: true,
+        };
+        let options = options.clone();
+        let hashed =
+            tokio::task::spawn_blocking(move || crate::hash::io::Reader::new(&options).hash(entry))
+                .await
+                .map_err(|e| Failure::Rehash(e.to_string()))?;
+        match hashed {
+            Ok(again) => return Ok(again),
+            Err(err) if matches!(err.kind, FileErrorKind::ChangedWhileReading) => continue,
+            Err(err) => return Err(Failure::Rehash(err.kind.to_string())),
+        }
+    }
 }

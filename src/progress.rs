@@ -39,6 +39,8 @@ pub struct Tally {
     pub hash_nanos: AtomicU64,
     /// File bytes put on the wire, retries included: what moves the byte bar.
     pub bytes_sent: Arc<AtomicU64>,
+    /// Uploads allowed in flight now (0: not known yet).
+    pub uploads_limit: Arc<AtomicU64>,
 }
 
 impl Tally {
@@ -181,6 +183,10 @@ pub fn status_line(tally: &Tally, elapsed: Duration) -> String {
         uploaded_bytes as f64 / secs / 1e6,
         secs
     );
+    match Tally::get(&tally.uploads_limit) {
+        0 => {}
+        n => line += &format!(", up to {n} in flight"),
+    }
     line
 }
 
@@ -238,5 +244,9 @@ mod tests {
         );
         tally.skipped.store(3, Ordering::Relaxed);
         assert!(status_line(&tally, Duration::from_secs(5)).contains("2 failed, 3 skipped)"));
+        tally.uploads_limit.store(256, Ordering::Relaxed);
+        assert!(
+            status_line(&tally, Duration::from_secs(5)).ends_with(", 5 s, up to 256 in flight")
+        );
     }
 }

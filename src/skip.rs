@@ -83,10 +83,19 @@ impl AlreadyStored {
         }
     }
 
-    /// Adds objects from a `GET /data` listing.
-    pub fn add_listing(&mut self, listed: impl IntoIterator<Item = Listed>) {
-        self.listing
-            .extend(listed.into_iter().map(|l| (l.name, l.size)));
+    /// Adds objects from a listing: `GET /data` (`group` is `None`: the user's own uploads,
+    /// `uploads/<user>/...`, named without that prefix) or `GET /data/<group>` (named
+    /// `<group>/...` below `uploads/`). Only exact keys count: an own object named `sub/f` is
+    /// `uploads/<user>/sub/f`, which is not where a file named `sub/f` goes (the group path
+    /// `uploads/sub/f`), so own names with `/` are left out, as are group names without one.
+    pub fn add_listing(&mut self, group: Option<&str>, listed: impl IntoIterator<Item = Listed>) {
+        let own = group.is_none();
+        self.listing.extend(
+            listed
+                .into_iter()
+                .filter(|l| l.name.contains('/') != own)
+                .map(|l| (l.name, l.size)),
+        );
     }
 
     /// Whether (and by what evidence) the file named `name` with this size and SHA-256 (hex) is
@@ -159,16 +168,20 @@ mod tests {
     fn the_listing_answers_only_for_names_the_manifests_do_not_know() {
         let known = journal(vec![record("a", Status::Uploaded, Some("aa"))]);
         let mut stored = AlreadyStored::from_journals([], Some(&known));
-        stored.add_listing([
-            Listed {
+        stored.add_listing(
+            None,
+            [Listed {
                 name: "a".into(),
                 size: 3,
-            },
-            Listed {
+            }],
+        );
+        stored.add_listing(
+            Some("g"),
+            [Listed {
                 name: "g/x.sif".into(),
                 size: 10,
-            },
-        ]);
+            }],
+        );
         assert_eq!(
             stored.stored("a", 3, "a2"),
             None,
@@ -180,5 +193,27 @@ mod tests {
             None,
             "another size is sent"
         );
+    }
+
+    #[test]
+    fn listings_match_keys_not_names() {
+        let mut stored = AlreadyStored::default();
+        // uploads/<user>/sub/f is not uploads/sub/f.
+        stored.add_listing(
+            None,
+            [Listed {
+                name: "sub/f".into(),
+                size: 3,
+            }],
+        );
+        assert_eq!(stored.stored("sub/f", 3, "ff"), None);
+        stored.add_listing(
+            Some("sub"),
+            [Listed {
+                name: "sub/f".into(),
+                size: 3,
+            }],
+        );
+        assert_eq!(stored.stored("sub/f", 3, "ff"), Some(Evidence::Listing));
     }
 }

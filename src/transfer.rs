@@ -86,6 +86,7 @@ impl TransferError {
 #[derive(Clone)]
 pub struct Storage {
     client: reqwest::Client,
+    timeouts: Timeouts,
     /// File bytes handed to the connection so far (retries included), for progress.
     sent: Arc<AtomicU64>,
 }
@@ -100,6 +101,7 @@ impl Storage {
     pub fn with_tls(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<Self> {
         Ok(Storage {
             client: crate::http::client(timeouts, tls)?,
+            timeouts,
             sent: Arc::default(),
         })
     }
@@ -151,7 +153,11 @@ impl Storage {
                     .body(reqwest::Body::wrap_stream(body))
             }
         };
-        let response = request.send().await.map_err(not_sent)?;
+        let response = request
+            .timeout(self.timeouts.deadline(size))
+            .send()
+            .await
+            .map_err(not_sent)?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(status);
@@ -187,7 +193,11 @@ impl Storage {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(not_sent)?;
+        let response = request
+            .timeout(self.timeouts.deadline(len))
+            .send()
+            .await
+            .map_err(not_sent)?;
         if response.status().is_success() {
             return Ok(response.headers().clone());
         }
@@ -210,8 +220,7 @@ pub(crate) fn not_sent(err: reqwest::Error) -> TransferError {
 pub(crate) async fn refused(response: reqwest::Response) -> TransferError {
     let status = response.status().as_u16();
     let retry_after = crate::retry::retry_after_of(response.headers());
-    let text = response.text().await.unwrap_or_default();
-    let refusal = Refusal::of(status, &text);
+    let refusal = Refusal::of(status, &crate::http::error_body(response).await);
     match status {
         403 => TransferError::Forbidden(refusal),
         s if crate::retry::retryable_status(s) => TransferError::Transient {

@@ -45,6 +45,7 @@ impl EngineArgs {
             },
             mmap_threshold: self.mmap_threshold,
             cache: None,
+            max_size: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use hashup::config::{Destination, Naming, ProgressMode, UploadConfig};
+use hashup::limit::Concurrency;
 use hashup::presign::s3::S3Location;
 use hashup::walk::WalkOptions;
 
@@ -34,8 +35,8 @@ listed, with --files-from), `/`-separated; PROMINENCE reads a name with `/` as a
 The token comes from --token-file, else PROMINENCE_TOKEN, else ~/.prominence/token.\n\
 With --s3 an object's key is PREFIX/<name>, and the store checks each body's SHA-256.\n\
 PROMINENCE_SSL_VERIFY=False turns off certificate checks for the API (not for storage).\n\
-Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish; a second \
-Ctrl-C aborts them. The manifest gets its summary either way.\n\
+Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish (for at most \
+--drain-timeout); a second Ctrl-C aborts them. The manifest gets its summary either way.\n\
 Exit status: 0 all files uploaded (or already stored), 1 some failed, 2 usage, configuration or \
 authentication error, 130 interrupted."
 )]
@@ -89,9 +90,11 @@ pub struct UploadArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
 
-    /// Uploads in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    pub uploads: u32,
+    /// Uploads in flight at once: N, or `auto` to find the number while running (it starts at
+    /// 64 and doubles while throughput rises, backs off when the API or storage pushes back
+    /// with 429, 503 or timeouts), `auto:MAX` to cap it.
+    #[arg(long, value_name = "N|auto[:MAX]", default_value = "auto", value_parser = Concurrency::from_str)]
+    pub uploads: Concurrency,
 
     /// With --s3: files of at least SIZE go as multipart uploads, parts sent in parallel and
     /// each checked by the store (units as --min-size; 5MiB to 5GiB).
@@ -111,9 +114,16 @@ pub struct UploadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub connect_timeout: u64,
 
-    /// Seconds without a byte moving before a request fails.
+    /// Seconds without a byte moving before a request fails. Every request also has a deadline
+    /// for the whole of it: connect and stall timeouts plus its bytes at 64 KiB/s, so a server
+    /// trickling a byte at a time cannot hold it forever.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub stall_timeout: u64,
+
+    /// Seconds the first Ctrl-C (or SIGTERM) waits for the uploads in flight before aborting
+    /// them as a second one would.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub drain_timeout: u64,
 
     /// Journal: append a JSON Lines record per file, then a summary, to FILE; files it already
     /// records as uploaded (same name and SHA-256) are not sent again.
@@ -203,7 +213,7 @@ impl UploadArgs {
                 flatten: self.flatten,
                 prefix: self.prefix,
             },
-            uploads: self.uploads as usize,
+            uploads: self.uploads,
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
             retries: self.retries,
@@ -220,6 +230,7 @@ impl UploadArgs {
                 ProgressArg::None => ProgressMode::None,
             },
             progress_every: Duration::from_secs(self.progress_every),
+            drain_timeout: Duration::from_secs(self.drain_timeout),
             quiet: self.quiet,
             cacert: self.cacert,
             state_dir: self.state,

@@ -313,6 +313,9 @@ fn merge_journals(inputs: &[(String, Journal)]) -> Merged {
         },
         upload_mb_per_s: per_second(totals.bytes as f64) / 1e6,
         objects_per_s: per_second(totals.uploaded as f64),
+        // Each shard found its own; their sum is what was in flight against the store.
+        uploads_limit: summaries.iter().map(|s| s.uploads_limit).sum(),
+        uploads_limit_max: summaries.iter().map(|s| s.uploads_limit_max).sum(),
         stopped: (!stopped.is_empty()).then(|| stopped.join("; ")),
     };
     Merged {

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::cache::HashCache;
 use super::{FileEntry, FileError, FileErrorKind, FileStamp, HashOptions, HashResult, HashedFile};
-use super::{IoMode, SkipReason, guard};
+use super::{IoMode, SizeLimit, SkipReason, guard};
 
 /// Files at least this large are mapped in [`IoMode::Auto`].
 ///
@@ -51,6 +51,7 @@ pub struct Reader {
     io: IoMode,
     mmap_threshold: u64,
     cache: Option<Arc<HashCache>>,
+    max_size: Option<SizeLimit>,
 }
 
 impl Reader {
@@ -66,6 +67,7 @@ impl Reader {
             io,
             mmap_threshold: options.mmap_threshold,
             cache: options.cache.clone(),
+            max_size: options.max_size,
         }
     }
 
@@ -115,6 +117,9 @@ impl Reader {
             return None;
         }
         let stamp = FileStamp::of(&meta);
+        if self.max_size.is_some_and(|limit| stamp.size > limit.bytes) {
+            return None; // refused by the read path, with its reason
+        }
         let sha256 = cache.get(&stamp)?;
         Some(HashedFile {
             path: entry.path.clone(),
@@ -159,6 +164,12 @@ impl Reader {
             )));
         }
         let before = FileStamp::of(&meta);
+        if let Some(limit) = self.max_size.filter(|limit| before.size > limit.bytes) {
+            return Err(FileErrorKind::TooLarge {
+                size: before.size,
+                limit,
+            });
+        }
         let use_map = match self.io {
             IoMode::Read => false,
             IoMode::Mmap => before.size > 0,

@@ -139,6 +139,24 @@ pub enum FileErrorKind {
     /// Not a regular file: never opened for reading.
     #[error("skipped: {0}")]
     Skipped(SkipReason),
+    /// Larger than [`HashOptions::max_size`]: refused without reading a byte.
+    #[error("{size} bytes: {}", .limit.why)]
+    TooLarge {
+        /// The file's size.
+        size: u64,
+        /// The limit it is over.
+        limit: SizeLimit,
+    },
+}
+
+/// A size above which files are refused unread, and why (a file that could never be sent
+/// should not cost a full read first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimit {
+    /// The largest size taken.
+    pub bytes: u64,
+    /// What a larger file is told, e.g. "over the 5 GiB single-upload limit".
+    pub why: &'static str,
 }
 
 /// Why an entry was left alone. Skips are notices, not failures.
@@ -244,6 +262,8 @@ pub struct HashOptions {
     /// Known hashes by stamp: a file whose stamp is in it is not read (and new hashes go
     /// into it). `None` reads every file.
     pub cache: Option<std::sync::Arc<cache::HashCache>>,
+    /// Regular files larger than this are refused unread; `None` takes any size.
+    pub max_size: Option<SizeLimit>,
 }
 
 impl Default for HashOptions {
@@ -253,6 +273,7 @@ impl Default for HashOptions {
             io: IoMode::Auto,
             mmap_threshold: io::DEFAULT_MMAP_THRESHOLD,
             cache: None,
+            max_size: None,
         }
     }
 }

@@ -39,6 +39,18 @@ impl Target {
             Target::Post { url, .. } | Target::Put { url, .. } => url,
         }
     }
+
+    /// Whether the store is asked to verify the body's SHA-256 (`x-amz-checksum-sha256` as a
+    /// header of the PUT or a field of the POST policy): it then refuses (400 BadDigest)
+    /// whatever does not match, so a success means it holds exactly the bytes hashed.
+    pub fn store_verifies_checksum(&self) -> bool {
+        let named =
+            |(name, _): &(String, String)| name.eq_ignore_ascii_case(crate::sign::CHECKSUM_SHA256);
+        match self {
+            Target::Post { fields, .. } => fields.iter().any(named),
+            Target::Put { headers, .. } => headers.iter().any(named),
+        }
+    }
 }
 
 /// Why no target came back.

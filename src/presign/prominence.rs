@@ -109,6 +109,12 @@ pub fn check_expiry(token: &str, now: SystemTime) -> Result<(), TokenError> {
     Ok(())
 }
 
+/// The most of a presign answer read: `{"url", "fields"}` is well under a kilobyte.
+const ANSWER_LIMIT: usize = 1 << 20;
+
+/// The most of a listing read: 64 MiB is several hundred thousand objects.
+const LISTING_LIMIT: usize = 64 << 20;
+
 /// A client of one PROMINENCE server.
 pub struct Prominence {
     client: reqwest::Client,
@@ -116,6 +122,10 @@ pub struct Prominence {
     base: String,
     upload_url: String,
     authorization: String,
+    /// The most a presign request may take, answer included ([`Timeouts::deadline`]).
+    presign_deadline: Duration,
+    /// The same for a listing, which may be a few MiB.
+    listing_deadline: Duration,
 }
 
 /// One object of a `GET /data` listing.
@@ -146,6 +156,10 @@ impl Prominence {
             client,
             upload_url: format!("{base}/data/upload"),
             base,
+            // A presign answer is well under 64 KiB; a listing of 8 MiB (some 60,000 objects)
+            // still fits at the slowest rate.
+            presign_deadline: timeouts.deadline(64 << 10),
+            listing_deadline: timeouts.deadline(8 << 20),
             authorization: format!("Bearer {token}"),
         })
     }
@@ -156,11 +170,13 @@ impl Prominence {
             None => format!("{}/data", self.base),
             Some(group) => format!("{}/data/{}", self.base, crate::sign::uri_encode_path(group)),
         };
-        let (status, retry_after, text) = self.call(self.client.get(&url)).await?;
+        let request = self.client.get(&url).timeout(self.listing_deadline);
+        let (status, retry_after, text) = self.call(request, LISTING_LIMIT).await?;
         match status {
             200 => serde_json::from_str(&text).map_err(|err| PresignError::BadAnswer {
                 status,
-                message: format!("not a listing: {err}"),
+                // serde quotes what it did not expect: server text.
+                message: crate::message::server_text(&format!("not a listing: {err}")),
             }),
             s => Err(classify(s, retry_after, &text)),
         }
@@ -171,6 +187,7 @@ impl Prominence {
     async fn call(
         &self,
         request: reqwest::RequestBuilder,
+        limit: usize,
     ) -> Result<(u16, Option<Duration>, String), PresignError> {
         let response = request
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
@@ -181,13 +198,19 @@ impl Prominence {
                 retry_after: None,
                 message: crate::message::error_chain(&err),
             })?;
-        read_answer(response).await
+        read_answer(response, limit).await
     }
 
     async fn request(&self, name: &str, sha256: &str) -> Result<Target, PresignError> {
         let body = serde_json::json!({"filename": name, "checksum": sha256});
         let (status, retry_after, text) = self
-            .call(self.client.post(&self.upload_url).json(&body))
+            .call(
+                self.client
+                    .post(&self.upload_url)
+                    .json(&body)
+                    .timeout(self.presign_deadline),
+                ANSWER_LIMIT,
+            )
             .await?;
         match status {
             200 | 201 => {
@@ -199,20 +222,33 @@ impl Prominence {
 }
 
 /// An answer's status, `Retry-After` and body.
+/// A success answer is read up to `limit` bytes (longer is a bad answer, not a reason to use
+/// unbounded memory); an error answer up to [`crate::http::ERROR_BODY_LIMIT`].
 async fn read_answer(
     response: reqwest::Response,
+    limit: usize,
 ) -> Result<(u16, Option<Duration>, String), PresignError> {
     let status = response.status().as_u16();
     let retry_after = crate::retry::retry_after_of(response.headers());
-    let text = response
-        .text()
+    if !response.status().is_success() {
+        return Ok((status, retry_after, crate::http::error_body(response).await));
+    }
+    let body = crate::http::read_capped(response, limit)
         .await
         .map_err(|err| PresignError::Transient {
             status: Some(status),
             retry_after,
             message: crate::message::error_chain(&err),
+        })?
+        .ok_or(PresignError::BadAnswer {
+            status,
+            message: format!("an answer over {limit} bytes"),
         })?;
-    Ok((status, retry_after, text))
+    Ok((
+        status,
+        retry_after,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
 }
 
 /// What an error status from the API means: 401 dooms the run, 408/429/5xx are worth retrying,
@@ -256,8 +292,9 @@ fn error_message(text: &str) -> String {
     struct ErrorBody {
         error: String,
     }
+    use crate::message::server_text;
     if let Ok(body) = serde_json::from_str::<ErrorBody>(text) {
-        return body.error;
+        return server_text(&body.error);
     }
     let title = text
         .split_once("<title>")
@@ -265,17 +302,13 @@ fn error_message(text: &str) -> String {
         .map(|(title, _)| title.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|title| !title.is_empty() && title.len() <= 120);
     if let Some(title) = title {
-        return title;
+        return server_text(&title);
     }
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(120)
-        .collect();
-    if flat.trim().is_empty() {
+    let flat = server_text(&text.chars().take(120).collect::<String>());
+    if flat.is_empty() {
         "(empty body)".into()
     } else {
-        flat.trim().to_string()
+        flat
     }
 }
 
@@ -286,8 +319,8 @@ pub fn parse_answer(text: &str) -> Result<Target, String> {
         url: Option<String>,
         fields: Option<OrderedFields>,
     }
-    let answer: Answer =
-        serde_json::from_str(text).map_err(|e| format!("not the expected JSON ({e})"))?;
+    let answer: Answer = serde_json::from_str(text)
+        .map_err(|e| crate::message::server_text(&format!("not the expected JSON ({e})")))?;
     let url = answer
         .url
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))

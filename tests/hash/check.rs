@@ -7,7 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use super::fixture::{EMPTY_SHA256, Tree, p, sample_names, sample_tree, sha256_hex};
-use super::run::{Exec, assert_same_as_gnu};
+use super::gnu::{assert_same_as_gnu, sha256sum};
+use crate::util;
 
 /// The hex SHA-256 of a file in `tree`.
 fn hex_of(tree: &Tree, name: impl AsRef<Path>) -> String {
@@ -26,9 +27,9 @@ fn check_args<'a>(flags: &[&'a str], lists: &[&'a str]) -> Vec<&'a str> {
 fn sha256sum_accepts_hashup_output() {
     let tree = sample_tree();
     for roots in [sample_names(), vec![Path::new(".")]] {
-        let list = Exec::hashup(["hash"])
+        let list = util::hashup(["hash"])
             .args(&roots)
-            .cwd(tree.root())
+            .current_dir(tree.root())
             .run()
             .success()
             .to_vec();
@@ -50,9 +51,9 @@ fn sha256sum_accepts_hashup_output() {
 fn hashup_accepts_sha256sum_output_plain_binary_and_tagged() {
     let tree = sample_tree();
     for format in [&[][..], &["--binary"], &["--tag"]] {
-        let list = Exec::sha256sum(format)
+        let list = sha256sum(format)
             .args(sample_names())
-            .cwd(tree.root())
+            .current_dir(tree.root())
             .run()
             .success()
             .to_vec();
@@ -68,8 +69,8 @@ fn hashup_accepts_sha256sum_output_plain_binary_and_tagged() {
 #[test]
 fn escaped_names_are_checked_and_reported_like_gnu() {
     let tree = sample_tree();
-    let list = Exec::sha256sum(["back\\slash", "new\nline", "car\rret", "one"])
-        .cwd(tree.root())
+    let list = sha256sum(["back\\slash", "new\nline", "car\rret", "one"])
+        .current_dir(tree.root())
         .run()
         .success()
         .to_vec();
@@ -94,8 +95,8 @@ fn escaped_names_are_checked_and_reported_like_gnu() {
 #[test]
 fn mismatched_files_fail() {
     let tree = sample_tree();
-    let list = Exec::sha256sum(sample_names())
-        .cwd(tree.root())
+    let list = sha256sum(sample_names())
+        .current_dir(tree.root())
         .run()
         .success()
         .to_vec();
@@ -110,8 +111,8 @@ fn mismatched_files_fail() {
         let run = assert_same_as_gnu(tree.root(), &check_args(flags, &["list"]), b"");
         assert_eq!(run.code, 1);
     }
-    let run = Exec::hashup(["hash", "-c", "--quiet", "list"])
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "-c", "--quiet", "list"])
+        .current_dir(tree.root())
         .run();
     assert_eq!(run.stdout, b"large: FAILED\none: FAILED\n");
     assert_eq!(
@@ -123,8 +124,8 @@ fn mismatched_files_fail() {
 #[test]
 fn vanished_files_fail_open_or_read() {
     let tree = sample_tree();
-    let list = Exec::hashup(["hash", "one", "B", "nested/deep-file", "empty"])
-        .cwd(tree.root())
+    let list = util::hashup(["hash", "one", "B", "nested/deep-file", "empty"])
+        .current_dir(tree.root())
         .run()
         .success()
         .to_vec();
@@ -200,8 +201,8 @@ fn every_flag_reports_like_gnu_on_a_mixed_list() {
         assert_eq!(run.code, 1, "{flags:?}");
     }
 
-    let run = Exec::hashup(["hash", "-c", "-w", "list"])
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "-c", "-w", "list"])
+        .current_dir(tree.root())
         .run();
     assert_eq!(
         run.stdout_str(),
@@ -217,8 +218,8 @@ fn every_flag_reports_like_gnu_on_a_mixed_list() {
          hashup: WARNING: 1 listed file could not be read\n\
          hashup: WARNING: 1 computed checksum did NOT match\n"
     );
-    let status = Exec::hashup(["hash", "-c", "--status", "list"])
-        .cwd(tree.root())
+    let status = util::hashup(["hash", "-c", "--status", "list"])
+        .current_dir(tree.root())
         .run();
     assert_eq!(status.stdout, b"");
 }
@@ -286,8 +287,8 @@ fn ignore_missing_with_nothing_verified_fails() {
 #[test]
 fn list_from_standard_input() {
     let tree = sample_tree();
-    let list = Exec::sha256sum(["one", "a/x", "new\nline"])
-        .cwd(tree.root())
+    let list = sha256sum(["one", "a/x", "new\nline"])
+        .current_dir(tree.root())
         .run()
         .success()
         .to_vec();
@@ -308,7 +309,9 @@ fn listed_fifo_is_not_opened() {
         "list",
         format!("{EMPTY_SHA256}  fifo\n{}  one\n", hex_of(&tree, "one")),
     );
-    let run = Exec::hashup(["hash", "-c", "list"]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "-c", "list"])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(run.code, 1);
     assert_eq!(run.stdout_str(), "fifo: FAILED open or read\none: OK\n");
     assert_eq!(
@@ -425,8 +428,8 @@ fn last_of_status_warn_and_quiet_wins_like_gnu() {
 #[test]
 fn non_utf8_names_round_trip() {
     let tree = sample_tree();
-    let list = Exec::hashup([OsStr::new("hash"), p(b"caf\xe9").as_os_str()])
-        .cwd(tree.root())
+    let list = util::hashup([OsStr::new("hash"), p(b"caf\xe9").as_os_str()])
+        .current_dir(tree.root())
         .run()
         .success()
         .to_vec();

@@ -2,10 +2,10 @@
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use super::fixture::Tree;
-use super::run::{Exec, HASHUP, drain, wait_with_deadline};
+use crate::util::{self, drain, wait_with_deadline};
 
 #[test]
 fn usage_errors_exit_two() {
@@ -24,7 +24,7 @@ fn usage_errors_exit_two() {
         &["hash", "-j", "many", "x"],
         &["hash", "--mmap-threshold", "-1", "x"],
     ] {
-        let run = Exec::hashup(args).run();
+        let run = util::hashup(args).run();
         assert_eq!((run.code, run.stdout_str()), (2, ""), "{args:?}: {run:?}");
         assert!(
             run.stderr.starts_with("error: ") || run.stderr.contains("Usage: hashup"),
@@ -36,7 +36,7 @@ fn usage_errors_exit_two() {
 #[test]
 fn help_and_version_exit_zero() {
     for args in [&["--help"][..], &["--version"], &["hash", "--help"]] {
-        let run = Exec::hashup(args).run();
+        let run = util::hashup(args).run();
         assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{args:?}");
         assert!(!run.stdout.is_empty());
     }
@@ -54,9 +54,9 @@ fn many_files() -> Tree {
 /// Runs hashup with `args`, reads the first 10 bytes of its output and closes the
 /// pipe, like `hashup ... | head -c 10`; hashup must stop quietly with code 0.
 fn assert_quiet_on_closed_pipe(tree: &Tree, args: &[&str]) {
-    let mut child = Command::new(HASHUP)
-        .args(args)
+    let mut child = util::hashup(args)
         .current_dir(tree.root())
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -79,7 +79,7 @@ fn closed_stdout_is_a_quiet_success() {
     assert_quiet_on_closed_pipe(&tree, &["hash", "."]);
     assert_quiet_on_closed_pipe(&tree, &["hash", "--json", "."]);
 
-    let list = Exec::hashup(["hash", "."]).cwd(tree.root()).run();
+    let list = util::hashup(["hash", "."]).current_dir(tree.root()).run();
     tree.file("list", list.success());
     assert_quiet_on_closed_pipe(&tree, &["hash", "-c", "list"]);
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::fixture::{EMPTY_SHA256, Tree, p, sha256_hex};
-use super::run::{Exec, Run};
+use crate::util::{self, Run};
 
 /// Each stdout line parsed as one JSON value.
 fn records(run: &Run) -> Vec<Value> {
@@ -30,7 +30,9 @@ fn one_record_per_file_and_per_skip_in_walk_order() {
     set_mtime(&tree, "a", 1_500_000_000, 123_456_789);
     set_mtime(&tree, "sub/empty", 86_400, 0);
 
-    let run = Exec::hashup(["hash", "--json", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "--json", "."])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(run.code, 0);
     assert_eq!(run.stderr, "hashup: ./p: skipped: is a FIFO\n");
     assert_eq!(
@@ -66,8 +68,8 @@ fn one_record_per_file_and_per_skip_in_walk_order() {
 fn names_are_relative_to_their_root() {
     let tree = Tree::new();
     tree.file("top/dir/f", "f").file("top/g", "g");
-    let run = Exec::hashup(["hash", "--json", "top/dir", "top/g"])
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "--json", "top/dir", "top/g"])
+        .current_dir(tree.root())
         .run();
     assert_eq!(run.code, 0, "{run:?}");
     let pairs: Vec<(Value, Value)> = records(&run)
@@ -87,8 +89,8 @@ fn names_are_relative_to_their_root() {
 fn failures_are_error_records_and_exit_one() {
     let tree = Tree::new();
     tree.file("a", "a");
-    let run = Exec::hashup(["hash", "--json", "a", "nope"])
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "--json", "a", "nope"])
+        .current_dir(tree.root())
         .run();
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr, "hashup: nope: No such file or directory\n");
@@ -105,7 +107,9 @@ fn failures_are_error_records_and_exit_one() {
 fn non_utf8_path_is_flagged_lossy() {
     let tree = Tree::new();
     tree.file(p(b"caf\xe9"), "x");
-    let run = Exec::hashup(["hash", "--json", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "--json", "."])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(run.code, 0);
     let records = records(&run);
     assert_eq!(records.len(), 1);

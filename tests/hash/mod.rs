@@ -5,9 +5,9 @@
 mod check;
 mod exit_codes;
 mod fixture;
+mod gnu;
 mod json;
 mod output;
-mod run;
 mod special;
 mod truncate;
 mod unreadable;

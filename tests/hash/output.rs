@@ -5,12 +5,13 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::fixture::{Tree, sample_names, sample_tree};
-use super::run::{Exec, assert_same_as_gnu};
+use super::gnu::{assert_same_as_gnu, sha256sum};
+use crate::util;
 
 /// `sha256sum` over `paths` in that order: the expected output for a walk that
 /// yields exactly those paths.
 fn gnu_lines(dir: &Path, paths: &[PathBuf]) -> Vec<u8> {
-    Exec::sha256sum(paths).cwd(dir).run().success().to_vec()
+    sha256sum(paths).current_dir(dir).run().success().to_vec()
 }
 
 #[test]
@@ -36,14 +37,14 @@ fn directory_is_walked_depth_first_in_byte_order() {
         sample_names().iter().map(|name| root.join(name)).collect()
     };
 
-    let relative = Exec::hashup(["hash", "."]).cwd(tree.root()).run();
+    let relative = util::hashup(["hash", "."]).current_dir(tree.root()).run();
     assert_eq!(
         relative.success(),
         gnu_lines(tree.root(), &walked(Path::new("."))),
         "{relative:?}"
     );
 
-    let absolute = Exec::hashup([OsStr::new("hash"), tree.root().as_os_str()]).run();
+    let absolute = util::hashup([OsStr::new("hash"), tree.root().as_os_str()]).run();
     assert_eq!(
         absolute.success(),
         gnu_lines(tree.root(), &walked(tree.root())),
@@ -54,8 +55,8 @@ fn directory_is_walked_depth_first_in_byte_order() {
 #[test]
 fn several_roots_are_walked_in_the_order_given() {
     let tree = sample_tree();
-    let run = Exec::hashup(["hash", "nested", "one", "a"])
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "nested", "one", "a"])
+        .current_dir(tree.root())
         .run();
     let expected = gnu_lines(
         tree.root(),
@@ -72,7 +73,7 @@ fn several_roots_are_walked_in_the_order_given() {
 #[test]
 fn output_is_the_same_for_every_io_mode_and_thread_count() {
     let tree = sample_tree();
-    let default = Exec::hashup(["hash", "."]).cwd(tree.root()).run();
+    let default = util::hashup(["hash", "."]).current_dir(tree.root()).run();
     let expected = default.success();
     for flags in [
         &["--io", "read"][..],
@@ -84,10 +85,10 @@ fn output_is_the_same_for_every_io_mode_and_thread_count() {
         &["--jobs", "3", "--io", "mmap"],
         &["-j", "1", "--io", "read"],
     ] {
-        let run = Exec::hashup(["hash"])
+        let run = util::hashup(["hash"])
             .args(flags)
             .arg(".")
-            .cwd(tree.root())
+            .current_dir(tree.root())
             .run();
         assert_eq!(run.success(), expected, "hashup hash {flags:?} .: {run:?}");
     }
@@ -107,8 +108,8 @@ fn many_small_files_keep_walk_order_on_many_threads() {
     }
     let expected = gnu_lines(tree.root(), &names);
     for jobs in ["1", "4", "16"] {
-        let run = Exec::hashup(["hash", "-j", jobs, "d0", "d1", "d2", "d3", "d4", "d5"])
-            .cwd(tree.root())
+        let run = util::hashup(["hash", "-j", jobs, "d0", "d1", "d2", "d3", "d4", "d5"])
+            .current_dir(tree.root())
             .run();
         assert_eq!(run.success(), expected, "-j {jobs}");
     }

@@ -7,11 +7,12 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use super::fixture::{EMPTY_SHA256, Tree, p, sha256_hex};
-use super::run::{Exec, assert_same_as_gnu};
+use super::gnu::{assert_same_as_gnu, sha256sum};
+use crate::util;
 
 /// `sha256sum` over `paths`, in that order, run in `tree`'s root.
 fn gnu_lines(tree: &Tree, paths: &[&str]) -> String {
-    let run = Exec::sha256sum(paths).cwd(tree.root()).run();
+    let run = sha256sum(paths).current_dir(tree.root()).run();
     String::from_utf8(run.success().to_vec()).unwrap()
 }
 
@@ -33,7 +34,7 @@ fn special_tree() -> Tree {
 #[test]
 fn special_files_and_links_in_a_tree_are_skipped_with_notices() {
     let tree = special_tree();
-    let run = Exec::hashup(["hash", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "."]).current_dir(tree.root()).run();
     assert_eq!(run.stdout_str(), gnu_lines(&tree, &["./a", "./sub/b"]));
     assert_eq!(
         run.stderr,
@@ -52,7 +53,9 @@ fn special_files_and_links_in_a_tree_are_skipped_with_notices() {
 fn follow_hashes_through_links_but_still_skips_special_files() {
     let tree = special_tree();
     for flag in ["-L", "--follow"] {
-        let run = Exec::hashup(["hash", flag, "."]).cwd(tree.root()).run();
+        let run = util::hashup(["hash", flag, "."])
+            .current_dir(tree.root())
+            .run();
         assert_eq!(
             run.stdout_str(),
             gnu_lines(&tree, &["./a", "./dirlink/b", "./link", "./sub/b"])
@@ -73,8 +76,8 @@ fn fifo_socket_and_device_named_directly_are_skipped_without_blocking() {
     // run deadline turns into a failure.
     let tree = special_tree();
     for io in ["auto", "mmap", "read"] {
-        let run = Exec::hashup(["hash", "--io", io, "fifo", "a", "sock", "/dev/null"])
-            .cwd(tree.root())
+        let run = util::hashup(["hash", "--io", io, "fifo", "a", "sock", "/dev/null"])
+            .current_dir(tree.root())
             .run();
         assert_eq!(run.stdout_str(), gnu_lines(&tree, &["a"]));
         assert_eq!(
@@ -93,7 +96,9 @@ fn symlink_to_a_file_named_as_path_is_followed() {
     let run = assert_same_as_gnu(tree.root(), &["link", "a"], b"");
     assert_eq!(run.code, 0);
     // A link to a device is followed too, and then the device is skipped.
-    let run = Exec::hashup(["hash", "null"]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "null"])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(
         (run.code, run.stdout_str(), run.stderr.as_str()),
         (0, "", "hashup: null: skipped: is a device\n")
@@ -103,7 +108,9 @@ fn symlink_to_a_file_named_as_path_is_followed() {
 #[test]
 fn symlink_to_a_directory_named_as_path_is_walked_without_notice() {
     let tree = special_tree();
-    let run = Exec::hashup(["hash", "dirlink"]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "dirlink"])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(
         (run.code, run.stdout_str(), run.stderr.as_str()),
         (0, gnu_lines(&tree, &["dirlink/b"]).as_str(), "")
@@ -116,7 +123,9 @@ fn link_loop_with_follow_is_reported_and_the_run_goes_on() {
     tree.file("d/a", "a\n")
         .symlink("d/up", "..")
         .file("z", "z\n");
-    let run = Exec::hashup(["hash", "-L", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "-L", "."])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(run.stdout_str(), gnu_lines(&tree, &["./d/a", "./z"]));
     assert_eq!(
         run.stderr,
@@ -126,7 +135,9 @@ fn link_loop_with_follow_is_reported_and_the_run_goes_on() {
 
     // A link to itself cannot be resolved at all: that is an error, like in sha256sum.
     tree.symlink("self", "self");
-    let run = Exec::hashup(["hash", "-L", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "-L", "."])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(run.stdout_str(), gnu_lines(&tree, &["./d/a", "./z"]));
     assert_eq!(
         run.stderr,
@@ -141,12 +152,14 @@ fn link_loop_with_follow_is_reported_and_the_run_goes_on() {
 fn dangling_symlink() {
     let tree = Tree::new();
     tree.file("a", "a\n").symlink("dangling", "nowhere");
-    let run = Exec::hashup(["hash", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "."]).current_dir(tree.root()).run();
     assert_eq!(
         (run.code, run.stderr.as_str()),
         (0, format!("hashup: ./dangling: {NOT_FOLLOWED}\n").as_str())
     );
-    let run = Exec::hashup(["hash", "-L", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "-L", "."])
+        .current_dir(tree.root())
+        .run();
     assert_eq!(run.stdout_str(), gnu_lines(&tree, &["./a"]));
     assert_eq!(
         (run.code, run.stderr.as_str()),
@@ -166,10 +179,10 @@ fn empty_file_hashes_to_the_empty_digest_in_every_io_mode() {
         &["--io", "auto", "--mmap-threshold", "0"],
         &["--io", "auto", "--mmap-threshold", "1"],
     ] {
-        let run = Exec::hashup(["hash"])
+        let run = util::hashup(["hash"])
             .args(flags)
             .arg("empty")
-            .cwd(tree.root())
+            .current_dir(tree.root())
             .run();
         assert_eq!(
             run.success(),
@@ -194,10 +207,10 @@ fn sparse_file_hashes_like_sha256sum_in_every_io_mode() {
     drop(file);
     let expected = gnu_lines(&tree, &["sparse"]);
     for flags in [&[][..], &["--io", "mmap"], &["--io", "read"], &["-j", "1"]] {
-        let run = Exec::hashup(["hash"])
+        let run = util::hashup(["hash"])
             .args(flags)
             .arg("sparse")
-            .cwd(tree.root())
+            .current_dir(tree.root())
             .run();
         assert_eq!(run.success(), expected.as_bytes(), "{flags:?}");
     }
@@ -212,7 +225,7 @@ fn standard_input_hashes_like_sha256sum() {
         assert_eq!(run.code, 0);
         assert_same_as_gnu(tree.root(), &["a", "-", "a"], input);
     }
-    let run = Exec::hashup(["hash", "-"]).stdin("x\n").run();
+    let run = util::hashup(["hash", "-"]).stdin("x\n").run();
     assert_eq!(
         run.success(),
         format!("{}  -\n", sha256_hex(b"x\n")).as_bytes()
@@ -228,8 +241,8 @@ fn nonexistent_path_fails_and_the_rest_is_hashed() {
         (run.code, run.stderr.as_str()),
         (1, "hashup: nope: No such file or directory\n")
     );
-    let run = Exec::hashup(["hash", "a", "missing/dir", "b"])
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "a", "missing/dir", "b"])
+        .current_dir(tree.root())
         .run();
     assert_eq!(run.stdout_str(), gnu_lines(&tree, &["a", "b"]));
     assert_eq!(
@@ -249,8 +262,8 @@ fn file_names_with_every_awkward_byte_survive() {
         names.push(name);
     }
     names.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    let run = Exec::hashup(["hash", "."]).cwd(tree.root()).run();
+    let run = util::hashup(["hash", "."]).current_dir(tree.root()).run();
     let dotted: Vec<PathBuf> = names.iter().map(|n| PathBuf::from(".").join(n)).collect();
-    let gnu = Exec::sha256sum(&dotted).cwd(tree.root()).run();
+    let gnu = sha256sum(&dotted).current_dir(tree.root()).run();
     assert_eq!(run.success(), gnu.success());
 }

@@ -14,13 +14,13 @@ use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use super::fixture::{Rng, Tree};
-use super::run::{HASHUP, wait_with_deadline};
+use crate::util::{self, wait_with_deadline};
 
 /// Five of hashup's 16 MiB mapping windows, so faults land in any of them, while
 /// the next window is being prefetched on the idle core.
@@ -80,9 +80,9 @@ fn truncating_a_mapped_file_never_kills_and_never_yields_a_wrong_checksum() {
     for run in 0..RUNS {
         let io = if run % 4 == 3 { "read" } else { "mmap" };
         let control = run % CONTROL == 0;
-        let mut child = Command::new(HASHUP)
-            .args(["hash", "--io", io])
+        let mut child = util::hashup(["hash", "--io", io])
             .arg(&path)
+            .command()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

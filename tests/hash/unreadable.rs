@@ -5,7 +5,8 @@
 //! unprivileged user on a tree that user can traverse.
 
 use super::fixture::{Tree, sha256_hex};
-use super::run::{Exec, Unprivileged, assert_same_as_gnu_as};
+use super::gnu::{Unprivileged, assert_same_as_gnu_as};
+use crate::util;
 
 /// The user to run as in `tree`: `Some(None)` runs directly (not root), `None`
 /// means the case cannot be tested here (after printing why).
@@ -18,9 +19,9 @@ fn user(tree: &Tree) -> Option<Option<&'static Unprivileged>> {
         }
     };
     // The temp dir's parents must let that user in, too.
-    let probe = Exec::hashup(["hash", "ok"])
-        .with_user(user)
-        .cwd(tree.root())
+    let probe = util::hashup(["hash", "ok"])
+        .via(Unprivileged::wrapper(user))
+        .current_dir(tree.root())
         .command()
         .output();
     if !probe.is_ok_and(|out| out.status.success()) {
@@ -48,9 +49,9 @@ fn tree_with_unreadable_parts() -> Tree {
 fn unreadable_file_and_directory_fail_and_the_rest_is_hashed() {
     let tree = tree_with_unreadable_parts();
     let Some(user) = user(&tree) else { return };
-    let run = Exec::hashup(["hash", "."])
-        .with_user(user)
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "."])
+        .via(Unprivileged::wrapper(user))
+        .current_dir(tree.root())
         .run();
     assert_eq!(
         run.stdout_str(),
@@ -67,9 +68,9 @@ fn unreadable_file_and_directory_fail_and_the_rest_is_hashed() {
     assert_eq!(run.code, 1);
 
     for io in ["mmap", "read"] {
-        let run = Exec::hashup(["hash", "--io", io, "secret", "ok"])
-            .with_user(user)
-            .cwd(tree.root())
+        let run = util::hashup(["hash", "--io", io, "secret", "ok"])
+            .via(Unprivileged::wrapper(user))
+            .current_dir(tree.root())
             .run();
         assert_eq!(
             (run.code, run.stderr.as_str()),
@@ -101,9 +102,9 @@ fn unreadable_files_are_reported_like_sha256sum() {
         let run = assert_same_as_gnu_as(user, tree.root(), &args, b"");
         assert_eq!(run.code, 1);
     }
-    let run = Exec::hashup(["hash", "-c", "list"])
-        .with_user(user)
-        .cwd(tree.root())
+    let run = util::hashup(["hash", "-c", "list"])
+        .via(Unprivileged::wrapper(user))
+        .current_dir(tree.root())
         .run();
     assert_eq!(
         run.stdout_str(),

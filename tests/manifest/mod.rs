@@ -3,28 +3,16 @@
 //! exit codes.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::serve::fixture::sha256_hex;
-use crate::upload::{Run, pattern, read_manifest, tree};
+use crate::upload::read_manifest;
+use crate::util::{self, Run, pattern, tree};
 
 /// Runs `hashup ARGS` in `dir` (so names in the output are the relative ones given).
 fn hashup(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_hashup"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PROMINENCE_URL")
-        .env_remove("PROMINENCE_TOKEN")
-        .env("HOME", dir)
-        .output()
-        .expect("run hashup");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    util::hashup(args).current_dir(dir).home(dir).run()
 }
 
 /// `hashup upload ARGS --embedded STORE --manifest MANIFEST` in `dir`, which must succeed.
@@ -107,7 +95,7 @@ fn summary_of_a_real_run_and_of_one_with_nothing_to_do() {
     let run = hashup(dir.path(), &["manifest", "summary", "m.jsonl", "e.jsonl"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         format!(
             "m.jsonl: 2 files: 2 uploaded (300.0 kB), 0 failed, 0 skipped; finished in {}\n\
              e.jsonl: nothing to do: no files; finished in {}\n",
@@ -136,7 +124,7 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     let run = hashup(d, &["manifest", "summary", "failed.jsonl"]);
     assert_eq!(run.code, 1);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         "failed.jsonl: 3 files: 1 uploaded (6 B), 1 failed, 1 skipped; finished in 1.23 s\n\
          failed.jsonl: failed: b.sif: storage answered 500\n"
     );
@@ -151,7 +139,7 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     let run = hashup(d, &["manifest", "summary", "killed.jsonl"]);
     assert_eq!(run.code, 1);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         "killed.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; no summary line: the run \
          did not finish (killed, or still running)\n\
          killed.jsonl:2: torn last line ignored (cut off while it was written)\n"
@@ -172,7 +160,7 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     let run = hashup(d, &["manifest", "summary", "stopped.jsonl"]);
     assert_eq!(run.code, 1);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         "stopped.jsonl: 0 files: 0 uploaded (0 B), 0 failed, 0 skipped; stopped early after \
          0.02 s: authentication failed (401)\n"
     );
@@ -192,7 +180,7 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     let run = hashup(d, &["manifest", "summary", "two.jsonl"]);
     assert_eq!(run.code, 0);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         "two.jsonl: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped; finished in 0.50 s\n\
          two.jsonl: 2 runs appended; counts are each name's latest record\n"
     );
@@ -212,7 +200,7 @@ fn summary_json_is_one_object_per_manifest() {
     );
     let run = hashup(dir.path(), &["manifest", "summary", "--json", "m.jsonl"]);
     assert_eq!(run.code, 1);
-    let value: Value = serde_json::from_str(&run.stdout).unwrap();
+    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
     assert_eq!(
         value,
         json!({
@@ -222,7 +210,7 @@ fn summary_json_is_one_object_per_manifest() {
             "failures": [{"name": "b.sif", "error": "file changed while reading"}],
         })
     );
-    assert_eq!(run.stdout.lines().count(), 1);
+    assert_eq!(run.stdout_str().lines().count(), 1);
 }
 
 #[test]
@@ -247,7 +235,7 @@ fn a_torn_middle_line_is_refused_with_file_and_line() {
     );
     assert_eq!(run.stderr.lines().count(), 1);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         "good.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in 0.01 s\n"
     );
     for args in [
@@ -262,7 +250,7 @@ fn a_torn_middle_line_is_refused_with_file_and_line() {
             "{args:?}: {}",
             run.stderr
         );
-        assert_eq!(run.stdout, "", "{args:?}");
+        assert_eq!(run.stdout_str(), "", "{args:?}");
     }
     let run = hashup(d, &["manifest", "summary", "missing.jsonl"]);
     assert_eq!(run.code, 2);
@@ -312,7 +300,7 @@ fn merging_two_shards_gives_the_single_run_set() {
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, "");
+    assert_eq!(run.stdout_str(), "");
     assert_eq!(
         run.stderr,
         "hashup: merged 2 manifests: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; \
@@ -335,16 +323,16 @@ fn merging_two_shards_gives_the_single_run_set() {
     // Without -o the same lines go to standard output.
     let run = hashup(d, &["manifest", "merge", "s1.jsonl", "s2.jsonl"]);
     assert_eq!(run.code, 0);
-    assert_eq!(run.stdout, text);
+    assert_eq!(run.stdout_str(), text);
     // The merged manifest reads like any other.
     let run = hashup(d, &["manifest", "summary", "merged.jsonl"]);
     assert_eq!(run.code, 0);
     assert!(
-        run.stdout.starts_with(
+        run.stdout_str().starts_with(
             "merged.jsonl: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; finished in "
         ),
         "{}",
-        run.stdout
+        run.stdout_str()
     );
 }
 
@@ -392,7 +380,7 @@ fn merge_reports_overlapping_shards() {
          hashup: merged 2 manifests: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; 1 overlap\n"
     );
     let lines: Vec<Value> = run
-        .stdout
+        .stdout_str()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -412,7 +400,7 @@ fn merge_finds_gaps_extras_and_mismatches_against_the_list() {
     let list = hashup(d, &["upload", "src", "--dry-run"]);
     // The list wants a different c.txt, and does not know e.txt.
     let list = list
-        .stdout
+        .stdout_str()
         .replace(&sha256_hex(b"see\n"), &sha256_hex(b"sea\n"));
     std::fs::write(d.join("list.sha256"), list).unwrap();
     write(
@@ -454,7 +442,11 @@ fn merge_finds_gaps_extras_and_mismatches_against_the_list() {
 
     // Extras alone are reported but are not a failure.
     let run = hashup(d, &["hash", "src/a.txt"]);
-    std::fs::write(d.join("a.sha256"), run.stdout.replace("src/a.txt", "a.txt")).unwrap();
+    std::fs::write(
+        d.join("a.sha256"),
+        run.stdout_str().replace("src/a.txt", "a.txt"),
+    )
+    .unwrap();
     let run = hashup(
         d,
         &[
@@ -480,7 +472,7 @@ fn merge_finds_gaps_extras_and_mismatches_against_the_list() {
         run.stderr,
         "hashup: bad.sha256:2: improperly formatted SHA256 checksum line\n"
     );
-    assert_eq!(run.stdout, "");
+    assert_eq!(run.stdout_str(), "");
 }
 
 #[test]
@@ -517,7 +509,7 @@ fn merge_flags_failed_records_and_unfinished_shards() {
          hashup: merged 2 manifests: 3 files: 2 uploaded (12 B), 1 failed, 0 skipped; 0 overlaps\n"
     );
     // The merged summary is recomputed and says why the merged run is incomplete.
-    let summary: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    let summary: Value = serde_json::from_str(run.stdout_str().lines().last().unwrap()).unwrap();
     let summary = &summary["summary"];
     assert_eq!(
         (
@@ -556,7 +548,7 @@ fn diff_of_two_real_runs() {
     let run = hashup(d, &["manifest", "diff", "old.jsonl", "new.jsonl"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         format!(
             "~ b.txt (sha {}.. -> {}..)\n- c.txt\n+ d.txt\n\
              1 added, 1 removed, 1 changed, 1 unchanged\n",
@@ -568,7 +560,10 @@ fn diff_of_two_real_runs() {
 
     let run = hashup(d, &["manifest", "diff", "new.jsonl", "new.jsonl"]);
     assert_eq!(run.code, 0);
-    assert_eq!(run.stdout, "0 added, 0 removed, 0 changed, 3 unchanged\n");
+    assert_eq!(
+        run.stdout_str(),
+        "0 added, 0 removed, 0 changed, 3 unchanged\n"
+    );
 }
 
 #[test]
@@ -597,7 +592,7 @@ fn diff_shows_status_changes_and_fails_on_unreadable_input() {
     let run = hashup(d, &["manifest", "diff", "old.jsonl", "new.jsonl"]);
     assert_eq!(run.code, 1);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         "~ a (failed -> uploaded)\n\
          ~ b (sha aaaaaaaa.. -> bbbbbbbb.., failed -> uploaded)\n\
          0 added, 0 removed, 2 changed, 1 unchanged\n"
@@ -609,5 +604,5 @@ fn diff_shows_status_changes_and_fails_on_unreadable_input() {
         run.stderr,
         "hashup: nope.jsonl: No such file or directory (os error 2)\n"
     );
-    assert_eq!(run.stdout, "");
+    assert_eq!(run.stdout_str(), "");
 }

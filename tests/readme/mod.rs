@@ -1,7 +1,7 @@
 //! The README's usage blocks are the binary's `--help`, word for word: a block in
 //! the README that starts with `$ hashup ... --help` must equal what that prints.
 
-use std::process::Command;
+use crate::util;
 
 #[test]
 fn readme_usage_matches_help() {
@@ -18,12 +18,9 @@ fn readme_usage_matches_help() {
         }
         let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
         let args: Vec<&str> = command.split_whitespace().collect();
-        let out = Command::new(env!("CARGO_BIN_EXE_hashup"))
-            .args(&args)
-            .output()
-            .expect("run hashup");
-        assert!(out.status.success(), "hashup {command} failed");
-        let help = String::from_utf8(out.stdout).expect("utf-8 help");
+        let run = util::hashup(&args).run();
+        assert!(run.code == 0, "hashup {command} failed");
+        let help = run.stdout_str();
         let actual: Vec<&str> = help.lines().map(str::trim_end).collect();
         let documented: Vec<&str> = block.iter().map(|l| l.trim_end()).collect();
         assert_eq!(

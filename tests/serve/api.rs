@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::fixture::{Backend, Serve, http, sha256_hex};
+use crate::util;
 
 const SUM: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -301,25 +302,20 @@ fn serve_refuses_bad_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.json");
     std::fs::write(&tokens, r#"{"t": {"user": "../root"}}"#).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashup"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--tokens"])
+    let run = util::hashup(["serve", "--listen", "127.0.0.1:0", "--tokens"])
         .arg(&tokens)
         .arg("--store")
         .arg(dir.path().join("s"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .run();
+    assert_eq!(run.code, 2);
+    let stderr = &run.stderr;
     assert!(stderr.starts_with("hashup: tokens file"), "{stderr}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashup"))
-        .args(["serve", "--tokens"])
+    // No AWS variables: a command starts without them.
+    let run = util::hashup(["serve", "--tokens"])
         .arg(&tokens)
         .args(["--s3-endpoint", "http://127.0.0.1:1", "--bucket", "b"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("AWS_ACCESS_KEY_ID"));
+        .run();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("AWS_ACCESS_KEY_ID"));
 }

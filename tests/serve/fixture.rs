@@ -13,6 +13,8 @@ use hashup::sign::{self, Credentials, UrlRequest};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use crate::util;
+
 pub const ALICE: &str = "alice";
 /// The embedded store's access key pair in every test server.
 pub const STORE_KEY: &str = "HASHUPTESTKEY";
@@ -224,14 +226,12 @@ impl Serve {
         let store = dir.path().join("store");
         let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
 
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashup"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--tokens"])
+        let mut cmd = util::hashup(["serve", "--listen", "127.0.0.1:0", "--tokens"])
             .arg(&tokens_path)
             .env("HASHUP_STORE_ACCESS_KEY_ID", STORE_KEY)
             .env("HASHUP_STORE_SECRET_ACCESS_KEY", STORE_SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
+            .command();
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
         match backend {
             Backend::Store => {
                 cmd.arg("--store").arg(&store);

@@ -17,8 +17,9 @@ use hashup::transfer::{Storage, TransferError};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::{Run, expected_uploaded, pattern, read_manifest, tree, upload, upload_command};
+use super::{expected_uploaded, read_manifest};
 use crate::serve::fixture::{WEED_KEY, WEED_SECRET, Weed, http, sha256_hex, weed};
+use crate::util::{self, Run, pattern, tree};
 
 /// The AWS variables of SeaweedFS's identity, with `secret` as the secret key.
 fn aws_env(secret: &str) -> [(&'static str, &str); 2] {
@@ -30,14 +31,10 @@ fn aws_env(secret: &str) -> [(&'static str, &str); 2] {
 
 /// `hashup upload ARGS` on a blocking thread (the tests' runtime keeps serving).
 async fn run(args: Vec<&OsStr>, env: Vec<(&'static str, String)>, home: &Path) -> Run {
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    let home = home.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        upload(&args, &env, &home)
-    })
-    .await
-    .unwrap()
+    let command = util::hashup(["upload"]).args(args).envs(env).home(home);
+    tokio::task::spawn_blocking(move || command.run())
+        .await
+        .unwrap()
 }
 
 fn owned(env: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
@@ -129,7 +126,7 @@ async fn a_tree_lands_with_its_bytes_metadata_and_checksums() {
     )
     .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout, "");
+    assert_eq!(r.stdout_str(), "");
     assert_eq!(
         r.stderr.lines().count(),
         1,
@@ -245,7 +242,10 @@ fn no_credentials_or_a_bad_location_stop_before_any_work() {
         ]
     };
 
-    let r = upload(&args("s3://b/p"), &[], dir.path());
+    let r = util::hashup(["upload"])
+        .args(args("s3://b/p"))
+        .home(dir.path())
+        .run();
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
@@ -254,7 +254,11 @@ fn no_credentials_or_a_bad_location_stop_before_any_work() {
     );
     assert!(!manifest.exists(), "nothing was started");
 
-    let r = upload(&args("b/p"), &aws_env(WEED_SECRET), dir.path());
+    let r = util::hashup(["upload"])
+        .args(args("b/p"))
+        .envs(aws_env(WEED_SECRET))
+        .home(dir.path())
+        .run();
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
@@ -264,7 +268,11 @@ fn no_credentials_or_a_bad_location_stop_before_any_work() {
 
     let mut bad_endpoint = args("s3://b");
     bad_endpoint.extend(["--endpoint".into(), "127.0.0.1:8333".into()]);
-    let r = upload(&bad_endpoint, &aws_env(WEED_SECRET), dir.path());
+    let r = util::hashup(["upload"])
+        .args(&bad_endpoint)
+        .envs(aws_env(WEED_SECRET))
+        .home(dir.path())
+        .run();
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
@@ -275,7 +283,11 @@ fn no_credentials_or_a_bad_location_stop_before_any_work() {
 
     let mut with_url = args("s3://b");
     with_url.extend(["--url".into(), "http://127.0.0.1:9/prominence/v1".into()]);
-    let r = upload(&with_url, &aws_env(WEED_SECRET), dir.path());
+    let r = util::hashup(["upload"])
+        .args(&with_url)
+        .envs(aws_env(WEED_SECRET))
+        .home(dir.path())
+        .run();
     assert_eq!(r.code, 2);
     assert!(
         r.stderr.starts_with(
@@ -296,8 +308,8 @@ fn errors_show_neither_the_secret_nor_the_session_token() {
     let manifest = dir.path().join("manifest.jsonl");
     let (secret, token) = ("SeCrEt-1234567890", "SeSsIoN-tOkEn-0987654321");
     // Port 9 (discard) on loopback: nothing listens, the connection is refused.
-    let r = upload(
-        &[
+    let r = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--s3".as_ref(),
             "s3://b/p".as_ref(),
@@ -307,14 +319,12 @@ fn errors_show_neither_the_secret_nor_the_session_token() {
             "0".as_ref(),
             "--manifest".as_ref(),
             manifest.as_os_str(),
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIDLEAKTEST"),
-            ("AWS_SECRET_ACCESS_KEY", secret),
-            ("AWS_SESSION_TOKEN", token),
-        ],
-        dir.path(),
-    );
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIDLEAKTEST")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_SESSION_TOKEN", token)
+        .home(dir.path())
+        .run();
     assert_eq!(r.code, 1, "{}", r.stderr);
     let src_a = src.join("a");
     assert!(
@@ -455,8 +465,8 @@ async fn a_file_rewritten_while_it_uploads_never_lands_with_other_bytes() {
     let location = format!("s3://{bucket}/p");
 
     let env = aws_env(WEED_SECRET);
-    let child = upload_command(
-        &[
+    let child = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--s3".as_ref(),
             location.as_ref(),
@@ -468,14 +478,14 @@ async fn a_file_rewritten_while_it_uploads_never_lands_with_other_bytes() {
             manifest.as_os_str(),
             "--progress".as_ref(),
             "none".as_ref(),
-        ],
-        &env,
-        dir.path(),
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+        ])
+        .envs(env)
+        .home(dir.path())
+        .command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // Hashing maps the file; the only descriptor reading it is the upload's. Once that is past
     // the first 8 MiB and far from the end, rewrite the whole file in one write.

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{expected_uploaded, pattern, read_manifest, tree, upload};
+use super::{expected_uploaded, read_manifest};
 use crate::serve::fixture::{Backend, Serve, sha256_hex, weed};
+use crate::util::{self, pattern, tree};
 
 /// A flat tree (alice may only upload nested names into her groups): a small file, one large
 /// enough to be hashed through a mapping and sent in many chunks, and an empty one.
@@ -63,8 +64,8 @@ fn through_serve_on_the_embedded_store() {
     let files = flat_tree(&src);
     let manifest = dir.path().join("manifest.jsonl");
 
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--url".as_ref(),
             serve.api.as_ref(),
@@ -74,12 +75,12 @@ fn through_serve_on_the_embedded_store() {
             manifest.as_os_str(),
             "--progress".as_ref(),
             "none".as_ref(),
-        ],
-        &[("PROMINENCE_TOKEN", &serve.alice)],
-        dir.path(),
-    );
+        ])
+        .env("PROMINENCE_TOKEN", &serve.alice)
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, "");
+    assert_eq!(run.stdout_str(), "");
     assert_eq!(
         run.stderr.lines().count(),
         1,
@@ -119,8 +120,8 @@ async fn through_serve_on_seaweedfs() {
         serve.api.clone(),
     );
     let run = tokio::task::spawn_blocking(move || {
-        upload(
-            &[
+        util::hashup(["upload"])
+            .args([
                 src2.as_os_str(),
                 "--token-file".as_ref(),
                 token_file2.as_os_str(),
@@ -130,10 +131,10 @@ async fn through_serve_on_seaweedfs() {
                 manifest2.as_os_str(),
                 "--progress".as_ref(),
                 "none".as_ref(),
-            ],
-            &[("PROMINENCE_URL", &api)],
-            &home,
-        )
+            ])
+            .env("PROMINENCE_URL", &api)
+            .home(&home)
+            .run()
     })
     .await
     .unwrap();
@@ -156,19 +157,18 @@ fn embedded_needs_nothing_but_the_binary() {
     tree(&src, &[("a.txt", b"hello\n"), ("sub/deeper/b.bin", &big)]);
     let store = dir.path().join("store");
 
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--embedded".as_ref(),
             store.as_os_str(),
             "--progress".as_ref(),
             "none".as_ref(),
-        ],
-        &[],
-        dir.path(),
-    );
+        ])
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, "");
+    assert_eq!(run.stdout_str(), "");
     // PROMINENCE's key layout: a plain name is the user's, a nested one a group path.
     for (key, data) in [
         ("uploads/hashup/a.txt", &b"hello\n"[..]),
@@ -188,19 +188,18 @@ fn dry_run_prints_names_and_touches_no_network() {
     let src = dir.path().join("src");
     tree(&src, &[("a.txt", b"hello\n"), ("sub/b.txt", b"world\n")]);
     // No URL and no token: a dry run needs neither.
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--dry-run".as_ref(),
             "--prefix".as_ref(),
             "p".as_ref(),
-        ],
-        &[],
-        dir.path(),
-    );
+        ])
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         format!(
             "{}  p/a.txt\n{}  p/sub/b.txt\n",
             sha256_hex(b"hello\n"),

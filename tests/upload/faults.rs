@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 
 use super::mock::{Answer, Mock};
-use super::{expected_uploaded, pattern, read_manifest, tree, upload};
+use super::{expected_uploaded, read_manifest};
 use crate::serve::fixture::{multipart, sha256_hex};
+use crate::util::{self, Run, pattern, tree};
 
 const TOKEN: &str = "mock-token";
 
-fn run_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> super::Run {
+fn run_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Run {
     let manifest = dir.join("manifest.jsonl");
     let mut args: Vec<&std::ffi::OsStr> = vec![
         src.as_os_str(),
@@ -26,7 +27,11 @@ fn run_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> super::Ru
         "none".as_ref(),
     ];
     args.extend(extra.iter().map(std::ffi::OsStr::new));
-    upload(&args, &[("PROMINENCE_TOKEN", TOKEN)], dir)
+    util::hashup(["upload"])
+        .args(&args)
+        .env("PROMINENCE_TOKEN", TOKEN)
+        .home(dir)
+        .run()
 }
 
 #[test]
@@ -248,8 +253,8 @@ fn an_api_that_cannot_be_reached_stops_the_run() {
     let src = dir.path().join("src");
     tree(&src, &[("a", b"1"), ("b", b"2")]);
     let url = format!("http://127.0.0.1:{port}/prominence/v1");
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--url".as_ref(),
             url.as_ref(),
@@ -257,10 +262,10 @@ fn an_api_that_cannot_be_reached_stops_the_run() {
             "1".as_ref(),
             "--progress".as_ref(),
             "none".as_ref(),
-        ],
-        &[("PROMINENCE_TOKEN", TOKEN)],
-        dir.path(),
-    );
+        ])
+        .env("PROMINENCE_TOKEN", TOKEN)
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     let stopped: Vec<&str> = run
         .stderr

@@ -32,7 +32,16 @@ pub enum Kind {
     Stall,
     /// Sends the status line and headers, then never a byte of the body.
     StallBody,
+    /// Sends the status line and headers, then a byte of body every 200 ms, forever.
+    Trickle,
+    /// Sends a body of this many bytes (`x`), counting what the client let it send in
+    /// [`HUGE_SENT`].
+    Huge(u64),
 }
+
+/// Bytes of every [`Kind::Huge`] body produced so far: what a client let the server send
+/// before it stopped reading.
+pub static HUGE_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -76,6 +85,22 @@ impl Answer {
     pub fn stall_body(status: u16) -> Answer {
         Answer {
             kind: Kind::StallBody,
+            ..Answer::new(status, "")
+        }
+    }
+
+    /// Answers `status`, then trickles its body a byte at a time, never ending it.
+    pub fn trickle(status: u16) -> Answer {
+        Answer {
+            kind: Kind::Trickle,
+            ..Answer::new(status, "")
+        }
+    }
+
+    /// Answers `status` with a body of `bytes` bytes.
+    pub fn huge(status: u16, bytes: u64) -> Answer {
+        Answer {
+            kind: Kind::Huge(bytes),
             ..Answer::new(status, "")
         }
     }
@@ -254,6 +279,19 @@ async fn respond(answer: Answer, kill: &Kill) -> Response {
         Kind::Stall => std::future::pending().await,
         Kind::StallBody => {
             Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>())
+        }
+        Kind::Trickle => Body::from_stream(futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
+        })),
+        Kind::Huge(bytes) => {
+            const CHUNK: u64 = 64 << 10;
+            let chunks = futures_util::stream::iter((0..bytes.div_ceil(CHUNK)).map(move |i| {
+                let len = CHUNK.min(bytes - i * CHUNK);
+                HUGE_SENT.fetch_add(len, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; len as usize]))
+            }));
+            Body::from_stream(chunks)
         }
     };
     let mut response = (StatusCode::from_u16(answer.status).unwrap(), body).into_response();

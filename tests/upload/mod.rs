@@ -5,7 +5,11 @@
 mod direct;
 mod e2e;
 mod faults;
+mod hostile;
+mod journal;
+mod keys;
 mod mock;
+mod record;
 mod refusals;
 mod select;
 mod shards;
@@ -13,84 +17,10 @@ mod stop;
 mod sync;
 mod tls;
 
-use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
-
-/// What a run printed and returned.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `hashup upload ARGS` with a clean environment for the PROMINENCE variables, HOME in
-/// `home` (so no real ~/.prominence/token is read), and `env` added.
-pub fn upload<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], home: &Path) -> Run {
-    let out = upload_command(args, env, home)
-        .output()
-        .expect("run hashup upload");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// The command [`upload`] runs; the AWS variables of direct S3 mode are cleared as well.
-pub fn upload_command<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashup"));
-    cmd.arg("upload").args(args).env("HOME", home);
-    for var in [
-        "PROMINENCE_URL",
-        "PROMINENCE_TOKEN",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    cmd
-}
-
-/// Writes `files` (relative path, content) below `root`.
-pub fn tree(root: &Path, files: &[(&str, &[u8])]) {
-    for (rel, data) in files {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, data).unwrap();
-    }
-}
-
-/// [`tree`] for generated files (owned names and contents).
-pub fn tree_of(root: &Path, files: &[(String, Vec<u8>)]) {
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    tree(root, &refs);
-}
-
-/// A deterministic, incompressible-looking byte pattern.
-pub fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 /// The manifest's file records, sorted by name, and its summary (which must be the last line).
 /// Lines of other kinds (a multipart upload's journal) are left out.
@@ -105,6 +35,20 @@ pub fn read_manifest(path: &Path) -> (Vec<Value>, Value) {
     lines.retain(|line| line.get("name").is_some());
     lines.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     (lines, summary)
+}
+
+/// The whole lines of a manifest that may lack its summary (a torn last line is left out, as
+/// the journal reader does), parsed.
+pub fn read_manifest_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    whole
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 /// The record hashup must write for an uploaded `path` named `name`; `duration_ms` is taken

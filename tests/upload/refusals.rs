@@ -4,8 +4,8 @@
 use std::os::unix::ffi::OsStrExt as _;
 
 use super::mock::Mock;
-use super::{tree, upload};
 use crate::serve::fixture::{jwt, now_secs};
+use crate::util::{self, tree};
 
 #[test]
 fn bad_and_duplicate_names_are_refused_before_any_upload() {
@@ -27,16 +27,16 @@ fn bad_and_duplicate_names_are_refused_before_any_upload() {
     )
     .unwrap();
 
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--flatten".as_ref(),
             "--url".as_ref(),
             mock.api.as_ref(),
-        ],
-        &[("PROMINENCE_TOKEN", "t")],
-        dir.path(),
-    );
+        ])
+        .env("PROMINENCE_TOKEN", "t")
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     let s = src.display();
     assert_eq!(
@@ -61,17 +61,17 @@ fn an_expired_jwt_is_refused_before_any_work() {
     let expired = jwt("alice", now_secs() - 60);
     let manifest = dir.path().join("manifest.jsonl");
 
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "--url".as_ref(),
             mock.api.as_ref(),
             "--manifest".as_ref(),
             manifest.as_os_str(),
-        ],
-        &[("PROMINENCE_TOKEN", &expired)],
-        dir.path(),
-    );
+        ])
+        .env("PROMINENCE_TOKEN", &expired)
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(
@@ -85,4 +85,39 @@ fn an_expired_jwt_is_refused_before_any_work() {
         !manifest.exists(),
         "no work was done, not even the manifest"
     );
+}
+
+/// A file over the 5 GiB one presigned request can carry is refused from its size, unread
+/// (a 6 GiB file took 10 s to hash before being refused), and the others still go.
+#[test]
+fn a_file_over_five_gib_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("small", b"fine")]);
+    std::fs::File::create(src.join("huge.sif"))
+        .unwrap()
+        .set_len(6 << 30)
+        .unwrap();
+    let store = dir.path().join("store");
+    let manifest = dir.path().join("m.jsonl");
+    let run = util::hashup(["upload"])
+        .args([src.as_os_str(), "--embedded".as_ref(), store.as_os_str()])
+        .args(["--manifest".as_ref(), manifest.as_os_str()])
+        .args(["--no-cache", "--progress", "none"])
+        .home(dir.path())
+        .run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "hashup: {}: 6442450944 bytes: over the 5 GiB one upload request can carry (not read)\n",
+            src.join("huge.sif").display()
+        )),
+        "{}",
+        run.stderr
+    );
+    let (records, summary) = super::read_manifest(&manifest);
+    assert_eq!(records[0]["name"], "huge.sif");
+    assert_eq!(records[0]["status"], "failed");
+    assert_eq!(records[1]["status"], "uploaded");
+    assert_eq!(summary["bytes_hashed"], 4, "only the small file was read");
 }

@@ -3,60 +3,38 @@
 //! show exactly what would be uploaded and which touches no network.
 
 use std::ffi::OsStr;
-use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use super::{Run, read_manifest, tree};
+use super::read_manifest;
 use crate::serve::fixture::sha256_hex;
+use crate::util::{self, Run, tree};
 
-const SHARD_VARS: [&str; 3] = [
-    "JOB_COMPLETION_INDEX",
-    "SLURM_ARRAY_TASK_ID",
-    "HASHUP_SHARD_INDEX",
-];
-
-/// `hashup upload --dry-run ARGS` in `cwd`, with `stdin`, no PROMINENCE or shard variables
+/// `hashup upload --dry-run ARGS` in `cwd`, with `stdin`, no PROMINENCE, AWS or shard variables
 /// but those in `env`.
 fn dry_run<S: AsRef<OsStr>>(cwd: &Path, args: &[S], env: &[(&str, &str)], stdin: &[u8]) -> Run {
     // HOME (where the hash cache goes) outside the tree being walked.
     let home = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hashup"));
-    command
-        .arg("upload")
-        .arg("--dry-run")
+    util::hashup(["upload", "--dry-run"])
         .args(args)
         .current_dir(cwd)
-        .env("HOME", home.path())
-        .env_remove("XDG_CACHE_HOME")
-        .env_remove("PROMINENCE_URL")
-        .env_remove("PROMINENCE_TOKEN");
-    for var in SHARD_VARS {
-        command.env_remove(var);
-    }
-    let mut child = command
+        .home(home.path())
         .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run hashup upload");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .stdin(stdin)
+        .run()
 }
 
 /// The names a successful dry run printed, in its order, after checking each line's hash is
 /// that of `root/<path>` where the name is `path` (or as `path_of` maps it).
 fn names_checked(run: &Run, path_of: impl Fn(&str) -> std::path::PathBuf) -> Vec<String> {
-    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{}", run.stdout);
-    run.stdout
+    assert_eq!(
+        (run.code, run.stderr.as_str()),
+        (0, ""),
+        "{}",
+        run.stdout_str()
+    );
+    run.stdout_str()
         .lines()
         .map(|line| {
             let (hash, name) = line.split_once("  ").expect("a `<sha256>  <name>` line");
@@ -185,7 +163,7 @@ fn bad_globs_are_usage_errors() {
     ] {
         let run = dry_run(dir.path(), &[&["."][..], &args].concat(), &[], b"");
         assert_eq!((run.code, run.stderr.as_str()), (2, message));
-        assert_eq!(run.stdout, "");
+        assert_eq!(run.stdout_str(), "");
     }
 }
 
@@ -340,15 +318,15 @@ fn a_link_loop_is_reported_once_as_a_skip_and_the_run_goes_on() {
     );
     assert_eq!(run.code, 0);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         format!("{}  d/a\n{}  z\n", sha256_hex(b"a"), sha256_hex(b"z"))
     );
 
     // A real upload: the files go, the loop is a `skipped` record, and the exit status is 0.
     let store = dir.path().join("store");
     let manifest = dir.path().join("m.jsonl");
-    let run = super::upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.as_os_str(),
             "-L".as_ref(),
             "--embedded".as_ref(),
@@ -357,10 +335,9 @@ fn a_link_loop_is_reported_once_as_a_skip_and_the_run_goes_on() {
             manifest.as_os_str(),
             "--progress".as_ref(),
             "none".as_ref(),
-        ],
-        &[],
-        dir.path(),
-    );
+        ])
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 0, "{}", run.stderr);
     let (records, summary) = read_manifest(&manifest);
     let statuses: Vec<(&str, &str)> = records
@@ -442,7 +419,7 @@ fn files_from_lines_names_each_path_as_listed() {
         (run.code, run.stderr.as_str()),
         (1, "hashup: gone.sif: No such file or directory\n")
     );
-    assert_eq!(run.stdout, format!("{}  e.sif\n", sha256_hex(b"5")));
+    assert_eq!(run.stdout_str(), format!("{}  e.sif\n", sha256_hex(b"5")));
     // A list that cannot be read is a usage error.
     let run = dry_run(dir.path(), &["--files-from", "nope"], &[], b"");
     assert_eq!(
@@ -465,7 +442,7 @@ fn files_from_null_separated_reads_names_with_newlines_and_spaces() {
     // The path is read whole, and its name refused: a newline cannot be in an object name.
     let run = dry_run(dir.path(), &["--files-from", "-", "-0"], &[], list);
     assert_eq!(
-        (run.code, run.stderr.as_str(), run.stdout.as_str()),
+        (run.code, run.stderr.as_str(), run.stdout_str()),
         (
             2,
             "hashup: odd\nname/x y.sif: object name \"odd\\nname/x y.sif\" contains control \
@@ -482,7 +459,7 @@ fn files_from_null_separated_reads_names_with_newlines_and_spaces() {
     );
     assert_eq!((run.code, run.stderr.as_str()), (0, ""),);
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         format!(
             "{}  x y.sif\n{}  plain.sif\n",
             sha256_hex(b"odd"),
@@ -520,7 +497,7 @@ fn files_from_refuses_non_utf8_absolute_and_parent_names_with_the_reason() {
     list.push(b'\n');
     let run = dry_run(&work, &["--files-from", "-"], &[], &list);
     let a = absolute.display();
-    assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{}", run.stderr);
+    assert_eq!((run.code, run.stdout_str()), (2, ""), "{}", run.stderr);
     assert_eq!(
         run.stderr,
         format!(
@@ -556,7 +533,7 @@ fn files_from_refuses_non_utf8_absolute_and_parent_names_with_the_reason() {
         list.as_bytes(),
     );
     assert_eq!(
-        run.stdout,
+        run.stdout_str(),
         format!(
             "{}  ok.sif\n{}  outside.sif\n",
             sha256_hex(b"ok"),
@@ -596,7 +573,7 @@ fn four_shards_cover_every_file_exactly_once() {
             assert_eq!(contract_shard(name, 4), k, "{name}");
         }
         // The same shard, its index from each variable a scheduler sets.
-        for var in SHARD_VARS {
+        for var in util::SHARD_VARS {
             let run = dry_run(
                 dir.path(),
                 &[".", "--shard", "auto/4"],
@@ -716,7 +693,7 @@ fn bad_shards_are_usage_errors() {
     ] {
         let run = dry_run(dir.path(), &[".", "--shard", "auto/4"], env, b"");
         assert_eq!(
-            (run.code, run.stderr.as_str(), run.stdout.as_str()),
+            (run.code, run.stderr.as_str(), run.stdout_str()),
             (2, message, ""),
             "{env:?}"
         );
@@ -732,21 +709,14 @@ fn odd_names_from_a_list_upload_end_to_end() {
     std::fs::write(&list, format!("./{}\0{}\0", names[0], names[1])).unwrap();
     let store = dir.path().join("store");
     let manifest = dir.path().join("m.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_hashup"))
-        .arg("upload")
+    let run = util::hashup(["upload"])
         .args(["--files-from".as_ref(), list.as_os_str(), "-0".as_ref()])
         .args(["--embedded".as_ref(), store.as_os_str()])
         .args(["--manifest".as_ref(), manifest.as_os_str()])
         .args(["--progress", "none"])
         .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let (records, _) = read_manifest(&manifest);
     let uploaded: Vec<(&str, &str)> = records
         .iter()

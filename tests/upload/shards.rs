@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
-use super::{pattern, tree_of, upload_command};
 use crate::serve::fixture::{WEED_KEY, WEED_SECRET, http, weed};
+use crate::util::{self, pattern, tree_of};
 
 /// Each record by name, without what differs between runs of the same files by nature
 /// (`duration_ms`).
@@ -61,7 +61,11 @@ async fn four_shards_merged_equal_one_run() {
             "none",
         ];
         args.extend(extra);
-        let mut command = upload_command(&args, &env, dir.path());
+        let mut command = util::hashup(["upload"])
+            .args(&args)
+            .envs(env)
+            .home(dir.path())
+            .command();
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         command
     };
@@ -105,28 +109,21 @@ async fn four_shards_merged_equal_one_run() {
 
     // The list every name should be in: what a dry run would upload.
     let list = dir.path().join("all.sha256");
-    let dry = upload_command(&[src.to_str().unwrap(), "--dry-run"], &[], dir.path())
-        .output()
-        .unwrap();
-    assert!(dry.status.success());
+    let dry = util::hashup(["upload", src.to_str().unwrap(), "--dry-run"])
+        .home(dir.path())
+        .run();
+    assert_eq!(dry.code, 0);
     std::fs::write(&list, &dry.stdout).unwrap();
 
     let merged = dir.path().join("merged.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_hashup"))
-        .args(["manifest", "merge"])
+    let run = util::hashup(["manifest", "merge"])
         .args(&shard_manifests)
         .arg("--expect")
         .arg(&list)
         .arg("-o")
         .arg(&merged)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
 
     let (single_records, single_summary) = records_by_name(&single);
     let (merged_records, merged_summary) = records_by_name(&merged);

@@ -7,12 +7,13 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::mock::{Answer, Mock};
-use super::{expected_uploaded, read_manifest, tree};
+use super::{expected_uploaded, read_manifest};
 use crate::serve::fixture::{jwt, now_secs};
+use crate::util::{self, tree};
 
 const TOKEN: &str = "mock-token";
 
@@ -21,15 +22,14 @@ fn spawn_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Child {
 }
 
 fn spawn_with_token(mock: &Mock, dir: &Path, src: &Path, extra: &[&str], token: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hashup"))
-        .arg("upload")
+    util::hashup(["upload"])
         .arg(src)
         .args(["--url", &mock.api, "--manifest"])
         .arg(dir.join("manifest.jsonl"))
         .args(extra)
-        .env_remove("PROMINENCE_URL")
         .env("PROMINENCE_TOKEN", token)
-        .env("HOME", dir)
+        .home(dir)
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use super::mock::Mock;
-use super::{pattern, read_manifest, tree, tree_of, upload};
+use super::read_manifest;
 use crate::serve::fixture::sha256_hex;
+use crate::util::{self, Run, pattern, tree, tree_of};
 
 /// Sets both times of every file below `root` an hour back, and waits past the hash cache's
 /// racy margin (a file's ctime cannot be set: it must simply be old enough).
@@ -33,7 +34,7 @@ fn settle(root: &Path) {
     std::thread::sleep(Duration::from_millis(200));
 }
 
-fn embedded_run(dir: &Path, extra: &[&str]) -> super::Run {
+fn embedded_run(dir: &Path, extra: &[&str]) -> Run {
     let src = dir.join("src");
     let store = dir.join("store");
     let manifest = dir.join("manifest.jsonl");
@@ -47,7 +48,7 @@ fn embedded_run(dir: &Path, extra: &[&str]) -> super::Run {
         "none",
     ];
     args.extend(extra);
-    upload(&args, &[], dir)
+    util::hashup(["upload"]).args(&args).home(dir).run()
 }
 
 /// The summary of the last run in the journal.
@@ -96,7 +97,7 @@ fn a_rerun_over_an_unchanged_tree_reads_nothing_and_sends_nothing() {
     let journal_before = std::fs::read(dir.path().join("manifest.jsonl")).unwrap();
     let dry = embedded_run(dir.path(), &["--dry-run"]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
-    assert_eq!(dry.stdout, "");
+    assert_eq!(dry.stdout_str(), "");
     assert_eq!(
         dry.stderr,
         "hashup: 20 files left out: the manifests record them as uploaded\n"
@@ -115,7 +116,7 @@ fn a_rerun_over_an_unchanged_tree_reads_nothing_and_sends_nothing() {
     // (--no-cache: a dry run would otherwise leave the new hash in the cache for the next run.)
     let dry = embedded_run(dir.path(), &["--dry-run", "--no-cache"]);
     assert_eq!(
-        dry.stdout,
+        dry.stdout_str(),
         format!("{}  {}\n", sha256_hex(&data), files[4].0),
         "{}",
         dry.stderr
@@ -200,18 +201,15 @@ fn sigkill_at_any_moment_then_the_same_command_resumes_without_resending() {
     tree_of(&src, &files);
     let manifest = dir.path().join("manifest.jsonl");
     let command = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hashup"));
-        command
-            .arg("upload")
+        let mut command = util::hashup(["upload"])
             .arg(&src)
             .args(["--url", &mock.api, "--uploads", "4", "--progress", "none"])
             .arg("--manifest")
             .arg(&manifest)
-            .env_remove("PROMINENCE_URL")
             .env("PROMINENCE_TOKEN", "mock-token")
-            .env("HOME", dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .home(dir.path())
+            .command();
+        command.stdout(Stdio::null()).stderr(Stdio::null());
         command
     };
     let confirmed = |manifest: &Path| -> HashMap<String, String> {
@@ -313,7 +311,11 @@ fn skip_existing_trusts_the_api_listing_for_name_and_size() {
             manifest.to_str().unwrap(),
         ]);
         args.extend(extra);
-        let run = upload(&args, &token, dir.path());
+        let run = util::hashup(["upload"])
+            .args(&args)
+            .envs(token)
+            .home(dir.path())
+            .run();
         (run, read_manifest(&manifest))
     };
 

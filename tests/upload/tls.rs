@@ -12,7 +12,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_rustls::rustls;
 
-use super::{tree, upload};
+use crate::util::{self, Run, tree};
 
 /// A CA, a certificate for 127.0.0.1 that it signed, and an HTTPS server using it.
 struct TlsServer {
@@ -117,12 +117,7 @@ impl TlsServer {
     }
 }
 
-fn run(
-    server: &TlsServer,
-    dir: &std::path::Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> super::Run {
+fn run(server: &TlsServer, dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let src = dir.join("src");
     tree(&src, &[("a.txt", b"hello\n")]);
     let mut args = vec![
@@ -137,7 +132,11 @@ fn run(
     args.extend(extra);
     let mut env = env.to_vec();
     env.push(("PROMINENCE_TOKEN", "tls-token"));
-    upload(&args, &env, dir)
+    util::hashup(["upload"])
+        .args(&args)
+        .envs(env)
+        .home(dir)
+        .run()
 }
 
 const UNAUTHORIZED: &str =
@@ -202,17 +201,17 @@ fn a_cacert_that_is_not_pem_is_a_usage_error() {
     std::fs::write(&bogus, "not a certificate\n").unwrap();
     let src = dir.path().join("src");
     tree(&src, &[("a.txt", b"hello\n")]);
-    let run = upload(
-        &[
+    let run = util::hashup(["upload"])
+        .args([
             src.to_str().unwrap(),
             "--url",
             "https://127.0.0.1:9/prominence/v1",
             "--cacert",
             bogus.to_str().unwrap(),
-        ],
-        &[("PROMINENCE_TOKEN", "t")],
-        dir.path(),
-    );
+        ])
+        .env("PROMINENCE_TOKEN", "t")
+        .home(dir.path())
+        .run();
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stderr,

@@ -19,10 +19,11 @@ use resolve::{Reach, Resolved};
 use crate::config::UploadConfig;
 use crate::exit::ExitCode;
 use crate::hash::cache::{HashCache, Loaded};
-use crate::hash::{FileEntry, FileError, HashOptions, Hasher};
+use crate::hash::{FileEntry, FileError, HashOptions, Hasher, SizeLimit};
 use crate::http::Timeouts;
 use crate::manifest::{self, Manifest, OpenUpload};
 use crate::multipart::{Multipart, MultipartOptions};
+use crate::naming::Keys;
 use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
 use crate::presign::prominence::{Listed, Prominence};
 use crate::presign::{PresignError, Presigner};
@@ -30,7 +31,7 @@ use crate::progress::Style;
 use crate::retry::{RetryPolicy, Retrying};
 use crate::select::Selection;
 use crate::skip::AlreadyStored;
-use crate::transfer::Storage;
+use crate::transfer::{MAX_OBJECT_SIZE, Storage};
 use crate::walk::Walk;
 
 /// How often the hash cache is saved during a run.
@@ -60,6 +61,17 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let cache = open_cache(resolve::cache_dir(config, &env));
     let hash = HashOptions {
         cache: cache.clone(),
+        max_size: Some(match config.destination {
+            // Direct S3 mode sends big files in parts.
+            crate::config::Destination::S3 { .. } => SizeLimit {
+                bytes: crate::multipart::MAX_OBJECT_SIZE,
+                why: "over S3's 5 TiB object limit (not read)",
+            },
+            _ => SizeLimit {
+                bytes: MAX_OBJECT_SIZE,
+                why: "over the 5 GiB one upload request can carry (not read)",
+            },
+        }),
         ..config.hash.clone()
     };
     let Some(reach) = reach else {
@@ -87,13 +99,14 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let manifest = Arc::new(open_manifest(config)?);
     let options = PipelineOptions {
         hash,
-        uploads: config.uploads,
+        uploads: config.uploads.within(crate::limit::uploads_that_fit()),
         retry: RetryPolicy {
             retries: config.retries,
             ..RetryPolicy::default()
         },
         progress: progress_style(config),
         stored: Arc::default(),
+        drain_timeout: config.drain_timeout,
         multipart: None,
     };
     let journal = Journal {
@@ -114,8 +127,16 @@ fn plan(config: &UploadConfig, selection: &Selection) -> Option<Vec<Result<FileE
     let walk = Walk::new(config.paths.clone(), config.walk.clone())
         .with_listed(selection.listed.clone())
         .selecting(selection.selector.clone());
+    // Only the embedded store's user is known before the run; PROMINENCE's rule maps names to
+    // keys per user, direct S3 mode one key per name.
+    let keys = match &config.destination {
+        crate::config::Destination::Embedded { .. } => Keys::Prominence {
+            user: EMBEDDED_USER.into(),
+        },
+        _ => Keys::Names,
+    };
     // Sharded after naming, so every shard refuses the same duplicates.
-    match crate::naming::plan(walk, &config.naming) {
+    match crate::naming::plan(walk, &config.naming, &keys) {
         Ok(entries) => Some(selection.shard(entries)),
         Err(problems) => {
             for problem in &problems {
@@ -221,7 +242,9 @@ async fn upload(
             "--skip-existing needs the PROMINENCE API's listing; in direct S3 mode the \
              manifests (--manifest, --previous) say what is stored",
         )?;
-        stored.add_listing(list_stored(&api, &entries, &options.retry).await?);
+        for (group, listed) in list_stored(&api, &entries, &options.retry).await? {
+            stored.add_listing(group.as_deref(), listed);
+        }
     }
     options.stored = Arc::new(stored);
     // Save the hash cache every few seconds: a killed run loses little hashing.
@@ -388,14 +411,15 @@ fn save_cache(cache: Option<&HashCache>) {
     }
 }
 
-/// The API's listings covering every name: `GET /data` for names without `/`, and
+/// The API's listings covering every name, each with the group it lists (`None`: the user's
+/// own): `GET /data` for names without `/`, and
 /// `GET /data/<group>` for each group path. A group the user may not list (403) is warned
 /// about and left out; a 401 or an API that cannot be reached stops the run.
 async fn list_stored(
     api: &Prominence,
     entries: &[Result<FileEntry, FileError>],
     retry: &RetryPolicy,
-) -> anyhow::Result<Vec<Listed>> {
+) -> anyhow::Result<Vec<(Option<String>, Vec<Listed>)>> {
     let groups: BTreeSet<Option<String>> = entries
         .iter()
         .flatten()
@@ -403,13 +427,13 @@ async fn list_stored(
         .map(|name| name.rsplit_once('/').map(|(group, _)| group.to_string()))
         .collect();
     let mut listed = Vec::new();
-    for group in &groups {
+    for group in groups {
         let mut retrying = Retrying::new(*retry);
         loop {
             retrying.attempt();
             match api.list(group.as_deref()).await {
                 Ok(objects) => {
-                    listed.extend(objects);
+                    listed.push((group, objects));
                     break;
                 }
                 Err(PresignError::Transient { retry_after, .. }) if !retrying.exhausted() => {
@@ -493,7 +517,9 @@ pub(crate) mod tests {
                 store: "store".into(),
             },
             naming: Default::default(),
-            uploads: 64,
+            uploads: crate::limit::Concurrency::Auto {
+                max: crate::limit::AUTO_MAX,
+            },
             multipart_threshold: crate::multipart::DEFAULT_THRESHOLD,
             part_size: None,
             retries: 5,
@@ -505,6 +531,7 @@ pub(crate) mod tests {
             skip_existing: false,
             progress: Default::default(),
             progress_every: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
             quiet: false,
             cacert: None,
             state_dir: None,

@@ -28,9 +28,14 @@ pub fn print_summary(s: &crate::manifest::Summary) {
         0 => String::new(),
         n => format!(", {n} from the hash cache"),
     };
+    // What the run settled on, where it sent anything.
+    let in_flight = match (s.uploaded, s.uploads_limit) {
+        (0, _) | (_, 0) => String::new(),
+        (_, n) => format!(", up to {n} in flight"),
+    };
     eprintln!(
         "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started} in {:.2} s; \
-         hashed {}{cached}{rate}; upload {:.1} MB/s, {:.1} objects/s",
+         hashed {}{cached}{rate}; upload {:.1} MB/s, {:.1} objects/s{in_flight}",
         s.files,
         s.uploaded,
         human_bytes(s.bytes),

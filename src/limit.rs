@@ -1,0 +1,495 @@
+//! How many uploads are in flight: a fixed number (`--uploads N`), or one that finds itself
+//! (`--uploads auto`, the default).
+//!
+//! Far from the store, objects/s ≈ uploads in flight / round-trip time, so the right number
+//! grows with distance: 64 in flight caps a 50 ms path at ~1,280 objects/s, while on loopback a
+//! 2-core store is saturated long before 64. No fixed number suits both, and the peers each fix
+//! one by hand (s5cmd 256, rclone 4 × 4, aws-cli 10).
+//!
+//! The adaptive limit climbs hills on what the run actually achieves, rather than on a latency
+//! model: every window (a few request latencies long) it compares files and bytes completed per
+//! second with the window before.
+//!
+//! - **Probe up.** While the limit was reached (the run was limited by it, not by hashing or a
+//!   lack of files), it doubles; if throughput rose by at least [`GAIN`], the new limit stays and
+//!   the next probe follows, else the limit goes back to where it was and holds for a while
+//!   before a gentler probe (× 1.25). So a WAN path climbs 64 → 128 → 256 → … in a few windows,
+//!   and loopback, where more in flight only queues, stays where it was.
+//! - **Back off on push-back.** A 429, 503/SlowDown or a timeout from the API or storage cuts
+//!   the limit to 70 % (at most once a window) and holds it: the server said it is full.
+//!
+//! Every file holds one slot from its presign to its record. Shrinking does not cancel
+//! anything: slots are taken back as uploads finish.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The throughput rise that makes a larger limit worth keeping.
+pub const GAIN: f64 = 1.10;
+
+/// Where the adaptive limit starts: today's fixed default, so no run starts slower than before.
+pub const AUTO_START: usize = 64;
+
+/// The default ceiling of the adaptive limit. Each upload in flight holds a connection and an
+/// open file; the run raises its soft file-descriptor limit to fit.
+pub const AUTO_MAX: usize = 1024;
+
+/// The shortest and longest adjustment window.
+const WINDOW_MIN: Duration = Duration::from_millis(200);
+const WINDOW_MAX: Duration = Duration::from_secs(3);
+
+/// Windows to hold after a failed probe or a push-back before probing again.
+const HOLD_WINDOWS: u32 = 8;
+
+/// How many uploads may be in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Exactly this many (`--uploads N`).
+    Fixed(usize),
+    /// Found while running, between 1 and `max` (`--uploads auto[:MAX]`).
+    Auto {
+        /// The ceiling.
+        max: usize,
+    },
+}
+
+impl Concurrency {
+    /// The most uploads that can ever be in flight.
+    pub fn ceiling(self) -> usize {
+        match self {
+            Concurrency::Fixed(n) => n.max(1),
+            Concurrency::Auto { max } => max.max(1),
+        }
+    }
+}
+
+impl std::str::FromStr for Concurrency {
+    type Err = String;
+
+    /// `N`, `auto` or `auto:MAX`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let positive = |v: &str| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "expected a positive number, `auto` or `auto:MAX`, not {s:?}"
+            )),
+        };
+        match s.strip_prefix("auto") {
+            Some("") => Ok(Concurrency::Auto { max: AUTO_MAX }),
+            Some(rest) => match rest.strip_prefix(':') {
+                Some(max) => Ok(Concurrency::Auto {
+                    max: positive(max)?,
+                }),
+                None => Err(format!(
+                    "expected a positive number, `auto` or `auto:MAX`, not {s:?}"
+                )),
+            },
+            None => positive(s).map(Concurrency::Fixed),
+        }
+    }
+}
+
+/// File descriptors kept for everything but uploads: the manifest, the hash cache, the
+/// hashing threads' files, the API's connections, standard streams.
+const FD_RESERVE: u64 = 128;
+
+/// Raises the soft limit on open files to the hard one (each upload in flight holds a socket
+/// and an open file; many systems start processes at 1,024) and returns how many uploads fit.
+pub fn uploads_that_fit() -> usize {
+    let mut rlim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) != 0 {
+            return AUTO_MAX;
+        }
+        if rlim.rlim_cur < rlim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: rlim.rlim_max,
+                rlim_max: rlim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                rlim.rlim_cur = rlim.rlim_max;
+            }
+        }
+    }
+    (rlim.rlim_cur.saturating_sub(FD_RESERVE) / 2).max(1) as usize
+}
+
+impl Concurrency {
+    /// An adaptive ceiling brought within `fit` uploads (see [`uploads_that_fit`]); a fixed
+    /// number is the user's to choose and stays.
+    pub fn within(self, fit: usize) -> Concurrency {
+        match self {
+            Concurrency::Auto { max } => Concurrency::Auto {
+                max: max.min(fit).max(1),
+            },
+            fixed => fixed,
+        }
+    }
+}
+
+/// The gate every upload passes, and what the controller learns from them.
+pub struct Limiter {
+    slots: Arc<Semaphore>,
+    mode: Concurrency,
+    /// The current limit (permits handed out plus available, less the debt).
+    limit: AtomicUsize,
+    /// Permits to take back as uploads finish (a shrink larger than what was available).
+    debt: AtomicUsize,
+    in_flight: AtomicUsize,
+    /// The most in flight since the controller last looked.
+    peak: AtomicUsize,
+    /// The highest limit reached.
+    highest: AtomicUsize,
+    /// Files finished (any outcome) and push-backs seen, for the controller.
+    finished: AtomicU64,
+    pushbacks: AtomicU64,
+    /// Nanoseconds of the finished files' slot time, for the window length.
+    busy_nanos: AtomicU64,
+    control: Mutex<Control>,
+}
+
+/// The controller's memory between windows.
+#[derive(Debug)]
+struct Control {
+    phase: Phase,
+    /// When the current window started, and the counters then.
+    window_start: Instant,
+    finished_at_start: u64,
+    bytes_at_start: u64,
+    busy_at_start: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Watching at a limit; `hold` windows to go before the next probe, which multiplies the
+    /// limit by `step`.
+    Steady { hold: u32, step: f64 },
+    /// A probe from `from` is running; `rates` are what `from` achieved.
+    Probing {
+        from: usize,
+        rates: Rates,
+        step: f64,
+    },
+}
+
+/// Files and bytes per second over a window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rates {
+    files: f64,
+    bytes: f64,
+}
+
+impl Rates {
+    /// Whether these rates beat `was` by [`GAIN`] in files or in bytes (nothing is no gain).
+    fn gained_on(self, was: Rates) -> bool {
+        let gained = |now: f64, was: f64| now > 0.0 && now >= was * GAIN;
+        gained(self.files, was.files) || gained(self.bytes, was.bytes)
+    }
+}
+
+/// One upload's slot; dropping it frees the slot (or pays off a shrink).
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    limiter: Arc<Limiter>,
+    taken: Instant,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let limiter = &self.limiter;
+        limiter.in_flight.fetch_sub(1, Ordering::Relaxed);
+        limiter.finished.fetch_add(1, Ordering::Relaxed);
+        limiter
+            .busy_nanos
+            .fetch_add(self.taken.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let paid = limiter
+            .debt
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
+            .is_ok();
+        if let Some(permit) = self.permit.take()
+            && paid
+        {
+            permit.forget();
+        }
+    }
+}
+
+impl Limiter {
+    /// A limiter starting at `N` (fixed) or at [`AUTO_START`] (adaptive, capped by its max).
+    pub fn new(mode: Concurrency) -> Arc<Limiter> {
+        let start = match mode {
+            Concurrency::Fixed(n) => n.max(1),
+            Concurrency::Auto { max } => AUTO_START.min(max.max(1)),
+        };
+        Arc::new(Limiter {
+            slots: Arc::new(Semaphore::new(start)),
+            mode,
+            limit: AtomicUsize::new(start),
+            debt: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            highest: AtomicUsize::new(start),
+            finished: AtomicU64::new(0),
+            pushbacks: AtomicU64::new(0),
+            busy_nanos: AtomicU64::new(0),
+            control: Mutex::new(Control {
+                phase: Phase::Steady { hold: 0, step: 2.0 },
+                window_start: Instant::now(),
+                finished_at_start: 0,
+                bytes_at_start: 0,
+                busy_at_start: 0,
+            }),
+        })
+    }
+
+    /// Waits for a free slot.
+    pub async fn acquire(self: &Arc<Self>) -> Slot {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        Slot {
+            permit: Some(permit),
+            limiter: self.clone(),
+            taken: Instant::now(),
+        }
+    }
+
+    /// The API or storage pushed back (429, 503/SlowDown, a timeout): it is full.
+    pub fn pushed_back(&self) {
+        self.pushbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The highest limit the run reached.
+    pub fn highest(&self) -> usize {
+        self.highest.load(Ordering::Relaxed)
+    }
+
+    /// Whether the limit adapts.
+    pub fn adaptive(&self) -> bool {
+        matches!(self.mode, Concurrency::Auto { .. })
+    }
+
+    /// Adjusts the limit now and then, for as long as it is polled (a fixed limit returns at
+    /// once), publishing it in `shown`. `bytes` counts the file bytes put on the wire so far.
+    pub async fn control(self: Arc<Self>, bytes: Arc<AtomicU64>, shown: Arc<AtomicU64>) {
+        shown.store(self.limit() as u64, Ordering::Relaxed);
+        let Concurrency::Auto { max } = self.mode else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(self.window()).await;
+            self.adjust(max, bytes.load(Ordering::Relaxed), Instant::now());
+            shown.store(self.limit() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A window is a few slot times long (so a window at a new limit sees uploads that started
+    /// under it), within [`WINDOW_MIN`]..[`WINDOW_MAX`].
+    fn window(&self) -> Duration {
+        let control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let finished = self.finished.load(Ordering::Relaxed) - control.finished_at_start;
+        let busy = self.busy_nanos.load(Ordering::Relaxed) - control.busy_at_start;
+        let mean = match finished {
+            0 => WINDOW_MIN,
+            n => Duration::from_nanos(busy / n),
+        };
+        (mean * 3).clamp(WINDOW_MIN, WINDOW_MAX)
+    }
+
+    /// One window's decision (see the module docs).
+    fn adjust(&self, max: usize, bytes: u64, now: Instant) {
+        let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = now.duration_since(c.window_start).as_secs_f64().max(1e-3);
+        let finished = self.finished.load(Ordering::Relaxed);
+        let rates = Rates {
+            files: (finished - c.finished_at_start) as f64 / secs,
+            bytes: (bytes - c.bytes_at_start) as f64 / secs,
+        };
+        let pushbacks = self.pushbacks.swap(0, Ordering::Relaxed);
+        let limit = self.limit();
+        // Whether the limit held the run back: otherwise this window says nothing about it.
+        let limited = self
+            .peak
+            .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed)
+            >= limit;
+        c.window_start = now;
+        c.finished_at_start = finished;
+        c.bytes_at_start = bytes;
+        c.busy_at_start = self.busy_nanos.load(Ordering::Relaxed);
+
+        if pushbacks > 0 {
+            self.set_limit(((limit as f64) * 0.7) as usize, max);
+            c.phase = Phase::Steady {
+                hold: HOLD_WINDOWS,
+                step: 1.25,
+            };
+            return;
+        }
+        c.phase = match c.phase {
+            Phase::Steady { hold, step } if hold > 0 => Phase::Steady {
+                hold: hold - 1,
+                step,
+            },
+            Phase::Steady { step, .. } if limited && limit < max => {
+                self.set_limit(((limit as f64) * step).ceil() as usize, max);
+                Phase::Probing {
+                    from: limit,
+                    rates,
+                    step,
+                }
+            }
+            steady @ Phase::Steady { .. } => steady,
+            Phase::Probing {
+                from,
+                rates: was,
+                step,
+            } => {
+                if rates.gained_on(was) {
+                    // Worth it: keep it, and probe further if the new limit is reached too.
+                    if limited && self.limit() < max {
+                        let now_limit = self.limit();
+                        self.set_limit(((now_limit as f64) * step).ceil() as usize, max);
+                        Phase::Probing {
+                            from: now_limit,
+                            rates,
+                            step,
+                        }
+                    } else {
+                        Phase::Steady { hold: 0, step }
+                    }
+                } else {
+                    self.set_limit(from, max);
+                    Phase::Steady {
+                        hold: HOLD_WINDOWS,
+                        step: 1.25,
+                    }
+                }
+            }
+        };
+    }
+
+    /// Moves the limit to `to` (within 1..=max): new permits, or a debt paid as slots free up.
+    fn set_limit(&self, to: usize, max: usize) {
+        let to = to.clamp(1, max.max(1));
+        let from = self.limit.swap(to, Ordering::Relaxed);
+        self.highest.fetch_max(to, Ordering::Relaxed);
+        if to > from {
+            // Pay off any debt first: those permits were never forgotten.
+            let mut grow = to - from;
+            while grow > 0 {
+                match self
+                    .debt
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
+                {
+                    Ok(_) => grow -= 1,
+                    Err(_) => break,
+                }
+            }
+            self.slots.add_permits(grow);
+        } else if to < from {
+            let shrink = from - to;
+            let forgotten = self.slots.forget_permits(shrink);
+            self.debt.fetch_add(shrink - forgotten, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ceiling_fits_the_open_file_limit() {
+        let fit = uploads_that_fit();
+        assert!(fit >= 1);
+        assert_eq!(
+            Concurrency::Auto { max: AUTO_MAX }.within(100),
+            Concurrency::Auto { max: 100 }
+        );
+        assert_eq!(Concurrency::Fixed(500).within(100), Concurrency::Fixed(500));
+    }
+
+    #[test]
+    fn parses_fixed_and_auto() {
+        assert_eq!("8".parse(), Ok(Concurrency::Fixed(8)));
+        assert_eq!("auto".parse(), Ok(Concurrency::Auto { max: AUTO_MAX }));
+        assert_eq!("auto:300".parse(), Ok(Concurrency::Auto { max: 300 }));
+        for bad in ["0", "auto:0", "autox", "-1", "auto:", ""] {
+            assert!(bad.parse::<Concurrency>().is_err(), "{bad}");
+        }
+    }
+
+    /// Runs windows against a fake path whose throughput is min(limit, capacity) / rtt files
+    /// per second, with every slot taken (the run is limit-bound).
+    fn settle(capacity: usize, windows: usize) -> Vec<usize> {
+        let limiter = Limiter::new(Concurrency::Auto { max: AUTO_MAX });
+        let start = Instant::now();
+        let mut now = start;
+        let mut finished = 0u64;
+        let mut limits = Vec::new();
+        for _ in 0..windows {
+            let limit = limiter.limit();
+            limiter.peak.store(limit, Ordering::Relaxed);
+            let window = Duration::from_millis(300);
+            // Files per window at 50 ms per file per slot.
+            finished += (limit.min(capacity) as u64) * 6;
+            limiter.finished.store(finished, Ordering::Relaxed);
+            now += window;
+            limiter.adjust(AUTO_MAX, 0, now);
+            limits.push(limiter.limit());
+        }
+        limits
+    }
+
+    #[test]
+    fn climbs_while_throughput_rises_and_returns_when_it_stops() {
+        // A far store that takes up to 270 in flight: 64 -> 128 -> 256 -> 512 (5 %) -> 256.
+        let limits = settle(270, 6);
+        assert_eq!(limits[..4], [128, 256, 512, 256]);
+        // A near store saturated at 40: the probe to 128 gains nothing; back to 64 and hold.
+        let limits = settle(40, 10);
+        assert_eq!(limits[..2], [128, 64]);
+        assert!(limits[2..10].iter().all(|&l| l == 64), "{limits:?}");
+    }
+
+    #[test]
+    fn push_back_cuts_the_limit_and_holds_it() {
+        let limiter = Limiter::new(Concurrency::Auto { max: AUTO_MAX });
+        limiter.pushed_back();
+        limiter.adjust(AUTO_MAX, 0, Instant::now() + Duration::from_millis(300));
+        assert_eq!(limiter.limit(), 44);
+    }
+
+    #[tokio::test]
+    async fn shrinking_takes_slots_back_as_uploads_finish() {
+        let limiter = Limiter::new(Concurrency::Auto { max: 8 });
+        assert_eq!(limiter.limit(), 8);
+        let held: Vec<Slot> =
+            futures_util::future::join_all((0..8).map(|_| limiter.acquire())).await;
+        limiter.set_limit(2, 8);
+        assert_eq!(limiter.slots.available_permits(), 0);
+        drop(held);
+        // Six of the eight permits went to pay the debt.
+        assert_eq!(limiter.slots.available_permits(), 2);
+        limiter.set_limit(5, 8);
+        assert_eq!(limiter.slots.available_permits(), 5);
+        assert_eq!(limiter.highest(), 8);
+    }
+}
