@@ -4,7 +4,8 @@
 //! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`hash`] -> [`pipeline`]
 //! (names, the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with [`retry`]) ->
 //! [`manifest`]. [`serve`] is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it
-//! and direct S3 mode ([`presign::s3`]).
+//! and direct S3 mode ([`presign::s3`]). [`wan`] is a TCP proxy that emulates a distant store
+//! (delay, window, bandwidth, resets) for benchmarks and tests.
 
 pub mod commands;
 pub mod config;
@@ -23,3 +24,4 @@ pub mod skip;
 pub mod sumfile;
 pub mod transfer;
 pub mod walk;
+pub mod wan;

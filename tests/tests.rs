@@ -5,3 +5,4 @@ mod manifest;
 mod readme;
 mod serve;
 mod upload;
+mod wan;
