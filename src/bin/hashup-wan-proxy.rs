@@ -108,3 +108,39 @@ async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_into_the_config_values() {
+        let args = Args::try_parse_from([
+            "hashup-wan-proxy",
+            "--to",
+            "127.0.0.1:8333",
+            "--listen",
+            "9000",
+            "--rtt",
+            "12.5",
+            "--window",
+            "1MiB",
+            "--rate",
+            "50M",
+        ])
+        .unwrap();
+        assert_eq!(args.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
+        assert_eq!(args.rtt, Duration::from_micros(12_500));
+        assert_eq!(args.window, 1 << 20);
+        assert_eq!(args.rate, Some(50_000_000));
+        assert_eq!(args.reset_after, None);
+        assert!(Args::try_parse_from(["p", "--to", "h:1", "--rtt", "-1"]).is_err());
+        assert!(Args::try_parse_from(["p", "--to", "h:1", "--window", "0"]).is_err());
+    }
+}
