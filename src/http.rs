@@ -63,17 +63,28 @@ impl Tls {
     }
 }
 
-/// A client with these timeouts and TLS settings, no default headers, and no redirects: a
-/// redirect could carry a token elsewhere or turn a POST into a GET, and a presigned URL is
-/// signed for one host.
+/// A client for requests with small bodies (the API's): these timeouts and TLS settings, no
+/// default headers, and no redirects (a redirect could carry a token elsewhere or turn a POST
+/// into a GET, and a presigned URL is signed for one host). The stall timeout is reqwest's read
+/// timeout, which runs while a request waits for its answer.
 pub fn client(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<reqwest::Client> {
+    builder(timeouts, tls).read_timeout(timeouts.stall).build()
+}
+
+/// A client for requests that upload large bodies: as [`client`], but without the read
+/// timeout, which would fire while a body that takes longer than the stall timeout is still
+/// going up (nothing is read until it is all sent). Its caller watches the body's progress
+/// instead (see [`crate::transfer`]).
+pub fn streaming_client(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<reqwest::Client> {
+    builder(timeouts, tls).build()
+}
+
+fn builder(timeouts: Timeouts, tls: &Tls) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .tls_certs_merge(tls.extra_roots.iter().cloned())
         .tls_danger_accept_invalid_certs(tls.insecure)
         .connect_timeout(timeouts.connect)
-        .read_timeout(timeouts.stall)
         .redirect(reqwest::redirect::Policy::none())
-        .build()
 }
 
 /// The most of an error answer's body that is read: a real S3 or API error is a few hundred

@@ -5,7 +5,8 @@
 //! -> [`pipeline`] (the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with
 //! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]. [`serve`] is the PROMINENCE-compatible server;
 //! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]). [`utc`] and
-//! [`message`] are helpers every stage may use.
+//! [`message`] are helpers every stage may use. [`wan`] is a TCP proxy
+//! that emulates a distant store (delay, window, bandwidth, resets) for benchmarks and tests.
 
 pub mod commands;
 pub mod config;
@@ -30,3 +31,4 @@ pub mod sumfile;
 pub mod transfer;
 pub mod utc;
 pub mod walk;
+pub mod wan;

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
@@ -100,7 +100,7 @@ impl Storage {
     /// A client with the given timeouts and TLS settings, and no default headers.
     pub fn with_tls(timeouts: Timeouts, tls: &Tls) -> reqwest::Result<Self> {
         Ok(Storage {
-            client: crate::http::client(timeouts, tls)?,
+            client: crate::http::streaming_client(timeouts, tls)?,
             timeouts,
             sent: Arc::default(),
         })
@@ -125,6 +125,7 @@ impl Storage {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(TransferError::Open)?;
+        let progress = Arc::new(Progress::new());
         let request = match target {
             Target::Put { url, headers } => {
                 let mut request = self
@@ -135,6 +136,7 @@ impl Storage {
                         file,
                         size,
                         self.sent.clone(),
+                        progress.clone(),
                     )));
                 for (name, value) in headers {
                     request = request.header(name, value);
@@ -144,7 +146,7 @@ impl Storage {
             Target::Post { url, fields } => {
                 let form = Form::new(fields, name);
                 let body = stream::once(async { Ok(Bytes::from(form.head)) })
-                    .chain(file_chunks(file, size, self.sent.clone()))
+                    .chain(file_chunks(file, size, self.sent.clone(), progress.clone()))
                     .chain(stream::once(async { Ok(Bytes::from(form.tail)) }));
                 self.client
                     .post(url)
@@ -153,11 +155,7 @@ impl Storage {
                     .body(reqwest::Body::wrap_stream(body))
             }
         };
-        let response = request
-            .timeout(self.timeouts.deadline(size))
-            .send()
-            .await
-            .map_err(not_sent)?;
+        let response = self.watched(request, size, &progress).await?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(status);
@@ -181,6 +179,7 @@ impl Storage {
         file.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(TransferError::Open)?;
+        let progress = Arc::new(Progress::new());
         let mut request = self
             .client
             .put(url)
@@ -189,19 +188,37 @@ impl Storage {
                 file,
                 len,
                 self.sent.clone(),
+                progress.clone(),
             )));
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request
-            .timeout(self.timeouts.deadline(len))
-            .send()
-            .await
-            .map_err(not_sent)?;
+        let response = self.watched(request, len, &progress).await?;
         if response.status().is_success() {
             return Ok(response.headers().clone());
         }
         Err(refused(response).await)
+    }
+
+    /// Sends a request whose body moves `size` bytes, within its deadline, failing it when
+    /// nothing has moved for the stall timeout.
+    async fn watched(
+        &self,
+        request: reqwest::RequestBuilder,
+        size: u64,
+        progress: &Progress,
+    ) -> Result<reqwest::Response, TransferError> {
+        let stall = self.timeouts.stall;
+        tokio::select! {
+            response = request.timeout(self.timeouts.deadline(size)).send() => {
+                response.map_err(not_sent)
+            }
+            () = progress.stalled(stall) => Err(TransferError::Transient {
+                status: None,
+                retry_after: None,
+                message: format!("stalled: nothing moved for {} s", stall.as_secs()),
+            }),
+        }
     }
 }
 
@@ -232,15 +249,58 @@ pub(crate) async fn refused(response: reqwest::Response) -> TransferError {
     }
 }
 
+/// When a request last made progress: the connection took a chunk of its body (it asks for the
+/// next only once the last is written), or the request started. Bytes in the kernel's send
+/// buffer (up to `tcp_wmem`'s 4 MiB on Linux) count as moved: after the last chunk, the answer
+/// must come within the stall timeout, which those bytes need only on links slower than
+/// 4 MiB per stall timeout (70 KB/s at the default 60 s).
+struct Progress {
+    started: Instant,
+    /// Milliseconds after `started`.
+    last: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `stall`: a body the peer stopped taking, or an
+    /// answer that does not come after the body went. (reqwest's read timeout cannot watch an
+    /// upload: nothing is read while the body goes up, so it fires on any body that takes
+    /// longer than the stall timeout.)
+    async fn stalled(&self, stall: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let idle = self.started.elapsed().saturating_sub(last);
+            if idle >= stall {
+                return;
+            }
+            tokio::time::sleep(stall - idle).await;
+        }
+    }
+}
+
 /// Exactly `size` bytes of `file`, in chunks; an error if it ends early.
 fn file_chunks(
     file: tokio::fs::File,
     size: u64,
     sent: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     stream::try_unfold((file, size), move |(mut file, left)| {
         let sent = sent.clone();
+        let progress = progress.clone();
         async move {
+            progress.touch();
             if left == 0 {
                 return Ok(None);
             }

@@ -6,3 +6,4 @@ mod readme;
 mod serve;
 mod upload;
 mod util;
+mod wan;

@@ -1,8 +1,44 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034,SC2154  # globals set for, and read from, the sourcing script
 # Shared set-up of the upload benchmarks (scripts/bench-upload.sh, scripts/bench-sync.sh):
-# the peer tools, the release build, SeaweedFS and `hashup serve` on loopback, and their
-# teardown. Source it after defining `repo`, `log` and `die`; the functions set globals.
+# their flags, the peer tools, the release build, SeaweedFS and `hashup serve` on loopback,
+# hashup-wan-proxy in front of both for --rtt, and their teardown. Source it after defining
+# `repo`, `log` and `die`; the functions set globals.
+
+# Parses the scripts' shared flags: [RUNS] [--rtt MS[,MS...]] [--window BYTES] in any order.
+# Sets runs (default 3), rtts (an array, empty without --rtt) and window (default 4MiB).
+bench_args() {
+    runs=3
+    rtts=()
+    window=4MiB
+    local positional=() list
+    while [ $# -gt 0 ]; do
+        case $1 in
+        -h | --help)
+            sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//' >&2
+            exit 0 ;;
+        --rtt) [ $# -ge 2 ] || die "--rtt needs a value"; list=$2; shift 2 ;;
+        --rtt=*) list=${1#--rtt=}; shift ;;
+        --window) [ $# -ge 2 ] || die "--window needs a value"; window=$2; shift 2 ;;
+        --window=*) window=${1#--window=}; shift ;;
+        --) shift; positional+=("$@"); break ;;
+        -*) die "unknown flag '$1' (flags: --rtt MS[,MS...], --window BYTES)" ;;
+        *) positional+=("$1"); shift ;;
+        esac
+    done
+    [ ${#positional[@]} -le 1 ] || die "one RUNS argument at most, got: ${positional[*]}"
+    [ ${#positional[@]} = 0 ] || runs=${positional[0]}
+    [[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$runs'"
+    if [ -n "${list+set}" ]; then
+        IFS=, read -r -a rtts <<<"$list"
+        [ ${#rtts[@]} -gt 0 ] || die "--rtt needs at least one value"
+        local rtt
+        for rtt in "${rtts[@]}"; do
+            [[ "$rtt" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--rtt takes milliseconds (e.g. 0,20,50,100), not '$rtt'"
+        done
+    fi
+    [[ "$window" =~ ^[0-9]+(\.[0-9]+)?[A-Za-z]*$ ]] || die "--window takes bytes or a size like 4MiB, not '$window'"
+}
 
 # Sets venv, s5cmd, rclone ("" when it cannot be had), prominence; installs GNU time if it can.
 bench_tools() {
@@ -33,12 +69,14 @@ bench_tools() {
     fi
 }
 
-# Sets hashup to a fresh release build.
+# Sets hashup and wan_proxy (hashup-wan-proxy) to a fresh release build.
 bench_build() {
-    log "building hashup (release)..."
-    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+    log "building hashup and hashup-wan-proxy (release)..."
+    (cd "$repo" && cargo build --release --quiet --bins) || die "cargo build --release failed"
     hashup=${CARGO_TARGET_DIR:-$repo/target}/release/hashup
+    wan_proxy=${CARGO_TARGET_DIR:-$repo/target}/release/hashup-wan-proxy
     [ -x "$hashup" ] || die "no binary at $hashup"
+    [ -x "$wan_proxy" ] || die "no binary at $wan_proxy"
 }
 
 # Makes work (a run directory under $1) and the trap that stops every server started here and
@@ -47,16 +85,25 @@ bench_workdir() {
     work=$(mktemp -d "$1/run.XXXXXX")
     weed_pid=""
     serve_pid=""
+    bench_pids=()
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
 }
 
+# Stops `hashup serve` and the proxies (everything in bench_pids).
+bench_stop() {
+    local pid
+    for pid in "${bench_pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    bench_pids=()
+    serve_pid=""
+}
+
 bench_cleanup() {
     local rc=$?
-    if [ -n "$serve_pid" ]; then
-        kill "$serve_pid" 2>/dev/null || true
-        wait "$serve_pid" 2>/dev/null || true
-    fi
+    bench_stop
     if [ -n "$weed_pid" ]; then
         "$repo/scripts/seaweedfs.sh" stop "$weed_pid" || true
     fi
@@ -64,8 +111,9 @@ bench_cleanup() {
     exit "$rc"
 }
 
-# Starts SeaweedFS with AWS credentials set and makes bucket "bench"; sets endpoint, bucket,
-# weed_pid, s5() and rclone's "bench:" remote.
+# Starts SeaweedFS with AWS credentials set and makes bucket "bench"; sets weed_endpoint (the
+# direct one), endpoint (the one the tools use: the same until bench_network), bucket,
+# weed_pid, s5(), s5_direct() and rclone's "bench:" remote.
 bench_start_weed() {
     export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-hashuptest}
     export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-hashuptestsecret}
@@ -74,10 +122,11 @@ bench_start_weed() {
     log "starting SeaweedFS..."
     SEAWEEDFS_WATCH_PID=$$ "$repo/scripts/seaweedfs.sh" start "$work/weed" >"$work/weed.out" ||
         die "scripts/seaweedfs.sh start failed"
-    endpoint=$(sed -n 's/^endpoint=//p' "$work/weed.out")
+    weed_endpoint=$(sed -n 's/^endpoint=//p' "$work/weed.out")
     weed_pid=$(sed -n 's/^pid=//p' "$work/weed.out")
-    if [ -z "$endpoint" ] || [ -z "$weed_pid" ]; then die "seaweedfs.sh start printed no endpoint/pid"; fi
-    s5 mb "s3://$bucket" >/dev/null || die "could not make bucket $bucket on $endpoint"
+    if [ -z "$weed_endpoint" ] || [ -z "$weed_pid" ]; then die "seaweedfs.sh start printed no endpoint/pid"; fi
+    endpoint=$weed_endpoint
+    s5_direct mb "s3://$bucket" >/dev/null || die "could not make bucket $bucket on $endpoint"
     if [ -n "$rclone" ]; then
         export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=SeaweedFS
         export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
@@ -86,14 +135,22 @@ bench_start_weed() {
     fi
 }
 
+# s5cmd as the tools see the store (through the proxy with --rtt); s5_direct for set-up and
+# the checks after each run, which need not wait on the emulated network.
 s5() { "$s5cmd" --endpoint-url "$endpoint" "$@"; }
+s5_direct() { "$s5cmd" --endpoint-url "$weed_endpoint" "$@"; }
 
-# Starts `hashup serve` on SeaweedFS with tokens file $1; sets serve_pid and api (its URL).
+# Starts `hashup serve` on SeaweedFS at $endpoint with tokens file $1; sets serve_pid and api
+# (its URL).
 bench_start_serve() {
     log "starting hashup serve on SeaweedFS..."
+    # Emptied first: the loop below must not read a line left by an earlier serve (or find no
+    # file before the shell has opened it).
+    : >"$work/serve.out"
     "$hashup" serve --s3-endpoint "$endpoint" --bucket "$bucket" --tokens "$1" \
         --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" </dev/null &
     serve_pid=$!
+    bench_pids+=("$serve_pid")
     api=""
     for _ in $(seq 100); do
         api=$(sed -n 's/^hashup serve: listening on //p' "$work/serve.out")
@@ -102,4 +159,52 @@ bench_start_serve() {
         sleep 0.1
     done
     [ -n "$api" ] || die "hashup serve printed no URL"
+}
+
+# Starts hashup-wan-proxy to $2 (HOST:PORT) with RTT $3 ms and $window, logging to
+# $work/$1.log; sets proxy_addr (HOST:PORT).
+bench_start_proxy() {
+    : >"$work/$1.out"
+    "$wan_proxy" --to "$2" --rtt "$3" --window "$window" >"$work/$1.out" 2>"$work/$1.log" </dev/null &
+    local pid=$!
+    bench_pids+=("$pid")
+    proxy_addr=""
+    for _ in $(seq 100); do
+        proxy_addr=$(sed -n 's/^listening on //p' "$work/$1.out")
+        [ -n "$proxy_addr" ] && break
+        kill -0 "$pid" 2>/dev/null || { cat "$work/$1.log" >&2; die "hashup-wan-proxy to $2 exited"; }
+        sleep 0.1
+    done
+    [ -n "$proxy_addr" ] || die "hashup-wan-proxy to $2 printed no address"
+}
+
+# Puts the servers $1 ms away for the next table: stops the previous `hashup serve` and
+# proxies, makes bucket bench-rtt<MS>-<N> for the Nth table (so each table's objects are
+# counted apart, even for an RTT given twice), starts a proxy in front of SeaweedFS's S3 port,
+# `hashup serve` on that proxy (its presigned URLs are signed for the proxy's host, which the
+# proxy passes through unchanged) with tokens file $2, and a proxy in front of serve. Sets bucket, endpoint (rclone's too) and api to go through
+# the proxies; s5_direct still reaches SeaweedFS directly.
+bench_network() {
+    local rtt=$1 path
+    bench_stop
+    bench_tables=$((${bench_tables:-0} + 1))
+    bucket=bench-rtt${rtt//./p}-$bench_tables
+    s5_direct mb "s3://$bucket" >/dev/null || die "could not make bucket $bucket on $weed_endpoint"
+    log "starting hashup-wan-proxy (RTT $rtt ms, window $window) in front of SeaweedFS and hashup serve..."
+    bench_start_proxy "proxy-s3-$bench_tables" "${weed_endpoint#http://}" "$rtt"
+    endpoint=http://$proxy_addr
+    [ -z "$rclone" ] || export RCLONE_CONFIG_BENCH_ENDPOINT=$endpoint
+    bench_start_serve "$2"
+    path=${api#http://*/}
+    bench_start_proxy "proxy-api-$bench_tables" "$(echo "$api" | sed -E 's#^http://([^/]+).*#\1#')" "$rtt"
+    api=http://$proxy_addr/$path
+}
+
+# "on loopback", or how far away bench_network put the servers: for table headings.
+bench_where() {
+    if [ -n "${1:-}" ]; then
+        printf 'on loopback through hashup-wan-proxy (RTT %s ms, window %s)' "$1" "$window"
+    else
+        printf 'on loopback'
+    fi
 }

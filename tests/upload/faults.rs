@@ -15,7 +15,7 @@ use crate::util::{self, Run, pattern, tree};
 
 const TOKEN: &str = "mock-token";
 
-fn run_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Run {
+pub(super) fn run_against(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Run {
     let manifest = dir.join("manifest.jsonl");
     let mut args: Vec<&std::ffi::OsStr> = vec![
         src.as_os_str(),

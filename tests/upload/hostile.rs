@@ -10,16 +10,11 @@ use super::mock::{Answer, HUGE_SENT, Mock};
 use super::read_manifest;
 use crate::util::{self, Run, tree};
 
+/// A run against the mock, as the fault tests make it, without the hash cache.
 fn run(mock: &Mock, dir: &Path, src: &Path, extra: &[&str]) -> Run {
-    let manifest = dir.join("manifest.jsonl");
-    util::hashup(["upload".as_ref(), src.as_os_str(), "--url".as_ref()])
-        .arg(&mock.api)
-        .args(["--manifest".as_ref(), manifest.as_os_str()])
-        .args(["--progress", "none", "--no-cache"])
-        .args(extra)
-        .env("PROMINENCE_TOKEN", "mock-token")
-        .home(dir)
-        .run()
+    let mut args = vec!["--no-cache"];
+    args.extend(extra);
+    super::faults::run_against(mock, dir, src, &args)
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod record;
 mod refusals;
 mod select;
 mod shards;
+mod slow;
 mod stop;
 mod sync;
 mod tls;
