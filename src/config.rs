@@ -134,6 +134,8 @@ pub struct UploadConfig {
     pub multipart_threshold: u64,
     /// Direct S3 mode: bytes per part; `None` picks one by file size.
     pub part_size: Option<u64>,
+    /// Direct S3 mode: parts of one file in flight at once.
+    pub parts_in_flight: usize,
     /// Retries per file after the first attempt.
     pub retries: u32,
     /// TCP connect timeout.

@@ -41,4 +41,34 @@ mod tests {
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    /// The multipart defaults shown in `--help` are the library's.
+    #[test]
+    fn multipart_defaults_are_the_librarys() {
+        let cli = Cli::try_parse_from(["hashup", "upload", "x", "--s3", "s3://b"]).unwrap();
+        let Command::Upload(args) = cli.command else {
+            panic!("not upload");
+        };
+        let config = args.into_config();
+        assert_eq!(
+            config.multipart_threshold,
+            hashup::multipart::DEFAULT_THRESHOLD
+        );
+        assert_eq!(config.part_size, None);
+        assert_eq!(config.parts_in_flight, hashup::multipart::PARTS_IN_FLIGHT);
+        for bad in ["4MiB", "6GiB", "lots"] {
+            let parsed = Cli::try_parse_from([
+                "hashup",
+                "upload",
+                "x",
+                "--s3",
+                "s3://b",
+                "--part-size",
+                bad,
+            ]);
+            assert!(parsed.is_err(), "{bad}");
+        }
+        // Without --s3 there are no parts.
+        assert!(Cli::try_parse_from(["hashup", "upload", "x", "--part-size", "8MiB"]).is_err());
+    }
 }

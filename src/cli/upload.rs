@@ -106,6 +106,11 @@ pub struct UploadArgs {
     #[arg(long, value_name = "SIZE", value_parser = s3_size, requires = "s3")]
     pub part_size: Option<u64>,
 
+    /// With --s3: parts of one file in flight at once (advanced).
+    #[arg(long, value_name = "N", default_value_t = hashup::multipart::PARTS_IN_FLIGHT as u32,
+        value_parser = clap::value_parser!(u32).range(1..=64), requires = "s3")]
+    pub parts_in_flight: u32,
+
     /// Retries per file for connection errors, timeouts, 408, 429, 5xx and expired URLs.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -216,6 +221,7 @@ impl UploadArgs {
             uploads: self.uploads,
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
+            parts_in_flight: self.parts_in_flight as usize,
             retries: self.retries,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             stall_timeout: Duration::from_secs(self.stall_timeout),

@@ -43,7 +43,7 @@ fn owned(env: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
 
 /// HEAD an object asking for its checksum: (status, `x-amz-checksum-sha256`). SeaweedFS wants
 /// the `x-amz-checksum-mode` header signed.
-async fn stored_checksum(weed: &Weed, bucket: &str, key: &str) -> (u16, Option<String>) {
+pub(super) async fn stored_checksum(weed: &Weed, bucket: &str, key: &str) -> (u16, Option<String>) {
     let url = sign::presign_url(
         &weed.credentials(),
         &sign::UrlRequest {

@@ -9,6 +9,7 @@ mod hostile;
 mod journal;
 mod keys;
 mod mock;
+mod multipart;
 mod record;
 mod refusals;
 mod select;

@@ -226,8 +226,8 @@ async fn upload(
                 MultipartOptions {
                     threshold: config.multipart_threshold,
                     part_size: config.part_size,
+                    parts_in_flight: config.parts_in_flight,
                     retry: options.retry,
-                    ..MultipartOptions::default()
                 },
                 manifest.clone(),
                 open_uploads,
@@ -522,6 +522,7 @@ pub(crate) mod tests {
             },
             multipart_threshold: crate::multipart::DEFAULT_THRESHOLD,
             part_size: None,
+            parts_in_flight: crate::multipart::PARTS_IN_FLIGHT,
             retries: 5,
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
