@@ -1282,6 +1282,40 @@ mod tests {
     }
 
     #[test]
+    fn stale_uploads_are_old_or_of_a_changed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"data").unwrap();
+        let now = SystemTime::now();
+        let started = |created: SystemTime, stamp: FileStamp| UploadStarted {
+            name: "f".into(),
+            path: path.to_string_lossy().into_owned(),
+            bucket: "b".into(),
+            key: "f".into(),
+            upload_id: "u".into(),
+            sha256: "00".repeat(32),
+            size: 4,
+            part_size: MIN_PART_SIZE,
+            stamp,
+            created: crate::utc::rfc3339_nanos(created),
+        };
+        let stamp = current_stamp(&path).unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        assert!(!stale(&started(now - day, stamp), now));
+        assert!(
+            stale(&started(now - 8 * day, stamp), now),
+            "older than 7 days"
+        );
+        let other = FileStamp { size: 5, ..stamp };
+        assert!(stale(&started(now - day, other), now), "the file changed");
+        let mut unreadable = started(now, stamp);
+        unreadable.created = "yesterday".into();
+        assert!(stale(&unreadable, now));
+        std::fs::remove_file(&path).unwrap();
+        assert!(stale(&started(now, stamp), now), "the file is gone");
+    }
+
+    #[test]
     fn a_part_hashes_its_range_and_feeds_the_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");

@@ -15,6 +15,11 @@
 //! presigned PUT took 12.0–13.8 s against 15.2–17.1 s for the same file as a POST (curl, in the
 //! README's upload benchmark notes). S3's multipart upload parts are PUTs as well.
 //!
+//! **Multipart upload.** A big file goes in parts ([`crate::multipart`]); [`DirectS3`] signs
+//! each of its requests as a presigned URL too: CreateMultipartUpload (signing the checksum
+//! algorithm and `prominence_sha256`), UploadPart (signing the part's own
+//! `x-amz-checksum-sha256`), CompleteMultipartUpload, AbortMultipartUpload and ListParts.
+//!
 //! **Addressing.** With a custom endpoint (`--endpoint`, `$AWS_ENDPOINT_URL_S3`,
 //! `$AWS_ENDPOINT_URL`): path-style, `{endpoint}/{bucket}/{key}`, which every S3-compatible
 //! service understands and which needs no DNS per bucket. On AWS itself

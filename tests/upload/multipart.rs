@@ -219,6 +219,10 @@ async fn a_big_file_goes_in_parts_and_lands_with_its_checksums() {
         [serde_json::json!({"upload_id": id, "outcome": "completed"})]
     );
     assert!(open_uploads(weed, &bucket, "p/").await.is_empty());
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    for leak in [WEED_SECRET, "X-Amz-Signature", "X-Amz-Credential"] {
+        assert!(!text.contains(leak) && !r.stderr.contains(leak), "{leak}");
+    }
 }
 
 /// A run killed (SIGKILL) once 40 % of the parts are journalled: the next run with the same
