@@ -16,7 +16,8 @@ use serde::ser::SerializeMap as _;
 
 use super::auth::Tokens;
 use super::auth::{Identity, is_plain_segment};
-use super::backend::{Backend, ObjectInfo, Presigned};
+use super::backend::Backend;
+use super::storage::{ObjectInfo, Presigned};
 
 /// Where the API lives, as in `PROMINENCE_URL`.
 pub const API_PREFIX: &str = "/prominence/v1";

@@ -31,6 +31,7 @@ pub mod api;
 pub mod auth;
 mod backend;
 pub mod s3;
+mod storage;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -39,8 +40,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-pub use backend::{ObjectInfo, Presigned};
 pub use s3::S3Config;
+pub use storage::{ObjectInfo, Presigned};
 pub use store::StoreConfig;
 
 use crate::sign::Credentials;

@@ -24,44 +24,29 @@
 //! Keys are checked before they touch the file system: no empty, `.` or `..` segment, no leading
 //! `/`, no NUL, control character or backslash, at most 1024 bytes, percent-decoded exactly once.
 //! Two keys where one is a "directory" of the other (`a` and `a/b`) cannot both exist here,
-//! unlike S3: the second gets a `409 KeyConflict`.
+
+mod credentials;
+mod http;
+mod receive;
 
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
-use base64::Engine as _;
-use futures_util::{Stream, StreamExt as _};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
+
+pub(crate) use http::router;
 
 use super::URL_LIFETIME;
-use super::backend::{ObjectInfo, Presigned};
+use super::storage::{ObjectInfo, Presigned};
 use crate::sign::{self, Credentials, PostRequest, SignError, UrlRequest};
+use credentials::load_or_create_credentials;
+use receive::Received;
 
 /// S3's limit for one upload request.
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
-
-/// Form fields before the file part may add up to this much (S3 allows a 20 KB policy).
-const MAX_FORM_PREFIX: usize = 64 * 1024;
-
-/// Parts after the file part are ignored, as S3 does, up to this much.
-const MAX_FORM_SUFFIX: usize = 64 * 1024;
-
-/// Write buffer per upload; the only per-upload memory that grows with throughput.
-const WRITE_BUFFER: usize = 256 * 1024;
-
-/// An upload that sends nothing for this long is dropped with its temporary file (S3 does the
-/// same with `RequestTimeout`), so a stalled client cannot pin disk space forever.
-/// How long a client may send nothing before its upload is abandoned.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where and how the embedded store keeps objects.
 #[derive(Debug, Clone)]
@@ -191,12 +176,6 @@ impl std::fmt::Debug for Store {
             .field("bucket", &self.bucket)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct CredentialsFile {
-    access_key_id: String,
-    secret_access_key: String,
 }
 
 impl Store {
@@ -455,85 +434,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Starts receiving a body into a temporary file.
-    async fn receive(&self) -> Result<Receiving, StoreError> {
-        let file = tempfile::NamedTempFile::new_in(self.root.join(".hashup/tmp"))
-            .map_err(StoreError::io("creating temporary file"))?;
-        let handle = file
-            .reopen()
-            .map_err(StoreError::io("opening temporary file"))?;
-        Ok(Receiving {
-            file,
-            writer: tokio::io::BufWriter::with_capacity(
-                WRITE_BUFFER,
-                tokio::fs::File::from_std(handle),
-            ),
-            hasher: Sha256::new(),
-            len: 0,
-        })
-    }
-}
-
-/// A body being written to a temporary file; dropping it (a refused or abandoned upload)
-/// deletes the file.
-struct Receiving {
-    file: tempfile::NamedTempFile,
-    writer: tokio::io::BufWriter<tokio::fs::File>,
-    hasher: Sha256,
-    len: u64,
-}
-
-/// A body fully on disk (and synced), with its digest.
-struct Received {
-    file: tempfile::NamedTempFile,
-    sha256: [u8; 32],
-    len: u64,
-}
-
-impl Receiving {
-    /// Streams `body` in, refusing it as soon as it passes `max` bytes.
-    async fn take<E: std::fmt::Display>(
-        &mut self,
-        mut body: impl Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-        max: u64,
-        on_error: impl Fn(String) -> StoreError,
-    ) -> Result<(), StoreError> {
-        loop {
-            let next = tokio::time::timeout(IDLE_TIMEOUT, body.next())
-                .await
-                .map_err(|_| StoreError::RequestTimeout)?;
-            let Some(chunk) = next else { break };
-            let chunk = chunk.map_err(|e| on_error(e.to_string()))?;
-            self.len += chunk.len() as u64;
-            if self.len > max {
-                return Err(StoreError::EntityTooLarge);
-            }
-            self.hasher.update(&chunk);
-            self.writer
-                .write_all(&chunk)
-                .await
-                .map_err(StoreError::io("writing temporary file"))?;
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self) -> Result<Received, StoreError> {
-        self.writer
-            .flush()
-            .await
-            .map_err(StoreError::io("writing temporary file"))?;
-        let file = self.writer.into_inner();
-        file.sync_data()
-            .await
-            .map_err(StoreError::io("syncing temporary file"))?;
-        drop(file);
-        Ok(Received {
-            file: self.file,
-            sha256: self.hasher.finalize().into(),
-            len: self.len,
-        })
-    }
 }
 
 /// Checks `key` can be stored as a path below the bucket without escaping it.
@@ -568,366 +468,6 @@ fn is_valid_bucket(b: &str) -> bool {
         && b.as_bytes()[0].is_ascii_alphanumeric()
         && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric()
         && !b.contains("..")
-}
-
-fn load_or_create_credentials(path: &Path) -> Result<Credentials, StoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let f: CredentialsFile = serde_json::from_slice(&bytes).map_err(|e| {
-                StoreError::io(format!("reading {}", path.display()))(io::Error::other(e))
-            })?;
-            return Ok(Credentials::new(f.access_key_id, f.secret_access_key));
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(StoreError::io(format!("reading {}", path.display()))(e)),
-    }
-    let access: [u8; 10] = rand::random();
-    let secret: [u8; 30] = rand::random();
-    let f = CredentialsFile {
-        access_key_id: format!("HASHUP{}", hex::encode_upper(access)),
-        secret_access_key: base64::engine::general_purpose::STANDARD.encode(secret),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(path.parent().expect("has a parent"))
-        .map_err(StoreError::io("creating credentials"))?; // created 0600
-    io::Write::write_all(
-        &mut tmp,
-        &serde_json::to_vec_pretty(&f).expect("serialises"),
-    )
-    .map_err(StoreError::io("writing credentials"))?;
-    // Two servers starting on one fresh DIR: the first one's pair wins, both use it.
-    match tmp.persist_noclobber(path) {
-        Ok(_) => Ok(Credentials::new(f.access_key_id, f.secret_access_key)),
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-            load_or_create_credentials(path)
-        }
-        Err(e) => Err(StoreError::io("placing credentials")(e.error)),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP
-
-/// The store's routes, under `/store/`.
-pub(crate) fn router(store: Arc<Store>) -> Router {
-    Router::new()
-        .route("/store/{bucket}", post(post_object))
-        .route("/store/{bucket}/", post(post_object))
-        .route("/store/{bucket}/{*key}", put(put_object))
-        .with_state(store)
-}
-
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// An S3-style XML error answer.
-fn s3_error(err: &StoreError, resource: &str) -> Response {
-    let (status, code) = err.s3_status_code();
-    if status.is_server_error() {
-        super::log_error(&format!("store: {resource}"), err);
-    }
-    let message = err.to_string();
-    let mut message = message.as_str().to_string();
-    if let Some(first) = message.get(0..1) {
-        message = first.to_uppercase() + &message[1..];
-    }
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message><Resource>{}</Resource></Error>",
-        xml_escape(&message),
-        xml_escape(resource)
-    );
-    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
-}
-
-/// Splits `/store/<bucket>[/<key>]` (raw, still percent-encoded).
-fn split_store_path(raw: &str) -> Option<(&str, Option<&str>)> {
-    let rest = raw.strip_prefix("/store/")?;
-    match rest.split_once('/') {
-        None => Some((rest, None)),
-        Some((bucket, "")) => Some((bucket, None)),
-        Some((bucket, key)) => Some((bucket, Some(key))),
-    }
-}
-
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect()
-}
-
-/// Checks the received digest against what the upload was bound to.
-fn check_digests(
-    received: &Received,
-    checksum_sha256: Option<[u8; 32]>,
-    metadata: &[(String, String)],
-) -> Result<(), StoreError> {
-    if let Some(expected) = checksum_sha256
-        && expected != received.sha256
-    {
-        return Err(StoreError::BadDigest("x-amz-checksum-sha256"));
-    }
-    // Beyond S3: PROMINENCE's own checksum metadata must be true here as well.
-    let meta_sum = metadata
-        .iter()
-        .find(|(n, _)| n == "prominence_sha256")
-        .map(|(_, v)| v.as_str());
-    if let Some(sum) = meta_sum
-        && let Ok(bytes) = hex::decode(sum)
-        && bytes.len() == 32
-        && bytes[..] != received.sha256[..]
-    {
-        return Err(StoreError::BadDigest("x-amz-meta-prominence_sha256"));
-    }
-    Ok(())
-}
-
-async fn finish_and_commit(
-    store: &Arc<Store>,
-    receiving: Receiving,
-    key: String,
-    checksum_sha256: Option<[u8; 32]>,
-    metadata: Vec<(String, String)>,
-    min_len: u64,
-) -> Result<(), StoreError> {
-    let received = receiving.finish().await?;
-    if received.len < min_len {
-        return Err(StoreError::EntityTooSmall);
-    }
-    check_digests(&received, checksum_sha256, &metadata)?;
-    let meta = ObjectMeta {
-        key,
-        size: received.len,
-        sha256: hex::encode(received.sha256),
-        metadata,
-    };
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || store.commit(received, &meta))
-        .await
-        .map_err(|e| StoreError::io("committing")(io::Error::other(e)))?
-}
-
-/// `PUT /store/<bucket>/<key>` with a presigned URL.
-async fn put_object(State(store): State<Arc<Store>>, request: Request) -> Response {
-    let resource = request.uri().path().to_string();
-    match put_inner(&store, request).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => s3_error(&e, &resource),
-    }
-}
-
-async fn put_inner(store: &Arc<Store>, request: Request) -> Result<(), StoreError> {
-    let (parts, body) = request.into_parts();
-    let raw_path = parts.uri.path();
-    let (bucket, raw_key) = split_store_path(raw_path).ok_or(StoreError::NoSuchBucket)?;
-    if bucket != store.bucket {
-        return Err(StoreError::NoSuchBucket);
-    }
-    let raw_key = raw_key.ok_or_else(|| StoreError::InvalidKey("empty".into()))?;
-    let key = percent_encoding::percent_decode_str(raw_key)
-        .decode_utf8()
-        .map_err(|_| StoreError::InvalidKey("not UTF-8".into()))?
-        .into_owned();
-    validate_key(&key)?;
-
-    let headers = header_pairs(&parts.headers);
-    let verified = sign::verify_presigned_url(
-        store.lookup(),
-        parts.method.as_str(),
-        raw_path,
-        parts.uri.query().unwrap_or(""),
-        &headers,
-        SystemTime::now(),
-    )?;
-
-    let length: u64 = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .ok_or(StoreError::MissingContentLength)?
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| StoreError::InvalidArgument("bad Content-Length".into()))?;
-    if length > MAX_OBJECT_SIZE {
-        return Err(StoreError::EntityTooLarge);
-    }
-    // S3 checks a checksum header whether or not it was signed.
-    let checksum = match (
-        verified.checksum_sha256,
-        parts.headers.get("x-amz-checksum-sha256"),
-    ) {
-        (Some(signed), _) => Some(signed),
-        (None, Some(v)) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-                .and_then(|d| <[u8; 32]>::try_from(d).ok())
-                .ok_or_else(|| {
-                    StoreError::InvalidArgument(
-                        "x-amz-checksum-sha256 is not a base64 SHA-256".into(),
-                    )
-                })?,
-        ),
-        (None, None) => None,
-    };
-    let metadata: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(n, v)| {
-            let n = n.to_ascii_lowercase();
-            Some((n.strip_prefix("x-amz-meta-")?.to_string(), v.clone()))
-        })
-        .collect();
-
-    let mut receiving = store.receive().await?;
-    receiving
-        .take(body.into_data_stream(), length, |_| {
-            StoreError::IncompleteBody
-        })
-        .await?;
-    if receiving.len != length {
-        return Err(StoreError::IncompleteBody);
-    }
-    finish_and_commit(store, receiving, key, checksum, metadata, 0).await
-}
-
-/// `POST /store/<bucket>`: browser-style upload with a POST policy.
-async fn post_object(State(store): State<Arc<Store>>, request: Request) -> Response {
-    let resource = request.uri().path().trim_end_matches('/').to_string();
-    match post_inner(&store, request).await {
-        Ok((status, key)) => {
-            let location = format!("{}/{}", store.bucket_url(), sign::uri_encode_path(&key));
-            if status == 201 {
-                let body = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PostResponse><Location>{}</Location><Bucket>{}</Bucket><Key>{}</Key></PostResponse>",
-                    xml_escape(&location),
-                    xml_escape(&store.bucket),
-                    xml_escape(&key)
-                );
-                (
-                    StatusCode::CREATED,
-                    [
-                        (header::CONTENT_TYPE, "application/xml".to_string()),
-                        (header::LOCATION, location),
-                    ],
-                    body,
-                )
-                    .into_response()
-            } else {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
-                (status, [(header::LOCATION, location)]).into_response()
-            }
-        }
-        Err(e) => s3_error(&e, &resource),
-    }
-}
-
-async fn post_inner(store: &Arc<Store>, request: Request) -> Result<(u16, String), StoreError> {
-    let (parts, body) = request.into_parts();
-    let (bucket, _) = split_store_path(parts.uri.path()).ok_or(StoreError::NoSuchBucket)?;
-    if bucket != store.bucket {
-        return Err(StoreError::NoSuchBucket);
-    }
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| StoreError::MalformedPost(e.to_string()))?;
-    let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
-    let malformed = |e: multer::Error| StoreError::MalformedPost(e.to_string());
-
-    // The fields before the file, bounded in size.
-    let mut fields: Vec<(String, String)> = Vec::new();
-    let mut prefix_len = 0usize;
-    let mut file = loop {
-        let Some(mut field) = form.next_field().await.map_err(malformed)? else {
-            return Err(StoreError::InvalidArgument(
-                "POST requires exactly one file upload per request".into(),
-            ));
-        };
-        let name = field
-            .name()
-            .ok_or_else(|| StoreError::MalformedPost("a part without a name".into()))?
-            .to_string();
-        if name.eq_ignore_ascii_case("file") {
-            break field;
-        }
-        let mut value = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-            prefix_len += chunk.len() + name.len();
-            if prefix_len > MAX_FORM_PREFIX {
-                return Err(StoreError::InvalidArgument(
-                    "form fields before the file exceed the allowed size".into(),
-                ));
-            }
-            value.extend_from_slice(&chunk);
-        }
-        let value = String::from_utf8(value)
-            .map_err(|_| StoreError::MalformedPost(format!("field {name} is not UTF-8")))?;
-        fields.push((name, value));
-    };
-
-    // Everything about the request is known before a byte of the file is read.
-    let verified = sign::verify_post(store.lookup(), &store.bucket, &fields, SystemTime::now())?;
-    validate_key(&verified.key)?;
-    let (min_len, max_len) = verified
-        .content_length_range
-        .unwrap_or((0, MAX_OBJECT_SIZE));
-    let max_len = max_len.min(MAX_OBJECT_SIZE);
-
-    let mut receiving = store.receive().await?;
-    receiving
-        .take(&mut file, max_len, StoreError::MalformedPost)
-        .await?;
-    drop(file);
-    // S3 ignores parts after the file, but the body must still end with the closing boundary:
-    // this is what tells a complete upload from a truncated one.
-    let mut suffix = 0usize;
-    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
-        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-            suffix += chunk.len();
-            if suffix > MAX_FORM_SUFFIX {
-                return Err(StoreError::MalformedPost(
-                    "too much data after the file".into(),
-                ));
-            }
-        }
-    }
-    let status = verified.success_action_status.unwrap_or(204);
-    let key = verified.key.clone();
-    let metadata = verified
-        .metadata
-        .into_iter()
-        .map(|(n, v)| {
-            (
-                n.strip_prefix("x-amz-meta-")
-                    .map_or(n.clone(), str::to_string),
-                v,
-            )
-        })
-        .collect();
-    finish_and_commit(
-        store,
-        receiving,
-        verified.key,
-        verified.checksum_sha256,
-        metadata,
-        min_len,
-    )
-    .await?;
-    Ok((status, key))
 }
 
 #[cfg(test)]
@@ -970,26 +510,5 @@ mod tests {
         for bad in ["ab", "Hashup", "-x-", "a..b", ".hashup", "a/b"] {
             assert!(!is_valid_bucket(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn store_paths() {
-        assert_eq!(split_store_path("/store/b"), Some(("b", None)));
-        assert_eq!(split_store_path("/store/b/"), Some(("b", None)));
-        assert_eq!(
-            split_store_path("/store/b/k/x%2F"),
-            Some(("b", Some("k/x%2F")))
-        );
-        assert_eq!(split_store_path("/other/b"), None);
-    }
-
-    #[test]
-    fn credentials_are_generated_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("credentials.json");
-        let a = load_or_create_credentials(&path).unwrap();
-        let b = load_or_create_credentials(&path).unwrap();
-        assert_eq!(a, b);
-        assert!(a.access_key_id.starts_with("HASHUP"));
     }
 }
