@@ -11,6 +11,7 @@ pub mod config;
 pub mod exit;
 pub mod hash;
 pub mod jwt;
+pub mod keys;
 pub mod manifest;
 pub mod message;
 pub mod pipeline;

@@ -14,10 +14,10 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde::ser::SerializeMap as _;
 
-use super::auth::Tokens;
-use super::auth::{Identity, is_plain_segment};
+use super::auth::{Identity, Tokens};
 use super::backend::Backend;
 use super::storage::{ObjectInfo, Presigned};
+use crate::keys;
 
 /// Where the API lives, as in `PROMINENCE_URL`.
 pub const API_PREFIX: &str = "/prominence/v1";
@@ -182,17 +182,14 @@ fn parse_upload(
     if name.is_empty() {
         return Err(bad("An object name must be specified"));
     }
+    // One set of rules (crate::keys) for the API, the store and the client: a name the store
+    // would refuse is a 400 with its reason here, never a 500 a client would retry.
+    if let Some(why) = keys::object_name_problem(&name) {
+        return Err(bad(why));
+    }
     let key = match name.rsplit_once('/') {
-        None => {
-            if !is_plain_segment(&name) {
-                return Err(bad("Invalid object name"));
-            }
-            format!("uploads/{}/{}", identity.user, name)
-        }
-        Some((group, base)) => {
-            if !is_plain_segment(base) || !group.split('/').all(is_plain_segment) {
-                return Err(bad("Invalid object name"));
-            }
+        None => format!("uploads/{}/{}", identity.user, name),
+        Some((group, _)) => {
             if !identity.in_group(group) {
                 return Err((
                     StatusCode::FORBIDDEN,
@@ -202,6 +199,10 @@ fn parse_upload(
             format!("uploads/{name}")
         }
     };
+    // The prefix can push a valid name past the key length limit.
+    if let Some(why) = keys::object_name_problem(&key) {
+        return Err(bad(why));
+    }
     Ok(UploadRequest { key, checksum })
 }
 
@@ -334,7 +335,7 @@ async fn list_path(
         Err(r) => return r.into_response(),
     };
     let path = path.trim_end_matches('/');
-    if !path.split('/').all(is_plain_segment) || !identity.may_access_path(path) {
+    if keys::check_object_name(path).is_err() || !identity.may_access_path(path) {
         return error(StatusCode::FORBIDDEN, "Not authorized to access this path");
     }
     list(&state, &format!("uploads/{path}/"), "uploads/").await
@@ -361,7 +362,7 @@ async fn delete(
     } else {
         format!("uploads/{}/{}", identity.user, name)
     };
-    let valid = key.split('/').all(is_plain_segment);
+    let valid = keys::check_key(&key).is_ok();
     if valid && let Err(e) = state.backend.delete(&key).await {
         super::log_error(&format!("deleting {key}"), &e);
     }

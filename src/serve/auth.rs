@@ -122,17 +122,18 @@ impl Tokens {
         Ok(tokens)
     }
 
-    /// User and group names become key prefixes, so they must be plain path segments.
+    /// User and group names become key prefixes, so they must pass [`crate::keys`]'s rules (a
+    /// user name being one segment).
     fn validate(&self) -> Result<(), String> {
         for (token, id) in &self.by_token {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err("a token is empty or contains whitespace".into());
             }
-            if !is_plain_segment(&id.user) {
+            if id.user.contains('/') || crate::keys::check_object_name(&id.user).is_err() {
                 return Err(format!("user name {:?} is not a plain name", id.user));
             }
             for group in &id.groups {
-                if group.split('/').any(|s| !is_plain_segment(s)) {
+                if crate::keys::check_object_name(group).is_err() {
                     return Err(format!(
                         "group {group:?} of {:?} is not a plain path",
                         id.user
@@ -166,11 +167,6 @@ impl Tokens {
         }
         Ok(identity)
     }
-}
-
-/// A name usable as one key segment: not empty, not `.`/`..`, no `/`, NUL or control characters.
-pub(crate) fn is_plain_segment(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.chars().any(|c| c == '/' || c.is_control())
 }
 
 #[cfg(test)]

@@ -4,5 +4,6 @@
 mod api;
 mod clients;
 pub(crate) mod fixture;
+mod names;
 mod s3;
 mod store;

@@ -21,8 +21,9 @@
 //! DIR/.hashup/credentials.json        generated access key pair (when none is configured)
 //! ```
 //!
-//! Keys are checked before they touch the file system: no empty, `.` or `..` segment, no leading
-//! `/`, no NUL, control character or backslash, at most 1024 bytes, percent-decoded exactly once.
+//! Keys are checked before they touch the file system, by [`crate::keys`] (no empty, `.` or `..`
+//! segment, no leading `/`, no control character or backslash, at most 1024 bytes and 255 per
+//! segment), after being percent-decoded exactly once.
 //! Two keys where one is a "directory" of the other (`a` and `a/b`) cannot both exist here,
 
 mod credentials;
@@ -436,28 +437,10 @@ impl Store {
     }
 }
 
-/// Checks `key` can be stored as a path below the bucket without escaping it.
+/// Checks `key` can be stored as a path below the bucket without escaping it: the rules of
+/// [`crate::keys`], which also keep every segment short enough to be a file name.
 pub fn validate_key(key: &str) -> Result<(), StoreError> {
-    let bad = |why: &str| Err(StoreError::InvalidKey(format!("{key:?}: {why}")));
-    if key.is_empty() {
-        return bad("empty");
-    }
-    if key.len() > 1024 {
-        return bad("longer than 1024 bytes");
-    }
-    if key.starts_with('/') {
-        return bad("absolute");
-    }
-    if key.chars().any(|c| c.is_control() || c == '\\') {
-        return bad("NUL, control character or backslash");
-    }
-    if key
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return bad("empty, . or .. segment");
-    }
-    Ok(())
+    crate::keys::check_key(key).map_err(|why| StoreError::InvalidKey(format!("{key:?}: {why}")))
 }
 
 /// S3's bucket naming rules, simplified: 3-63 of `a-z0-9.-`, starting and ending alphanumeric.
