@@ -7,3 +7,4 @@ pub(crate) mod fixture;
 mod names;
 mod s3;
 mod store;
+mod tokens;
