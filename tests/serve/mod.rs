@@ -4,6 +4,7 @@
 mod api;
 mod clients;
 pub(crate) mod fixture;
+mod hostile;
 mod names;
 mod s3;
 mod store;

@@ -12,15 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use base64::Engine as _;
 
-use super::receive::{Received, Receiving};
+use super::form::{self, Event, FormError, FormLimits, FormReader};
+use super::receive::{BodyError, IDLE_TIMEOUT, Idle, Received, Receiving};
 use super::{MAX_OBJECT_SIZE, ObjectMeta, Store, StoreError, validate_key};
 use crate::sign;
-
-/// Form fields before the file part may add up to this much (S3 allows a 20 KB policy).
-const MAX_FORM_PREFIX: usize = 64 * 1024;
-
-/// Parts after the file part are ignored, as S3 does, up to this much.
-const MAX_FORM_SUFFIX: usize = 64 * 1024;
 
 /// The store's routes, under `/store/`.
 pub(crate) fn router(store: Arc<Store>) -> Router {
@@ -206,9 +201,7 @@ async fn put_inner(store: &Arc<Store>, request: Request) -> Result<(), StoreErro
 
     let mut receiving = store.receive().await?;
     receiving
-        .take(body.into_data_stream(), length, |_| {
-            StoreError::IncompleteBody
-        })
+        .take(Idle::new(body.into_data_stream(), IDLE_TIMEOUT), length)
         .await?;
     if receiving.len != length {
         return Err(StoreError::IncompleteBody);
@@ -258,41 +251,19 @@ async fn post_inner(store: &Arc<Store>, request: Request) -> Result<(u16, String
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| StoreError::MalformedPost(e.to_string()))?;
-    let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
-    let malformed = |e: multer::Error| StoreError::MalformedPost(e.to_string());
+    let boundary = form::parse_boundary(content_type)?;
+    let body = Idle::new(body.into_data_stream(), IDLE_TIMEOUT);
+    let mut form = FormReader::new(body, &boundary, FormLimits::default());
 
-    // The fields before the file, bounded in size.
+    // The fields before the file, bounded in number and size by the reader.
     let mut fields: Vec<(String, String)> = Vec::new();
-    let mut prefix_len = 0usize;
-    let mut file = loop {
-        let Some(mut field) = form.next_field().await.map_err(malformed)? else {
-            return Err(StoreError::InvalidArgument(
-                "POST requires exactly one file upload per request".into(),
-            ));
-        };
-        let name = field
-            .name()
-            .ok_or_else(|| StoreError::MalformedPost("a part without a name".into()))?
-            .to_string();
-        if name.eq_ignore_ascii_case("file") {
-            break field;
+    loop {
+        match form.next(body_error).await? {
+            Event::Field { name, value } => fields.push((name, value)),
+            Event::File => break,
+            Event::Data(_) | Event::End => unreachable!("the reader yields File first"),
         }
-        let mut value = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-            prefix_len += chunk.len() + name.len();
-            if prefix_len > MAX_FORM_PREFIX {
-                return Err(StoreError::InvalidArgument(
-                    "form fields before the file exceed the allowed size".into(),
-                ));
-            }
-            value.extend_from_slice(&chunk);
-        }
-        let value = String::from_utf8(value)
-            .map_err(|_| StoreError::MalformedPost(format!("field {name} is not UTF-8")))?;
-        fields.push((name, value));
-    };
+    }
 
     // Everything about the request is known before a byte of the file is read.
     let verified = sign::verify_post(store.lookup(), &store.bucket, &fields, SystemTime::now())?;
@@ -303,21 +274,13 @@ async fn post_inner(store: &Arc<Store>, request: Request) -> Result<(u16, String
     let max_len = max_len.min(MAX_OBJECT_SIZE);
 
     let mut receiving = store.receive().await?;
-    receiving
-        .take(&mut file, max_len, StoreError::MalformedPost)
-        .await?;
-    drop(file);
     // S3 ignores parts after the file, but the body must still end with the closing boundary:
     // this is what tells a complete upload from a truncated one.
-    let mut suffix = 0usize;
-    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
-        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-            suffix += chunk.len();
-            if suffix > MAX_FORM_SUFFIX {
-                return Err(StoreError::MalformedPost(
-                    "too much data after the file".into(),
-                ));
-            }
+    loop {
+        match form.next(body_error).await? {
+            Event::Data(chunk) => receiving.write(&chunk, max_len).await?,
+            Event::End => break,
+            Event::Field { .. } | Event::File => unreachable!("fields come before the file"),
         }
     }
     let status = verified.success_action_status.unwrap_or(204);
@@ -343,6 +306,28 @@ async fn post_inner(store: &Arc<Store>, request: Request) -> Result<(u16, String
     )
     .await?;
     Ok((status, key))
+}
+
+/// A POST body that failed to arrive: silent for too long, or cut short.
+fn body_error(e: BodyError) -> FormError {
+    match e {
+        BodyError::Idle => FormError::Timeout,
+        BodyError::Transport(e) => FormError::Malformed(e),
+    }
+}
+
+impl From<FormError> for StoreError {
+    fn from(e: FormError) -> StoreError {
+        match e {
+            FormError::Malformed(_) | FormError::SuffixTooLarge => {
+                StoreError::MalformedPost(e.to_string())
+            }
+            FormError::FieldsTooLarge | FormError::NoFile => {
+                StoreError::InvalidArgument(e.to_string())
+            }
+            FormError::Timeout => StoreError::RequestTimeout,
+        }
+    }
 }
 
 #[cfg(test)]

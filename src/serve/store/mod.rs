@@ -27,6 +27,7 @@
 //! Two keys where one is a "directory" of the other (`a` and `a/b`) cannot both exist here,
 
 mod credentials;
+mod form;
 mod http;
 mod receive;
 
