@@ -578,6 +578,7 @@ async fn start_embedded(
             region: "us-east-1".into(),
             credentials: None,
         }),
+        limits: Default::default(),
     };
     let server = Server::bind_with_tokens(config, tokens).await?;
     let url = server.api_url();

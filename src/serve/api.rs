@@ -2,7 +2,7 @@
 //! codes and the key layout (`uploads/<user>/<name>`, group uploads `uploads/<group>/<name>`).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -16,6 +16,8 @@ use serde::ser::SerializeMap as _;
 
 use super::auth::{Identity, Tokens};
 use super::backend::Backend;
+use super::body::{BodyError, Idle};
+use super::connections::Limits;
 use super::storage::{ObjectInfo, Presigned};
 use crate::keys;
 
@@ -34,6 +36,7 @@ const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 pub(crate) struct ApiState {
     pub tokens: Tokens,
     pub backend: Backend,
+    pub limits: Limits,
 }
 
 /// The API routes, under [`API_PREFIX`].
@@ -78,18 +81,20 @@ fn authenticate<'a>(state: &'a ApiState, headers: &HeaderMap) -> Result<&'a Iden
 }
 
 /// Reads at most [`MAX_BODY`] bytes; more is a 413 (after draining a bounded amount).
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+async fn read_body(headers: &HeaderMap, body: Body, idle: Duration) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut stream = body.into_data_stream();
+    let mut stream = Idle::new(body.into_data_stream(), idle);
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError(StatusCode::BAD_REQUEST, "Incomplete request body"))?;
+        let chunk = chunk.map_err(|e| match e {
+            BodyError::Idle => ApiError(StatusCode::REQUEST_TIMEOUT, "Request body timed out"),
+            BodyError::Transport(_) => ApiError(StatusCode::BAD_REQUEST, "Incomplete request body"),
+        })?;
         seen += chunk.len();
         if seen > MAX_BODY {
             if seen > DRAIN_LIMIT || declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
@@ -217,7 +222,7 @@ async fn upload(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    let body = match read_body(&headers, body).await {
+    let body = match read_body(&headers, body, state.limits.idle_timeout).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };

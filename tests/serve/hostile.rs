@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::fixture::{Backend, Serve};
+use hashup::serve::{BackendConfig, Limits, ServeConfig, Server, StoreConfig};
+use hashup::sign::Credentials;
+
+use super::fixture::{Backend, STORE_KEY, STORE_SECRET, Serve};
 
 /// Reads until the status line and headers of an answer are in, the connection ends, or `limit`.
 async fn read_answer(mut read: tokio::net::tcp::OwnedReadHalf, limit: Duration) -> String {
@@ -86,4 +89,170 @@ async fn a_part_header_that_never_ends_is_refused() {
     let prefix = b"--b0undary\r\nContent-Disposition: form-data; name=\"key\"\r\nX-Pad: ";
     let (answer, _) = send_until_answered(&serve, &head, prefix, 1 << 20, false).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+}
+
+/// A `hashup serve` in this process, on the embedded store, with the given limits.
+struct InProcess {
+    /// `http://127.0.0.1:PORT`.
+    base: String,
+    /// `PROMINENCE_URL`.
+    api: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// alice's token on every in-process server.
+const TOKEN: &str = "hostile-test-token";
+
+async fn in_process(limits: Limits) -> InProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+    std::fs::write(
+        &tokens,
+        serde_json::json!({ TOKEN: {"user": "alice", "groups": ["g1"]} }).to_string(),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tokens,
+        public_url: None,
+        backend: BackendConfig::Store(StoreConfig {
+            dir: store,
+            bucket: "hashup".into(),
+            region: "us-east-1".into(),
+            credentials: Some(Credentials::new(STORE_KEY, STORE_SECRET)),
+        }),
+        limits,
+    };
+    let server = Server::bind(config).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let api = server.api_url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    InProcess {
+        base,
+        api,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+/// `GET /data` as alice, as a well-behaved client would: the status, or the error.
+async fn real_request(server: &InProcess) -> Result<u16, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    client
+        .get(format!("{}/data", server.api))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until the server closes `read`'s connection (EOF or reset), up to `limit`; how long
+/// it took, or `None` if it stayed open.
+async fn closed_within(
+    read: &mut tokio::net::tcp::OwnedReadHalf,
+    started: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = limit.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, read.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(n)) if n > 0 => continue,
+            Ok(_) => return Some(started.elapsed()),
+        }
+    }
+}
+
+/// Opens a connection and sends a request head one byte every `tick`, never finishing it;
+/// returns when the server closed the connection, or `None` if it was still open at `limit`.
+async fn slow_headers(addr: String, tick: Duration, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = b"GET /prominence/v1/data HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    if write.write_all(head).await.is_err() {
+        return Some(started.elapsed());
+    }
+    let writer = tokio::spawn(async move {
+        for _ in 0..(limit.as_millis() / tick.as_millis().max(1)) {
+            tokio::time::sleep(tick).await;
+            if write.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+        write
+    });
+    let closed = closed_within(&mut read, started, limit).await;
+    writer.abort();
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_real_clients_get_through() {
+    let limits = Limits {
+        max_connections: 4,
+        header_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(2),
+    };
+    let server = in_process(limits).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // Three times the cap, each trickling a header byte every 200 ms for up to 8 s.
+    let slow: Vec<_> = (0..12)
+        .map(|_| {
+            tokio::spawn(slow_headers(
+                addr.clone(),
+                Duration::from_millis(200),
+                Duration::from_secs(8),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    assert_eq!(real_request(&server).await, Ok(200));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the real request waited {:?}",
+        started.elapsed()
+    );
+    for (i, task) in slow.into_iter().enumerate() {
+        let closed = task.await.unwrap();
+        assert!(
+            closed.is_some_and(|t| t < Duration::from_secs(6)),
+            "slow connection {i} was not closed in time: {closed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_cap_are_closed() {
+    let limits = Limits {
+        max_connections: 4,
+        header_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(2),
+    };
+    let server = in_process(limits).await;
+    let addr = server.base.trim_start_matches("http://");
+    let started = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        idle.push((read, write));
+    }
+    // The idle ones are served (and timed out) in turn: a real client gets its turn.
+    assert_eq!(real_request(&server).await, Ok(200));
+    for (i, (read, _write)) in idle.iter_mut().enumerate() {
+        let closed = closed_within(read, started, Duration::from_secs(10)).await;
+        assert!(closed.is_some(), "idle connection {i} is still open");
+    }
+    assert_eq!(real_request(&server).await, Ok(200));
 }

@@ -13,17 +13,19 @@ use axum::routing::{post, put};
 use base64::Engine as _;
 
 use super::form::{self, Event, FormError, FormLimits, FormReader};
-use super::receive::{BodyError, IDLE_TIMEOUT, Idle, Received, Receiving};
+use super::receive::{Received, Receiving};
 use super::{MAX_OBJECT_SIZE, ObjectMeta, Store, StoreError, validate_key};
+use crate::serve::body::{BodyError, Idle};
+use crate::serve::connections::Limits;
 use crate::sign;
 
 /// The store's routes, under `/store/`.
-pub(crate) fn router(store: Arc<Store>) -> Router {
+pub(crate) fn router(store: Arc<Store>, limits: Limits) -> Router {
     Router::new()
         .route("/store/{bucket}", post(post_object))
         .route("/store/{bucket}/", post(post_object))
         .route("/store/{bucket}/{*key}", put(put_object))
-        .with_state(store)
+        .with_state((store, limits))
 }
 
 fn xml_escape(s: &str) -> String {
@@ -129,15 +131,18 @@ async fn finish_and_commit(
 }
 
 /// `PUT /store/<bucket>/<key>` with a presigned URL.
-async fn put_object(State(store): State<Arc<Store>>, request: Request) -> Response {
+async fn put_object(
+    State((store, limits)): State<(Arc<Store>, Limits)>,
+    request: Request,
+) -> Response {
     let resource = request.uri().path().to_string();
-    match put_inner(&store, request).await {
+    match put_inner(&store, limits, request).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => s3_error(&e, &resource),
     }
 }
 
-async fn put_inner(store: &Arc<Store>, request: Request) -> Result<(), StoreError> {
+async fn put_inner(store: &Arc<Store>, limits: Limits, request: Request) -> Result<(), StoreError> {
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path();
     let (bucket, raw_key) = split_store_path(raw_path).ok_or(StoreError::NoSuchBucket)?;
@@ -201,7 +206,10 @@ async fn put_inner(store: &Arc<Store>, request: Request) -> Result<(), StoreErro
 
     let mut receiving = store.receive().await?;
     receiving
-        .take(Idle::new(body.into_data_stream(), IDLE_TIMEOUT), length)
+        .take(
+            Idle::new(body.into_data_stream(), limits.idle_timeout),
+            length,
+        )
         .await?;
     if receiving.len != length {
         return Err(StoreError::IncompleteBody);
@@ -210,9 +218,12 @@ async fn put_inner(store: &Arc<Store>, request: Request) -> Result<(), StoreErro
 }
 
 /// `POST /store/<bucket>`: browser-style upload with a POST policy.
-async fn post_object(State(store): State<Arc<Store>>, request: Request) -> Response {
+async fn post_object(
+    State((store, limits)): State<(Arc<Store>, Limits)>,
+    request: Request,
+) -> Response {
     let resource = request.uri().path().trim_end_matches('/').to_string();
-    match post_inner(&store, request).await {
+    match post_inner(&store, limits, request).await {
         Ok((status, key)) => {
             let location = format!("{}/{}", store.bucket_url(), sign::uri_encode_path(&key));
             if status == 201 {
@@ -240,7 +251,11 @@ async fn post_object(State(store): State<Arc<Store>>, request: Request) -> Respo
     }
 }
 
-async fn post_inner(store: &Arc<Store>, request: Request) -> Result<(u16, String), StoreError> {
+async fn post_inner(
+    store: &Arc<Store>,
+    limits: Limits,
+    request: Request,
+) -> Result<(u16, String), StoreError> {
     let (parts, body) = request.into_parts();
     let (bucket, _) = split_store_path(parts.uri.path()).ok_or(StoreError::NoSuchBucket)?;
     if bucket != store.bucket {
@@ -252,7 +267,7 @@ async fn post_inner(store: &Arc<Store>, request: Request) -> Result<(u16, String
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let boundary = form::parse_boundary(content_type)?;
-    let body = Idle::new(body.into_data_stream(), IDLE_TIMEOUT);
+    let body = Idle::new(body.into_data_stream(), limits.idle_timeout);
     let mut form = FormReader::new(body, &boundary, FormLimits::default());
 
     // The fields before the file, bounded in number and size by the reader.

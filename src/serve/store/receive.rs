@@ -2,23 +2,16 @@
 //! being hashed, so memory use does not depend on the object size. Dropping a [`Receiving`]
 //! (a refused, truncated or abandoned upload) deletes its file.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
-
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use super::{Store, StoreError};
+use crate::serve::body::BodyError;
 
 /// Write buffer per upload; the only per-upload memory that grows with throughput.
 const WRITE_BUFFER: usize = 256 * 1024;
-
-/// An upload that sends nothing for this long is dropped with its temporary file (S3 does the
-/// same with `RequestTimeout`), so a stalled client cannot pin disk space forever.
-pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Store {
     /// Starts receiving a body into a temporary file.
@@ -105,60 +98,5 @@ impl Receiving {
             sha256: self.hasher.finalize().into(),
             len: self.len,
         })
-    }
-}
-
-/// Why a request body stopped before its end.
-#[derive(Debug)]
-pub(super) enum BodyError {
-    /// Nothing arrived for the idle timeout.
-    Idle,
-    /// The connection failed or the body was cut short.
-    Transport(String),
-}
-
-/// A request body that fails with [`BodyError::Idle`] when nothing arrives for `idle`, so that a
-/// stalled client holds neither a temporary file nor its connection for ever.
-pub(super) struct Idle<S> {
-    body: S,
-    idle: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<S> Idle<S> {
-    /// Watches `body`, starting now.
-    pub(super) fn new(body: S, idle: Duration) -> Self {
-        Idle {
-            body,
-            idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
-        }
-    }
-}
-
-impl<S, E> Stream for Idle<S>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    type Item = Result<Bytes, BodyError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.body).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                let next = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(next);
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                Poll::Ready(Some(Err(BodyError::Transport(e.to_string()))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Idle))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
     }
 }
