@@ -17,8 +17,8 @@ Limits: at most --max-connections connections are served at once; more wait in t
 backlog (the cap is lowered to fit the open-files limit, whose soft value is raised to the hard \
 one at start). A request's headers must arrive within --header-timeout of the connection \
 opening or of the previous response, which also ends idle keep-alive connections. A request \
-body may send nothing, and a response go unread, for at most --idle-timeout. A POST to the \
-store may spend at most 4 KiB before the first boundary, 8 KiB on one part's headers, 64 \
+body may send nothing, and a response go unread, for at most --idle-timeout, and must average \
+64 KiB/s after its first 60 s (n bytes may take 60 s + n / 64 KiB/s). A POST to the store may spend at most 4 KiB before the first boundary, 8 KiB on one part's headers, 64 \
 fields and 64 KiB on the fields before the file, and 64 KiB after it.";
 
 /// Flags of `hashup serve`.
@@ -128,6 +128,7 @@ impl ServeArgs {
                 max_connections: self.max_connections as usize,
                 header_timeout: Duration::from_secs(self.header_timeout),
                 idle_timeout: Duration::from_secs(self.idle_timeout),
+                ..Limits::default()
             },
         })
     }

@@ -2,7 +2,7 @@
 //! codes and the key layout (`uploads/<user>/<name>`, group uploads `uploads/<group>/<name>`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,7 +16,7 @@ use serde::ser::SerializeMap as _;
 
 use super::auth::{Identity, Tokens};
 use super::backend::Backend;
-use super::body::{BodyError, Idle};
+use super::body::{BodyError, Timed};
 use super::connections::Limits;
 use super::storage::{ObjectInfo, Presigned};
 use crate::keys;
@@ -81,18 +81,20 @@ fn authenticate<'a>(state: &'a ApiState, headers: &HeaderMap) -> Result<&'a Iden
 }
 
 /// Reads at most [`MAX_BODY`] bytes; more is a 413 (after draining a bounded amount).
-async fn read_body(headers: &HeaderMap, body: Body, idle: Duration) -> Result<Vec<u8>, ApiError> {
+async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut stream = Idle::new(body.into_data_stream(), idle);
+    let mut stream = Timed::new(body.into_data_stream(), limits);
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| match e {
-            BodyError::Idle => ApiError(StatusCode::REQUEST_TIMEOUT, "Request body timed out"),
+            BodyError::Idle | BodyError::TooSlow => {
+                ApiError(StatusCode::REQUEST_TIMEOUT, "Request body timed out")
+            }
             BodyError::Transport(_) => ApiError(StatusCode::BAD_REQUEST, "Incomplete request body"),
         })?;
         seen += chunk.len();
@@ -222,7 +224,7 @@ async fn upload(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    let body = match read_body(&headers, body, state.limits.idle_timeout).await {
+    let body = match read_body(&headers, body, &state.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };

@@ -54,6 +54,11 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// The longest a request body may send nothing, or a response go unread.
     pub idle_timeout: Duration,
+    /// The grace every request body has before [`Limits::min_body_rate`] applies.
+    pub body_floor: Duration,
+    /// The slowest average rate, in bytes per second, a request body may come at after the
+    /// floor: a body of `n` bytes may take at most `body_floor + n / min_body_rate`.
+    pub min_body_rate: u64,
 }
 
 impl Default for Limits {
@@ -62,6 +67,8 @@ impl Default for Limits {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_floor: Duration::from_secs(60),
+            min_body_rate: 64 * 1024,
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use hashup::serve::{BackendConfig, Limits, ServeConfig, Server, StoreConfig};
 use hashup::sign::Credentials;
 
-use super::fixture::{Backend, STORE_KEY, STORE_SECRET, Serve};
+use super::fixture::{Backend, STORE_KEY, STORE_SECRET, Serve, fields_of, multipart, sha256_hex};
 
 /// Reads until the status line and headers of an answer are in, the connection ends, or `limit`.
 async fn read_answer(mut read: tokio::net::tcp::OwnedReadHalf, limit: Duration) -> String {
@@ -97,6 +97,8 @@ struct InProcess {
     base: String,
     /// `PROMINENCE_URL`.
     api: String,
+    /// The store's directory.
+    store: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -118,7 +120,7 @@ async fn in_process(limits: Limits) -> InProcess {
         tokens,
         public_url: None,
         backend: BackendConfig::Store(StoreConfig {
-            dir: store,
+            dir: store.clone(),
             bucket: "hashup".into(),
             region: "us-east-1".into(),
             credentials: Some(Credentials::new(STORE_KEY, STORE_SECRET)),
@@ -135,6 +137,7 @@ async fn in_process(limits: Limits) -> InProcess {
     InProcess {
         base,
         api,
+        store,
         _dir: dir,
         _stop: stop,
     }
@@ -203,6 +206,7 @@ async fn slow_headers_are_cut_off_and_real_clients_get_through() {
         max_connections: 4,
         header_timeout: Duration::from_millis(500),
         idle_timeout: Duration::from_secs(2),
+        ..Limits::default()
     };
     let server = in_process(limits).await;
     let addr = server.base.trim_start_matches("http://").to_string();
@@ -239,6 +243,7 @@ async fn idle_connections_beyond_the_cap_are_closed() {
         max_connections: 4,
         header_timeout: Duration::from_millis(500),
         idle_timeout: Duration::from_secs(2),
+        ..Limits::default()
     };
     let server = in_process(limits).await;
     let addr = server.base.trim_start_matches("http://");
@@ -255,4 +260,107 @@ async fn idle_connections_beyond_the_cap_are_closed() {
         assert!(closed.is_some(), "idle connection {i} is still open");
     }
     assert_eq!(real_request(&server).await, Ok(200));
+}
+
+impl InProcess {
+    /// Files in the store's temporary directory (uploads in flight).
+    fn temp_files(&self) -> usize {
+        std::fs::read_dir(self.store.join(".hashup/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+/// Sends a whole, valid POST upload up to and including the start of a part after the file,
+/// then trickles that part's data one byte every `tick` (never, with `None`), never ending the
+/// form. Returns how long after the file part the server closed the connection, the answer,
+/// and the most temporary files seen while the file was held.
+async fn stop_after_the_file(
+    server: &InProcess,
+    tick: Option<Duration>,
+) -> (Option<Duration>, String, usize) {
+    let data = vec![b'd'; 100 * 1024];
+    let r = reqwest::Client::new()
+        .post(format!("{}/data/upload", server.api))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"filename": "pinned.sif", "checksum": sha256_hex(&data)}))
+        .send()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = r.json().await.unwrap();
+    let (content_type, mut body) = multipart(&fields_of(&answer), "pinned.sif", &data);
+    let boundary = content_type.split("boundary=").nth(1).unwrap().to_string();
+    // Cut the closing delimiter; open one more part instead, whose data never ends.
+    body.truncate(body.len() - format!("--{boundary}--\r\n").len());
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"after\"\r\n\r\n")
+            .as_bytes(),
+    );
+    let host = server.base.trim_start_matches("http://");
+    let head = format!(
+        "POST /store/hashup HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len() + (1 << 20)
+    );
+    let (mut read, mut write) = TcpStream::connect(host).await.unwrap().into_split();
+    write.write_all(head.as_bytes()).await.unwrap();
+    write.write_all(&body).await.unwrap();
+    let sent = Instant::now();
+    let writer = tokio::spawn(async move {
+        if let Some(tick) = tick {
+            for _ in 0..100 {
+                tokio::time::sleep(tick).await;
+                if write.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        }
+        write
+    });
+    let mut held = 0;
+    let watch_until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < watch_until {
+        held = held.max(server.temp_files());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        let Some(left) = Duration::from_secs(8).checked_sub(sent.elapsed()) else {
+            break None;
+        };
+        match tokio::time::timeout(left, read.read(&mut buf)).await {
+            Err(_) => break None,
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            Ok(_) => break Some(sent.elapsed()),
+        }
+    };
+    writer.abort();
+    (closed, String::from_utf8_lossy(&answer).into_owned(), held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_that_never_ends_frees_its_temp_file_in_time() {
+    // A 100 KiB upload at 1 MiB/s after a 1 s grace may last ~1.1 s; idle alone would be 5 s.
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(5),
+        body_floor: Duration::from_secs(1),
+        min_body_rate: 1 << 20,
+        ..Limits::default()
+    };
+    let server = in_process(limits).await;
+    for tick in [Some(Duration::from_millis(200)), None] {
+        let (closed, answer, held) = stop_after_the_file(&server, tick).await;
+        assert_eq!(held, 1, "the file part was not being held ({tick:?})");
+        assert!(
+            closed.is_some_and(|t| t < Duration::from_secs(4)),
+            "closed after {closed:?} ({tick:?}): {answer}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("<Code>RequestTimeout</Code>"), "{answer}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while server.temp_files() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(server.temp_files(), 0, "({tick:?})");
+    }
 }

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use super::form::{self, Event, FormError, FormLimits, FormReader};
 use super::receive::{Received, Receiving};
 use super::{MAX_OBJECT_SIZE, ObjectMeta, Store, StoreError, validate_key};
-use crate::serve::body::{BodyError, Idle};
+use crate::serve::body::{BodyError, Timed};
 use crate::serve::connections::Limits;
 use crate::sign;
 
@@ -206,10 +206,7 @@ async fn put_inner(store: &Arc<Store>, limits: Limits, request: Request) -> Resu
 
     let mut receiving = store.receive().await?;
     receiving
-        .take(
-            Idle::new(body.into_data_stream(), limits.idle_timeout),
-            length,
-        )
+        .take(Timed::new(body.into_data_stream(), &limits), length)
         .await?;
     if receiving.len != length {
         return Err(StoreError::IncompleteBody);
@@ -267,7 +264,7 @@ async fn post_inner(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let boundary = form::parse_boundary(content_type)?;
-    let body = Idle::new(body.into_data_stream(), limits.idle_timeout);
+    let body = Timed::new(body.into_data_stream(), &limits);
     let mut form = FormReader::new(body, &boundary, FormLimits::default());
 
     // The fields before the file, bounded in number and size by the reader.
@@ -326,7 +323,7 @@ async fn post_inner(
 /// A POST body that failed to arrive: silent for too long, or cut short.
 fn body_error(e: BodyError) -> FormError {
     match e {
-        BodyError::Idle => FormError::Timeout,
+        BodyError::Idle | BodyError::TooSlow => FormError::Timeout,
         BodyError::Transport(e) => FormError::Malformed(e),
     }
 }

@@ -88,7 +88,8 @@ pub enum StoreError {
     /// The body is smaller than the policy's minimum.
     #[error("your proposed upload is smaller than the minimum allowed size")]
     EntityTooSmall,
-    /// The client sent nothing for the idle timeout (60 s).
+    /// The client sent nothing for the idle timeout, or sent the body too slowly
+    /// ([`crate::serve::Limits`]).
     #[error(
         "your socket connection to the server was not read from or written to within the timeout period"
     )]

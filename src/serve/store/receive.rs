@@ -62,7 +62,7 @@ impl Receiving {
     ) -> Result<(), StoreError> {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| match e {
-                BodyError::Idle => StoreError::RequestTimeout,
+                BodyError::Idle | BodyError::TooSlow => StoreError::RequestTimeout,
                 BodyError::Transport(_) => StoreError::IncompleteBody,
             })?;
             self.write(&chunk, max).await?;
