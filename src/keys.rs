@@ -71,6 +71,7 @@ pub fn object_name_problem(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn plain_names_pass() {
@@ -121,5 +122,52 @@ mod tests {
                 .unwrap_err()
                 .contains("1024")
         );
+    }
+
+    /// Names from every corner: any string, the characters the rules are about, and long
+    /// segments and keys around the limits.
+    fn names() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a./\\\\\x00\x1f\x7f\u{85}é ]{0,40}",
+            prop::collection::vec("[a-zé]{1,300}", 1..6).prop_map(|v| v.join("/")),
+            "[ab/]{1000,1100}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn accepted_names_obey_every_rule(name in names()) {
+            if check_object_name(&name).is_ok() {
+                prop_assert!(!name.is_empty() && name.len() <= MAX_KEY_BYTES);
+                prop_assert!(!name.contains('\\'));
+                prop_assert!(!name.chars().any(char::is_control));
+                for segment in name.split('/') {
+                    prop_assert!(!segment.is_empty() && segment != "." && segment != "..");
+                    prop_assert!(segment.len() <= MAX_SEGMENT_BYTES);
+                }
+            }
+            prop_assert_eq!(check_key(&name).is_ok(), check_object_name(&name).is_ok());
+        }
+
+        #[test]
+        fn dot_dot_backslash_and_control_characters_are_refused(
+            before in names(),
+            after in names(),
+            control in prop_oneof![0u32..0x20, Just(0x7f), 0x80u32..0xa0],
+        ) {
+            let control = char::from_u32(control).unwrap();
+            for name in [
+                format!("{before}/../{after}"),
+                format!("../{after}"),
+                format!("{before}/.."),
+                format!("{before}\\{after}"),
+                format!("{before}{control}{after}"),
+            ] {
+                prop_assert!(check_object_name(&name).is_err(), "{:?}", name);
+            }
+        }
     }
 }

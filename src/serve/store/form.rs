@@ -494,6 +494,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const BOUNDARY: &str = "XyZ-boundary";
 
@@ -655,5 +656,127 @@ mod tests {
                 ("x".into(), "y".into())
             ]
         );
+    }
+
+    const PROP_BOUNDARY: &str = "hashup-prop-8c1f0b";
+
+    /// Starts that reach each state of the parser, to put arbitrary bytes after.
+    fn starts() -> impl Strategy<Value = Vec<u8>> {
+        let b = PROP_BOUNDARY;
+        prop::sample::select(vec![
+            String::new(),
+            format!("--{b}"),
+            format!("--{b}\r\n"),
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n"),
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n"),
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--{b}\r\n"),
+        ])
+        .prop_map(String::into_bytes)
+    }
+
+    fn limits() -> impl Strategy<Value = FormLimits> {
+        prop_oneof![
+            Just(FormLimits::default()),
+            (
+                1usize..200,
+                1usize..200,
+                0usize..4,
+                0usize..300,
+                0usize..300
+            )
+                .prop_map(|(preamble, part_header, fields, field_section, suffix)| {
+                    FormLimits {
+                        preamble,
+                        part_header,
+                        fields,
+                        field_section,
+                        suffix,
+                    }
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bodies_never_panic_nor_overfill(
+            start in starts(),
+            // Bytes rich in the ones framing is made of.
+            noise in prop::collection::vec(any::<u8>(), 0..8_000).prop_map(|v| {
+                v.into_iter()
+                    .map(|b| match b % 16 {
+                        0 => b'\r',
+                        1 => b'\n',
+                        2 => b'-',
+                        _ => b,
+                    })
+                    .collect::<Vec<u8>>()
+            }),
+            chunks in prop::collection::vec(1usize..2048, 1..20),
+            limits in limits(),
+        ) {
+            let body = [start, noise].concat();
+            let mut parser = FormParser::new(PROP_BOUNDARY, limits);
+            let mut rest = body.as_slice();
+            let mut sizes = chunks.iter().cycle();
+            'feed: loop {
+                loop {
+                    match parser.next_event(rest.is_empty()) {
+                        Ok(Some(Event::End)) | Err(_) => break 'feed,
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                    }
+                }
+                prop_assert!(
+                    parser.buffered() <= parser.bound(),
+                    "{} bytes held, bound {}", parser.buffered(), parser.bound()
+                );
+                if rest.is_empty() {
+                    break;
+                }
+                let n = (*sizes.next().unwrap()).min(rest.len());
+                parser.feed(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+
+        #[test]
+        fn well_formed_forms_read_back_in_any_chunking(
+            fields in prop::collection::vec(("[a-z]{1,8}", "\\PC{0,100}"), 0..6),
+            file in prop::collection::vec(any::<u8>(), 0..10_000),
+            chunk in 1usize..3000,
+        ) {
+            let fields: Vec<(String, String)> =
+                fields.into_iter().filter(|(n, _)| n != "file").collect();
+            let mut body = Vec::new();
+            for (name, value) in &fields {
+                body.extend_from_slice(format!(
+                    "--{PROP_BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                ).as_bytes());
+            }
+            body.extend_from_slice(format!(
+                "--{PROP_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+            ).as_bytes());
+            body.extend_from_slice(&file);
+            body.extend_from_slice(format!("\r\n--{PROP_BOUNDARY}--\r\n").as_bytes());
+
+            let mut parser = FormParser::new(PROP_BOUNDARY, FormLimits::default());
+            let (mut got_fields, mut got_file, mut ended) = (Vec::new(), Vec::new(), false);
+            for piece in body.chunks(chunk) {
+                parser.feed(piece);
+                while let Some(event) = parser.next_event(false).unwrap() {
+                    match event {
+                        Event::Field { name, value } => got_fields.push((name, value)),
+                        Event::File => prop_assert_eq!(&got_fields, &fields),
+                        Event::Data(d) => got_file.extend_from_slice(&d),
+                        Event::End => ended = true,
+                    }
+                }
+            }
+            prop_assert!(ended);
+            prop_assert_eq!(got_fields, fields);
+            prop_assert_eq!(got_file, file);
+        }
     }
 }
