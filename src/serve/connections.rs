@@ -211,7 +211,8 @@ async fn connection(
         }
         Pin::new(&mut conn).graceful_shutdown();
     };
-    if result.is_ok() {
+    // At shutdown there is no one left to read an answer for.
+    if result.is_ok() && !stopping {
         let stream = conn.into_parts().io.into_inner().into_inner();
         linger(stream).await;
     }
