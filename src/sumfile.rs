@@ -69,8 +69,9 @@ pub struct ListedFile {
 pub enum Line {
     /// A checksum and a path.
     File(ListedFile),
-    /// A `#` comment or an empty line: ignored, like GNU does (a line of blanks is
-    /// malformed).
+    /// A `#` comment or an empty line: ignored, like GNU does. Only a `#` in the
+    /// first column starts a comment: an indented one, like a line of blanks, is
+    /// malformed.
     Comment,
     /// Anything else: counted as improperly formatted.
     Malformed,
@@ -82,14 +83,15 @@ pub enum Line {
 /// backslash. A carriage return before the newline (a CRLF list) is dropped, as GNU
 /// does; a name that really ends in one is written escaped, as `\r`.
 pub fn parse_line(line: &[u8]) -> Line {
+    // GNU looks for the `#` before anything else, in the first column only.
+    if line.first() == Some(&b'#') {
+        return Line::Comment;
+    }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         return Line::Comment; // GNU skips empty lines, but not blank ones
     }
     let line = trim_start(line);
-    if line.first() == Some(&b'#') {
-        return Line::Comment;
-    }
     let (escaped, line) = match line.strip_prefix(b"\\") {
         Some(rest) => (true, rest),
         None => (false, line),
@@ -255,6 +257,15 @@ mod tests {
         }
         assert_eq!(parse_line(b"# comment"), Line::Comment);
         assert_eq!(parse_line(b""), Line::Comment);
+    }
+
+    #[test]
+    fn only_a_hash_in_the_first_column_starts_a_comment() {
+        // `sha256sum -c --strict` fails on these (GNU 9.1); they were taken as comments.
+        for indented in [&b" # x"[..], b"\t#", b"  #\r"] {
+            assert_eq!(parse_line(indented), Line::Malformed, "{indented:?}");
+        }
+        assert_eq!(parse_line(b"#\r"), Line::Comment);
     }
 
     #[test]
