@@ -403,6 +403,22 @@ fn empty_lines_are_ignored_like_gnu() {
 }
 
 #[test]
+fn a_list_on_standard_input_cannot_list_standard_input_like_gnu() {
+    // GNU counts a line naming `-` as improperly formatted when the list itself is standard
+    // input; hashup hashed what was left of standard input (nothing), so this line said OK.
+    let tree = sample_tree();
+    let list = format!("{EMPTY_SHA256}  -\n{}  one\n", hex_of(&tree, "one"));
+    for flags in [&[][..], &["--strict"], &["-w"]] {
+        let run = assert_same_as_gnu(tree.root(), &check_args(flags, &["-"]), list.as_bytes());
+        assert_eq!(run.stdout, b"one: OK\n", "{flags:?}");
+    }
+    // In a list read from a file, `-` is standard input as usual.
+    tree.file("list", format!("{EMPTY_SHA256}  -\n"));
+    let run = assert_same_as_gnu(tree.root(), &["-c", "list"], b"");
+    assert_eq!((run.code, run.stdout.as_slice()), (0, &b"-: OK\n"[..]));
+}
+
+#[test]
 fn listed_directory_is_reported_like_gnu() {
     // GNU: `sha256sum: nested: Is a directory`.
     let tree = sample_tree();
