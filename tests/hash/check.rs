@@ -419,6 +419,38 @@ fn a_list_on_standard_input_cannot_list_standard_input_like_gnu() {
 }
 
 #[test]
+fn an_empty_tagged_name_is_a_file_that_cannot_be_read_like_gnu() {
+    // GNU lists `SHA256 () = <hex>` as a file it cannot open, which fails the check; hashup
+    // called the line malformed, which (without --strict) let the check pass. Only stderr
+    // differs, GNU quoting the empty name as `''`.
+    let tree = sample_tree();
+    let list = format!(
+        "{}  one\nSHA256 () = {EMPTY_SHA256}\n",
+        hex_of(&tree, "one")
+    );
+    let run = |program: &str| {
+        let command = match program {
+            "hashup" => util::hashup(["hash", "-c", "-"]),
+            _ => sha256sum(["-c", "-"]),
+        };
+        command
+            .current_dir(tree.root())
+            .stdin(list.as_bytes())
+            .run()
+    };
+    let (ours, gnu) = (run("hashup"), run("sha256sum"));
+    assert_eq!(
+        (ours.code, &ours.stdout),
+        (gnu.code, &gnu.stdout),
+        "{gnu:?}"
+    );
+    assert_eq!(
+        (ours.code, ours.stdout.as_slice()),
+        (1, &b"one: OK\n: FAILED open or read\n"[..])
+    );
+}
+
+#[test]
 fn listed_directory_is_reported_like_gnu() {
     // GNU: `sha256sum: nested: Is a directory`.
     let tree = sample_tree();
