@@ -179,6 +179,8 @@ measure() {
                 upload "$tool" "$set" "$run" || { cat "$work/$tool-$set-$run.log" >&2; die "$tool failed on $set"; }
                 end=$(date +%s.%N)
                 check "$tool" "$set" "$run"
+                # hashup's own summary line: what --uploads auto settled on, for the log.
+                case "$tool" in hashup*) log "  $(tail -n 1 "$work/$tool-$set-$run.log")" ;; esac
                 t=$(echo "$end - $start" | bc -l)
                 if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
             done
@@ -191,7 +193,8 @@ measure() {
     if [ -x /usr/bin/time ]; then
         warm one
         PROMINENCE_TOKEN=$(token_for hs-rss) /usr/bin/time -o "$work/rss" -f %M \
-            "$hashup" upload --progress none --no-cache "$data/one" >"$work/rss.log" 2>&1 || die "hashup upload failed (RSS run)"
+            "$hashup" upload --progress none --no-cache "$data/one" >"$work/rss.log" 2>&1 ||
+            { cat "$work/rss.log" >&2; die "hashup upload failed (RSS run)"; }
         tool=hashup set=one run=rss verify uploads/hs-rss/ 1 "$bytes_one"
         rss=$(tail -n 1 "$work/rss")
     fi

@@ -14,6 +14,7 @@ pub mod exit;
 pub mod hash;
 pub mod http;
 pub mod jwt;
+pub mod keys;
 pub mod limit;
 pub mod manifest;
 pub mod message;

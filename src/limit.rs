@@ -38,7 +38,7 @@ pub const AUTO_START: usize = 64;
 pub const AUTO_MAX: usize = 1024;
 
 /// The shortest and longest adjustment window.
-const WINDOW_MIN: Duration = Duration::from_millis(200);
+const WINDOW_MIN: Duration = Duration::from_millis(100);
 const WINDOW_MAX: Duration = Duration::from_secs(3);
 
 /// Windows to hold after a failed probe or a push-back before probing again.
@@ -300,7 +300,7 @@ impl Limiter {
         }
     }
 
-    /// A window is a few slot times long (so a window at a new limit sees uploads that started
+    /// A window is two mean slot times long (so a window at a new limit sees uploads that started
     /// under it), within [`WINDOW_MIN`]..[`WINDOW_MAX`].
     fn window(&self) -> Duration {
         let control = self.control.lock().unwrap_or_else(|e| e.into_inner());
@@ -310,7 +310,7 @@ impl Limiter {
             0 => WINDOW_MIN,
             n => Duration::from_nanos(busy / n),
         };
-        (mean * 3).clamp(WINDOW_MIN, WINDOW_MAX)
+        (mean * 2).clamp(WINDOW_MIN, WINDOW_MAX)
     }
 
     /// One window's decision (see the module docs).

@@ -151,6 +151,21 @@ impl Shared {
         }
     }
 
+    /// Counts a file the engine handed over: read and hashed, or answered by the cache.
+    fn count_hashed(&self, file: &HashedFile) {
+        let tally = &self.tally;
+        if file.cached {
+            tally.cached.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tally
+                .bytes_hashed
+                .fetch_add(file.stamp.size, Ordering::Relaxed);
+        }
+        tally
+            .hash_nanos
+            .fetch_add(file.hash_time.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     /// A file already stored: counted as skipped, never printed (an unchanged night must not
     /// fill the log), and recorded unless the journal this run appends to already says so.
     fn finish_stored(&self, file: &HashedFile, evidence: Evidence) {
@@ -292,41 +307,83 @@ pub async fn run(
         drain_expired: AtomicBool::new(false),
         limiter: limiter.clone(),
     });
-    let follow = tokio::spawn(follow_stop(requests, level, drain_timeout, shared.clone()));
+    let helpers = [
+        tokio::spawn(follow_stop(requests, level, drain_timeout, shared.clone())),
+        tokio::spawn(announce_stops(shared.clone())),
+        tokio::spawn(limiter.clone().control(
+            shared.tally.bytes_sent.clone(),
+            shared.tally.uploads_limit.clone(),
+        )),
+    ];
+    let (hashed, bridge) = bridge(hasher)?;
 
-    // The engine is a blocking iterator: a plain thread moves its outcomes into the async world,
-    // in the batches the workers made (a hand-off per file cost a rerun of 50,000 cached files
-    // about 10 % of its CPU in wake-ups). Backpressure stays per file: the loop below takes an
-    // upload slot for each.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Outcome>>(4);
-    let bridge = {
-        let mut hasher = hasher;
-        std::thread::Builder::new()
-            .name("hashup-bridge".into())
-            .spawn(move || {
-                while let Some(batch) = hasher.next_batch() {
-                    if tx.blocking_send(batch).is_err() {
-                        break; // the run stopped
-                    }
+    let mut tasks = feed(&shared, hashed).await;
+    while let Some(joined) = tasks.join_next().await {
+        joined?;
+    }
+    for helper in helpers {
+        helper.abort();
+    }
+    shared.announce_stop(); // a stop that came as the last task ended is still said
+    shared.progress.finish();
+    // The engine finishes the files it is hashing before it stops (a big one takes a while):
+    // an abort stops waiting for it.
+    tokio::select! {
+        _ = tokio::task::spawn_blocking(move || bridge.join()) => {}
+        () = reached(stop.clone(), StopLevel::Abort) => {}
+    }
+
+    let interrupted = shared.stopping() > StopLevel::Run;
+    let mut summary = summarize(&shared, started.elapsed(), interrupted);
+    if let Err(err) = shared.manifest.summary(&summary) {
+        // Every file has its outcome, but the journal does not say so: not a success.
+        summary.stopped.get_or_insert_with(|| journal_lost(&err));
+    }
+    Ok(Report {
+        summary,
+        interrupted,
+    })
+}
+
+/// Moves the engine's outcomes into the async world. The engine is a blocking iterator, so a
+/// plain thread does it, in the batches the workers made (a hand-off per file cost a rerun of
+/// 50,000 cached files about 10 % of its CPU in wake-ups). Backpressure stays per file: [`feed`]
+/// takes an upload slot for each. Dropping the receiver stops the thread at its next send.
+fn bridge(
+    mut hasher: Hasher,
+) -> std::io::Result<(
+    tokio::sync::mpsc::Receiver<Vec<Outcome>>,
+    std::thread::JoinHandle<()>,
+)> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Outcome>>(4);
+    let thread = std::thread::Builder::new()
+        .name("hashup-bridge".into())
+        .spawn(move || {
+            while let Some(batch) = hasher.next_batch() {
+                if tx.blocking_send(batch).is_err() {
+                    break; // the run stopped
                 }
-            })?
-    };
-
-    // Say once what each stop request does, through the progress display.
-    let announce = {
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            while stop.changed().await.is_ok() {
-                shared.announce_stop();
             }
-        })
-    };
+        })?;
+    Ok((rx, thread))
+}
 
-    let control = tokio::spawn(limiter.clone().control(
-        shared.tally.bytes_sent.clone(),
-        shared.tally.uploads_limit.clone(),
-    ));
+/// Says once what each stop request does, through the progress display.
+async fn announce_stops(shared: Arc<Shared>) {
+    let mut stop = shared.stop.clone();
+    while stop.changed().await.is_ok() {
+        shared.announce_stop();
+    }
+}
+
+/// Takes each hashed file: records a failure or a file already stored, or starts its upload
+/// once a slot is free. Returns the uploads still running when the files ran out or the run
+/// was asked to stop (drain) or doomed (fatal).
+async fn feed(
+    shared: &Arc<Shared>,
+    mut hashed: tokio::sync::mpsc::Receiver<Vec<Outcome>>,
+) -> tokio::task::JoinSet<()> {
+    let stop = &shared.stop;
     let mut tasks = tokio::task::JoinSet::new();
     let mut batch = Vec::new().into_iter();
     loop {
@@ -334,7 +391,7 @@ pub async fn run(
             tokio::select! {
                 biased;
                 () = reached(stop.clone(), StopLevel::Drain) => break,
-                next = rx.recv() => match next {
+                next = hashed.recv() => match next {
                     Some(next) => batch = next.into_iter(),
                     None => break,
                 },
@@ -344,113 +401,81 @@ pub async fn run(
         if shared.stopping() > StopLevel::Run {
             break;
         }
-        match outcome.result {
-            Err(err) => shared.finish(error_record(&err)),
-            Ok(file) => {
-                let tally = &shared.tally;
-                if file.cached {
-                    tally.cached.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    tally
-                        .bytes_hashed
-                        .fetch_add(file.stamp.size, Ordering::Relaxed);
-                }
-                tally
-                    .hash_nanos
-                    .fetch_add(file.hash_time.as_nanos() as u64, Ordering::Relaxed);
-                if let Some(evidence) = shared.options.stored.stored(
-                    &file.name.to_string_lossy(),
-                    file.stamp.size,
-                    &file.hex(),
-                ) {
-                    shared.finish_stored(&file, evidence);
-                    continue;
-                }
-                let permit = tokio::select! {
-                    biased;
-                    () = reached(stop.clone(), StopLevel::Drain) => break,
-                    slot = limiter.acquire() => slot,
-                };
-                if shared.fatal().is_some() {
-                    break;
-                }
-                let shared = shared.clone();
-                let abort = reached(stop.clone(), StopLevel::Abort);
-                tasks.spawn(async move {
-                    let started = Instant::now();
-                    let fallback = file.clone();
-                    let record = tokio::select! {
-                        record = upload_one(&shared, file) => record,
-                        () = abort => record(
-                            &fallback,
-                            Status::Failed,
-                            None,
-                            0,
-                            Some("interrupted while uploading: aborted".into()),
-                            started,
-                        ),
-                    };
-                    shared.finish(record);
-                    drop(permit);
-                });
+        let file = match outcome.result {
+            Err(err) => {
+                shared.finish(error_record(&err));
+                continue;
             }
+            Ok(file) => file,
+        };
+        shared.count_hashed(&file);
+        if let Some(evidence) =
+            shared
+                .options
+                .stored
+                .stored(&file.name.to_string_lossy(), file.stamp.size, &file.hex())
+        {
+            shared.finish_stored(&file, evidence);
+            continue;
         }
+        let slot = tokio::select! {
+            biased;
+            () = reached(stop.clone(), StopLevel::Drain) => break,
+            slot = shared.limiter.acquire() => slot,
+        };
+        if shared.fatal().is_some() {
+            break;
+        }
+        let shared = shared.clone();
+        let abort = reached(stop.clone(), StopLevel::Abort);
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let fallback = file.clone();
+            let record = tokio::select! {
+                record = upload_one(&shared, file) => record,
+                () = abort => record(
+                    &fallback,
+                    Status::Failed,
+                    None,
+                    0,
+                    Some("interrupted while uploading: aborted".into()),
+                    started,
+                ),
+            };
+            shared.finish(record);
+            drop(slot);
+        });
         while tasks.try_join_next().is_some() {}
     }
-    drop(rx); // a stop: the bridge's next send fails and the engine winds down
-    while let Some(joined) = tasks.join_next().await {
-        joined?;
-    }
-    announce.abort();
-    follow.abort();
-    control.abort();
-    shared.announce_stop(); // a stop that came as the last task ended is still said
+    tasks
+}
 
-    shared.progress.finish();
-    let interrupted = shared.stopping() > StopLevel::Run;
-    // The engine finishes the files it is hashing before it stops (a big one takes a while):
-    // an abort stops waiting for it.
-    tokio::select! {
-        _ = tokio::task::spawn_blocking(move || bridge.join()) => {}
-        () = reached(stop.clone(), StopLevel::Abort) => {}
-    }
-
-    let elapsed = started.elapsed();
+/// The run's counts and rates, for the manifest's last line and stderr's.
+fn summarize(shared: &Shared, elapsed: Duration, interrupted: bool) -> Summary {
     let t = &shared.tally;
-    let uploaded = t.uploaded.load(Ordering::Relaxed);
-    let bytes = t.bytes_uploaded.load(Ordering::Relaxed);
-    let done = t.done.load(Ordering::Relaxed);
+    let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let (uploaded, bytes, done) = (get(&t.uploaded), get(&t.bytes_uploaded), get(&t.done));
     let secs = elapsed.as_secs_f64().max(1e-9);
-    let summary = Summary {
+    Summary {
         files: done,
         uploaded,
-        failed: t.failed.load(Ordering::Relaxed),
-        skipped: t.skipped.load(Ordering::Relaxed),
-        not_started: t.planned.load(Ordering::Relaxed).saturating_sub(done),
+        failed: get(&t.failed),
+        skipped: get(&t.skipped),
+        not_started: get(&t.planned).saturating_sub(done),
         bytes,
-        bytes_hashed: t.bytes_hashed.load(Ordering::Relaxed),
-        cached: t.cached.load(Ordering::Relaxed),
-        already_stored: t.already_stored.load(Ordering::Relaxed),
+        bytes_hashed: get(&t.bytes_hashed),
+        cached: get(&t.cached),
+        already_stored: get(&t.already_stored),
         elapsed_ms: elapsed.as_millis() as u64,
-        hash_gb_per_s: t.bytes_hashed.load(Ordering::Relaxed) as f64
-            / (t.hash_nanos.load(Ordering::Relaxed) as f64).max(1.0),
+        hash_gb_per_s: get(&t.bytes_hashed) as f64 / (get(&t.hash_nanos) as f64).max(1.0),
         upload_mb_per_s: bytes as f64 / secs / 1e6,
         objects_per_s: uploaded as f64 / secs,
-        uploads_limit: limiter.limit() as u64,
-        uploads_limit_max: limiter.highest() as u64,
+        uploads_limit: shared.limiter.limit() as u64,
+        uploads_limit_max: shared.limiter.highest() as u64,
         stopped: shared
             .fatal()
             .or_else(|| interrupted.then(|| INTERRUPTED.to_string())),
-    };
-    let mut summary = summary;
-    if let Err(err) = shared.manifest.summary(&summary) {
-        // Every file has its outcome, but the journal does not say so: not a success.
-        summary.stopped.get_or_insert_with(|| journal_lost(&err));
     }
-    Ok(Report {
-        summary,
-        interrupted,
-    })
 }
 
 /// Why a run stopped when its manifest could not be written.

@@ -69,8 +69,9 @@ pub struct ListedFile {
 pub enum Line {
     /// A checksum and a path.
     File(ListedFile),
-    /// A `#` comment or an empty line: ignored, like GNU does (a line of blanks is
-    /// malformed).
+    /// A `#` comment or an empty line: ignored, like GNU does. Only a `#` in the
+    /// first column starts a comment: an indented one, like a line of blanks, is
+    /// malformed.
     Comment,
     /// Anything else: counted as improperly formatted.
     Malformed,
@@ -80,22 +81,26 @@ pub enum Line {
 /// (binary mode marker), or the tagged form `SHA256 (<path>) = <hex>` (also
 /// OpenSSL's `SHA256(<path>)= <hex>`), each optionally escaped with a leading
 /// backslash. A carriage return before the newline (a CRLF list) is dropped, as GNU
-/// does; a name that really ends in one is written escaped, as `\r`.
+/// does; a name that really ends in one is written escaped, as `\r`. The name may be
+/// empty in the tagged form only (`SHA256 () = <hex>`, which GNU lists as a file it
+/// cannot open).
 pub fn parse_line(line: &[u8]) -> Line {
+    // GNU looks for the `#` before anything else, in the first column only.
+    if line.first() == Some(&b'#') {
+        return Line::Comment;
+    }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         return Line::Comment; // GNU skips empty lines, but not blank ones
     }
     let line = trim_start(line);
-    if line.first() == Some(&b'#') {
-        return Line::Comment;
-    }
     let (escaped, line) = match line.strip_prefix(b"\\") {
         Some(rest) => (true, rest),
         None => (false, line),
     };
-    let parsed = parse_tagged(line).or_else(|| parse_untagged(line));
-    let Some((hex, name)) = parsed else {
+    let tagged = parse_tagged(line);
+    let is_tagged = tagged.is_some();
+    let Some((hex, name)) = tagged.or_else(|| parse_untagged(line)) else {
         return Line::Malformed;
     };
     let mut digest = [0u8; 32];
@@ -110,7 +115,8 @@ pub fn parse_line(line: &[u8]) -> Line {
     } else {
         name.to_vec()
     };
-    if name.is_empty() {
+    // GNU takes an empty name in the tagged form (and fails to open it), not in the other.
+    if name.is_empty() && !is_tagged {
         return Line::Malformed;
     }
     Line::File(ListedFile {
@@ -255,6 +261,28 @@ mod tests {
         }
         assert_eq!(parse_line(b"# comment"), Line::Comment);
         assert_eq!(parse_line(b""), Line::Comment);
+    }
+
+    #[test]
+    fn only_a_hash_in_the_first_column_starts_a_comment() {
+        // `sha256sum -c --strict` fails on these (GNU 9.1); they were taken as comments.
+        for indented in [&b" # x"[..], b"\t#", b"  #\r"] {
+            assert_eq!(parse_line(indented), Line::Malformed, "{indented:?}");
+        }
+        assert_eq!(parse_line(b"#\r"), Line::Comment);
+    }
+
+    #[test]
+    fn an_empty_name_is_a_file_only_in_the_tagged_form() {
+        // GNU 9.1 lists `SHA256 () = <hex>` as a file it cannot read (exit 1); it was taken
+        // as malformed, which without --strict let the check pass.
+        let empty = Line::File(ListedFile {
+            digest: D,
+            path: PathBuf::new(),
+        });
+        assert_eq!(parse_line(format!("SHA256 () = {HEX}").as_bytes()), empty);
+        assert_eq!(parse_line(format!("\\SHA256() = {HEX}").as_bytes()), empty);
+        assert_eq!(parse_line(format!("{HEX}  ").as_bytes()), Line::Malformed);
     }
 
     #[test]

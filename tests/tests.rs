@@ -2,6 +2,7 @@
 
 mod hash;
 mod manifest;
+mod props;
 mod readme;
 mod serve;
 mod upload;

@@ -2,16 +2,30 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use hashup::serve::{BackendConfig, S3Config, ServeConfig, StoreConfig, credentials_from_env};
+use hashup::serve::{
+    BackendConfig, Limits, S3Config, ServeConfig, StoreConfig, credentials_from_env,
+};
 use hashup::sign::Credentials;
+
+/// What `serve --help` says about the limits that are not flags.
+const LIMITS_HELP: &str = "\
+Limits: at most --max-connections connections are served at once; more wait in the listen \
+backlog (the cap is lowered to fit the open-files limit, whose soft value is raised to the hard \
+one at start). A request's headers must arrive within --header-timeout of the connection \
+opening or of the previous response, which also ends idle keep-alive connections. A request \
+body may send nothing, and a response go unread, for at most --idle-timeout, and must average \
+64 KiB/s after its first 60 s (n bytes may take 60 s + n / 64 KiB/s). A POST to the store may spend at most 4 KiB before the first boundary, 8 KiB on one part's headers, 64 \
+fields and 64 KiB on the fields before the file, and 64 KiB after it.";
 
 /// Flags of `hashup serve`.
 ///
 /// The backend is the embedded store in `--store DIR` unless `--s3-endpoint` is given.
 #[derive(Debug, Args)]
+#[command(after_help = LIMITS_HELP)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one; the bound URL is printed on stdout).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -66,6 +80,21 @@ pub struct ServeArgs {
         requires = "store_access_key_id"
     )]
     pub store_secret_access_key: Option<String>,
+
+    /// Connections served at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().header_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+
+    /// Seconds a request body may send nothing, or a response go unread.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
 }
 
 impl ServeArgs {
@@ -95,6 +124,12 @@ impl ServeArgs {
             tokens: self.tokens,
             public_url: self.public_url,
             backend,
+            limits: Limits {
+                max_connections: self.max_connections as usize,
+                header_timeout: Duration::from_secs(self.header_timeout),
+                idle_timeout: Duration::from_secs(self.idle_timeout),
+                ..Limits::default()
+            },
         })
     }
 }

@@ -74,14 +74,18 @@ fn check_list(
     // The final newline ends the last line; it does not start another.
     let body = text.strip_suffix(b"\n").unwrap_or(&text);
     let lines = body.split(|&b| b == b'\n').take_while(|_| !text.is_empty());
+    // Like GNU, a list read from standard input cannot name it as a file too: such a line
+    // is malformed (read as a file, it would be whatever follows the list, usually nothing).
+    let stdin_listed =
+        |listed: &sumfile::ListedFile| list == Path::new("-") && listed.path.as_os_str() == "-";
     for (number, line) in lines.enumerate() {
         match sumfile::parse_line(line) {
-            Line::File(listed) => {
+            Line::File(listed) if !stdin_listed(&listed) => {
                 expected.push(listed.digest);
                 entries.push(Ok(FileEntry::named(listed.path)));
             }
             Line::Comment => {}
-            Line::Malformed => malformed.push((expected.len(), number + 1)),
+            Line::File(_) | Line::Malformed => malformed.push((expected.len(), number + 1)),
         }
     }
     tally.malformed = malformed.len() as u64;

@@ -14,9 +14,12 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde::ser::SerializeMap as _;
 
-use super::auth::Tokens;
-use super::auth::{Identity, is_plain_segment};
-use super::backend::{Backend, ObjectInfo, Presigned};
+use super::auth::{Identity, Tokens};
+use super::backend::Backend;
+use super::body::{BodyError, Timed};
+use super::connections::Limits;
+use super::storage::{ObjectInfo, Presigned};
+use crate::keys;
 
 /// Where the API lives, as in `PROMINENCE_URL`.
 pub const API_PREFIX: &str = "/prominence/v1";
@@ -33,6 +36,7 @@ const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 pub(crate) struct ApiState {
     pub tokens: Tokens,
     pub backend: Backend,
+    pub limits: Limits,
 }
 
 /// The API routes, under [`API_PREFIX`].
@@ -77,18 +81,22 @@ fn authenticate<'a>(state: &'a ApiState, headers: &HeaderMap) -> Result<&'a Iden
 }
 
 /// Reads at most [`MAX_BODY`] bytes; more is a 413 (after draining a bounded amount).
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut stream = body.into_data_stream();
+    let mut stream = Timed::new(body.into_data_stream(), limits);
     let mut buf = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError(StatusCode::BAD_REQUEST, "Incomplete request body"))?;
+        let chunk = chunk.map_err(|e| match e {
+            BodyError::Idle | BodyError::TooSlow => {
+                ApiError(StatusCode::REQUEST_TIMEOUT, "Request body timed out")
+            }
+            BodyError::Transport(_) => ApiError(StatusCode::BAD_REQUEST, "Incomplete request body"),
+        })?;
         seen += chunk.len();
         if seen > MAX_BODY {
             if seen > DRAIN_LIMIT || declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
@@ -181,17 +189,14 @@ fn parse_upload(
     if name.is_empty() {
         return Err(bad("An object name must be specified"));
     }
+    // One set of rules (crate::keys) for the API, the store and the client: a name the store
+    // would refuse is a 400 with its reason here, never a 500 a client would retry.
+    if let Some(why) = keys::object_name_problem(&name) {
+        return Err(bad(why));
+    }
     let key = match name.rsplit_once('/') {
-        None => {
-            if !is_plain_segment(&name) {
-                return Err(bad("Invalid object name"));
-            }
-            format!("uploads/{}/{}", identity.user, name)
-        }
-        Some((group, base)) => {
-            if !is_plain_segment(base) || !group.split('/').all(is_plain_segment) {
-                return Err(bad("Invalid object name"));
-            }
+        None => format!("uploads/{}/{}", identity.user, name),
+        Some((group, _)) => {
             if !identity.in_group(group) {
                 return Err((
                     StatusCode::FORBIDDEN,
@@ -201,6 +206,10 @@ fn parse_upload(
             format!("uploads/{name}")
         }
     };
+    // The prefix can push a valid name past the key length limit.
+    if let Some(why) = keys::object_name_problem(&key) {
+        return Err(bad(why));
+    }
     Ok(UploadRequest { key, checksum })
 }
 
@@ -215,7 +224,7 @@ async fn upload(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    let body = match read_body(&headers, body).await {
+    let body = match read_body(&headers, body, &state.limits).await {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
@@ -333,7 +342,7 @@ async fn list_path(
         Err(r) => return r.into_response(),
     };
     let path = path.trim_end_matches('/');
-    if !path.split('/').all(is_plain_segment) || !identity.may_access_path(path) {
+    if keys::check_object_name(path).is_err() || !identity.may_access_path(path) {
         return error(StatusCode::FORBIDDEN, "Not authorized to access this path");
     }
     list(&state, &format!("uploads/{path}/"), "uploads/").await
@@ -360,7 +369,7 @@ async fn delete(
     } else {
         format!("uploads/{}/{}", identity.user, name)
     };
-    let valid = key.split('/').all(is_plain_segment);
+    let valid = keys::check_key(&key).is_ok();
     if valid && let Err(e) = state.backend.delete(&key).await {
         super::log_error(&format!("deleting {key}"), &e);
     }

@@ -13,6 +13,12 @@
 //! refused once its `exp` has passed, as PROMINENCE's OIDC check would; the JWT's signature is not
 //! checked, the tokens file is what vouches for it. The PROMINENCE CLI insists on a JWT with a
 //! future `exp`, so tokens meant for it must be JWTs.
+//!
+//! Private uploads live under `uploads/<user>/` and group uploads under `uploads/<group path>/`,
+//! one tree for both (as on PROMINENCE). So a file that names user `g1` and, for someone else,
+//! group `g1` (or `g1/sub`) is refused at load, with both names in the error: user `g1` would
+//! list, overwrite and delete the group's objects, and the group's members would see `g1`'s. A
+//! group may start with a user's name only when that user alone holds it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -122,19 +128,48 @@ impl Tokens {
         Ok(tokens)
     }
 
-    /// User and group names become key prefixes, so they must be plain path segments.
+    /// User and group names become key prefixes, so they must pass [`crate::keys`]'s rules (a
+    /// user name being one segment), and the trees they name must not overlap (see the module
+    /// docs).
     fn validate(&self) -> Result<(), String> {
         for (token, id) in &self.by_token {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err("a token is empty or contains whitespace".into());
             }
-            if !is_plain_segment(&id.user) {
+            if id.user.contains('/') || crate::keys::check_object_name(&id.user).is_err() {
                 return Err(format!("user name {:?} is not a plain name", id.user));
             }
             for group in &id.groups {
-                if group.split('/').any(|s| !is_plain_segment(s)) {
+                if crate::keys::check_object_name(group).is_err() {
                     return Err(format!(
                         "group {group:?} of {:?} is not a plain path",
+                        id.user
+                    ));
+                }
+            }
+        }
+        self.check_namespaces()
+    }
+
+    /// `uploads/<user>/` and `uploads/<group path>/` share one tree: a group whose path starts
+    /// with a user's name lies inside that user's private uploads, which its members could then
+    /// list, overwrite and delete, and which that user could list. Only the user itself may hold
+    /// such a group (a personal group, as some identity providers make, or the one-run token of
+    /// `upload --embedded`).
+    fn check_namespaces(&self) -> Result<(), String> {
+        let users: std::collections::BTreeSet<&str> =
+            self.by_token.values().map(|id| id.user.as_str()).collect();
+        // Sorted, so that the error names the same pair on every start.
+        let mut ids: Vec<&Identity> = self.by_token.values().collect();
+        ids.sort_by(|a, b| (&a.user, &a.groups).cmp(&(&b.user, &b.groups)));
+        for id in ids {
+            for group in &id.groups {
+                let top = group.split('/').next().unwrap_or(group);
+                if users.contains(top) && top != id.user {
+                    return Err(format!(
+                        "user {top:?} and group {group:?} (of user {:?}) would share uploads/{top}/: \
+                         rename one; a group may start with a user's name only when that user \
+                         alone holds it",
                         id.user
                     ));
                 }
@@ -166,11 +201,6 @@ impl Tokens {
         }
         Ok(identity)
     }
-}
-
-/// A name usable as one key segment: not empty, not `.`/`..`, no `/`, NUL or control characters.
-pub(crate) fn is_plain_segment(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.chars().any(|c| c == '/' || c.is_control())
 }
 
 #[cfg(test)]
@@ -272,5 +302,34 @@ mod tests {
             )]);
             assert!(Tokens::from_map(map).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn private_and_group_trees_never_overlap() {
+        let id = |user: &str, groups: &[&str]| Identity {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        let load = |ids: Vec<Identity>| {
+            Tokens::from_map(
+                ids.into_iter()
+                    .enumerate()
+                    .map(|(i, id)| (format!("t{i}"), id))
+                    .collect(),
+            )
+        };
+        let err = load(vec![id("alice", &["g1"]), id("g1", &[])]).unwrap_err();
+        assert!(err.contains("\"g1\"") && err.contains("\"alice\""), "{err}");
+        let err = load(vec![id("alice", &["lab/sub"]), id("lab", &[])]).unwrap_err();
+        assert!(
+            err.contains("\"lab\"") && err.contains("\"lab/sub\""),
+            "{err}"
+        );
+        // A personal group, held by its user only, is fine; so are users and groups that merely
+        // share a prefix.
+        assert!(load(vec![id("alice", &["alice", "alice/x"]), id("bob", &["g1"])]).is_ok());
+        assert!(load(vec![id("g", &[]), id("bob", &["g1", "gg/g"])]).is_ok());
+        // The same user under two tokens still holds its own group.
+        assert!(load(vec![id("alice", &["alice"]), id("alice", &[])]).is_ok());
     }
 }

@@ -1,37 +1,11 @@
-//! What the API needs from object storage, over the two backends.
+//! What the API needs from object storage, over the two backends: one enum that dispatches to
+//! [`super::s3`] or [`super::store`]. Neither backend imports this module.
 
 use std::time::SystemTime;
 
 use super::s3::S3Backend;
+use super::storage::{ObjectInfo, Presigned};
 use super::store::Store;
-
-/// Where a client is told to send one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presigned {
-    /// A `multipart/form-data` POST of these fields, in order, then the file.
-    Post {
-        /// Where to POST.
-        url: String,
-        /// The form fields, in signing order.
-        fields: Vec<(String, String)>,
-    },
-    /// A `PUT` of the body to this URL.
-    Put {
-        /// The presigned URL.
-        url: String,
-    },
-}
-
-/// One stored object, as listings show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// The full key, `uploads/...`.
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// When the object was last written.
-    pub last_modified: SystemTime,
-}
 
 /// A storage failure, for the log; the API answers with the contract's generic error.
 #[derive(Debug, thiserror::Error)]

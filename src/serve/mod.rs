@@ -23,6 +23,7 @@
 //!         region: "us-east-1".into(),
 //!         credentials: None,
 //!     }),
+//!     limits: Default::default(),
 //! };
 //! hashup::serve::run(config).unwrap();
 //! ```
@@ -30,7 +31,10 @@
 pub mod api;
 pub mod auth;
 mod backend;
+mod body;
+pub mod connections;
 pub mod s3;
+mod storage;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -39,8 +43,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-pub use backend::{ObjectInfo, Presigned};
+pub use connections::Limits;
 pub use s3::S3Config;
+pub use storage::{ObjectInfo, Presigned};
 pub use store::StoreConfig;
 
 use crate::sign::Credentials;
@@ -60,6 +65,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// Where objects go.
     pub backend: BackendConfig,
+    /// Bounds on connections, timeouts and bodies ([`Limits::default`] unless testing).
+    pub limits: Limits,
 }
 
 /// Which storage the presigned URLs point to.
@@ -93,6 +100,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    limits: Limits,
 }
 
 impl Server {
@@ -118,20 +126,35 @@ impl Server {
             .unwrap_or_else(|| format!("http://{addr}"));
         let public_url = public_url.trim_end_matches('/').to_string();
 
+        let mut limits = config.limits;
+        let cap = connections::connection_cap(limits.max_connections);
+        if cap < limits.max_connections {
+            eprintln!(
+                "hashup serve: serving at most {cap} connections at once (not {}): the open-files limit allows no more",
+                limits.max_connections
+            );
+            limits.max_connections = cap;
+        }
+
         let mut router = axum::Router::new();
         let backend = match config.backend {
             BackendConfig::S3(s3) => backend::Backend::S3(s3::S3Backend::new(s3)?),
             BackendConfig::Store(cfg) => {
                 let store = Arc::new(store::Store::open(cfg, &public_url)?);
-                router = router.merge(store::router(store.clone()));
+                router = router.merge(store::router(store.clone(), limits));
                 backend::Backend::Store(store)
             }
         };
-        let api = api::router(Arc::new(api::ApiState { tokens, backend }));
+        let api = api::router(Arc::new(api::ApiState {
+            tokens,
+            backend,
+            limits,
+        }));
         Ok(Server {
             listener,
             router: router.merge(api),
             addr,
+            limits,
         })
     }
 
@@ -150,10 +173,8 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("server failed")
+        connections::serve(self.listener, self.router, self.limits, shutdown).await;
+        Ok(())
     }
 }
 
@@ -163,6 +184,8 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Let the connection cap, not the soft open-files limit, bound connections.
+    connections::raise_open_files_limit();
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         println!("hashup serve: listening on {}", server.api_url());

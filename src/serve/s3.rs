@@ -10,7 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::URL_LIFETIME;
-use super::backend::{ObjectInfo, Presigned};
+use super::storage::{ObjectInfo, Presigned};
 use crate::sign::{self, Credentials, PostRequest, UrlRequest};
 
 /// Where the S3 backend stores objects.

@@ -39,6 +39,8 @@
 
 mod canonical;
 mod post;
+#[cfg(test)]
+mod proptests;
 mod url;
 
 use std::fmt;

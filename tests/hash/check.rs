@@ -403,6 +403,54 @@ fn empty_lines_are_ignored_like_gnu() {
 }
 
 #[test]
+fn a_list_on_standard_input_cannot_list_standard_input_like_gnu() {
+    // GNU counts a line naming `-` as improperly formatted when the list itself is standard
+    // input; hashup hashed what was left of standard input (nothing), so this line said OK.
+    let tree = sample_tree();
+    let list = format!("{EMPTY_SHA256}  -\n{}  one\n", hex_of(&tree, "one"));
+    for flags in [&[][..], &["--strict"], &["-w"]] {
+        let run = assert_same_as_gnu(tree.root(), &check_args(flags, &["-"]), list.as_bytes());
+        assert_eq!(run.stdout, b"one: OK\n", "{flags:?}");
+    }
+    // In a list read from a file, `-` is standard input as usual.
+    tree.file("list", format!("{EMPTY_SHA256}  -\n"));
+    let run = assert_same_as_gnu(tree.root(), &["-c", "list"], b"");
+    assert_eq!((run.code, run.stdout.as_slice()), (0, &b"-: OK\n"[..]));
+}
+
+#[test]
+fn an_empty_tagged_name_is_a_file_that_cannot_be_read_like_gnu() {
+    // GNU lists `SHA256 () = <hex>` as a file it cannot open, which fails the check; hashup
+    // called the line malformed, which (without --strict) let the check pass. Only stderr
+    // differs, GNU quoting the empty name as `''`.
+    let tree = sample_tree();
+    let list = format!(
+        "{}  one\nSHA256 () = {EMPTY_SHA256}\n",
+        hex_of(&tree, "one")
+    );
+    let run = |program: &str| {
+        let command = match program {
+            "hashup" => util::hashup(["hash", "-c", "-"]),
+            _ => sha256sum(["-c", "-"]),
+        };
+        command
+            .current_dir(tree.root())
+            .stdin(list.as_bytes())
+            .run()
+    };
+    let (ours, gnu) = (run("hashup"), run("sha256sum"));
+    assert_eq!(
+        (ours.code, &ours.stdout),
+        (gnu.code, &gnu.stdout),
+        "{gnu:?}"
+    );
+    assert_eq!(
+        (ours.code, ours.stdout.as_slice()),
+        (1, &b"one: OK\n: FAILED open or read\n"[..])
+    );
+}
+
+#[test]
 fn listed_directory_is_reported_like_gnu() {
     // GNU: `sha256sum: nested: Is a directory`.
     let tree = sample_tree();

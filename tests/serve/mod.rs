@@ -4,5 +4,8 @@
 mod api;
 mod clients;
 pub(crate) mod fixture;
+mod hostile;
+mod names;
 mod s3;
 mod store;
+mod tokens;

@@ -59,6 +59,7 @@ pub async fn start(
             region: "us-east-1".into(),
             credentials: None,
         }),
+        limits: Default::default(),
     };
     let server = Server::bind_with_tokens(config, tokens).await?;
     let url = server.api_url();
