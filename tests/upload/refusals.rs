@@ -109,7 +109,7 @@ fn a_file_over_five_gib_is_refused_unread() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.starts_with(&format!(
-            "hashup: {}: 6442450944 bytes: over the 5 GiB one upload request can carry (not read)\n",
+            "hashup: {}: 6442450944 bytes: over the 5 GiB one presigned upload can carry (not read); direct S3 mode (--s3) sends larger files in parts\n",
             src.join("huge.sif").display()
         )),
         "{}",

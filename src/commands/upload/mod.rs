@@ -69,7 +69,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             },
             _ => SizeLimit {
                 bytes: MAX_OBJECT_SIZE,
-                why: "over the 5 GiB one upload request can carry (not read)",
+                why: "over the 5 GiB one presigned upload can carry (not read); direct S3 mode (--s3) sends larger files in parts",
             },
         }),
         ..config.hash.clone()
