@@ -28,6 +28,7 @@ pub mod select;
 pub mod serve;
 pub mod sign;
 pub mod skip;
+pub mod stop;
 pub mod sumfile;
 pub mod transfer;
 pub mod utc;

@@ -72,10 +72,10 @@ use crate::http::{Refusal, Timeouts, Tls};
 use crate::manifest::{
     Ending, Manifest, OpenUpload, PartSent, UploadEnded, UploadLine, UploadStarted,
 };
-use crate::pipeline::StopLevel;
 use crate::presign::Presigner as _;
 use crate::presign::s3::{DirectS3, Signed};
 use crate::retry::{RetryPolicy, Retrying};
+use crate::stop::StopLevel;
 use crate::transfer::{Storage, TransferError};
 
 /// Files from this size up go in parts (direct S3 mode); see the module docs for why.

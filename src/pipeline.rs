@@ -34,6 +34,8 @@ use crate::presign::{PresignError, Presigner};
 use crate::progress::{Progress, Style, Tally};
 use crate::retry::{RetryPolicy, Retrying};
 use crate::skip::{AlreadyStored, Evidence};
+pub use crate::stop::StopLevel;
+use crate::stop::reached;
 use crate::transfer::{MAX_OBJECT_SIZE, Storage, TransferError};
 
 /// How often a file that keeps changing is hashed again before it is reported failed.
@@ -57,18 +59,6 @@ pub struct PipelineOptions {
     pub drain_timeout: Duration,
     /// Direct S3 mode's multipart engine: files from its threshold up go in parts.
     pub multipart: Option<Arc<Multipart>>,
-}
-
-/// How far a run has been asked to stop; levels only go up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum StopLevel {
-    /// Keep going.
-    #[default]
-    Run,
-    /// Take no new file and retry nothing; let the uploads in flight finish (first Ctrl-C).
-    Drain,
-    /// End the uploads in flight too (second Ctrl-C).
-    Abort,
 }
 
 /// What a run did.
@@ -260,13 +250,6 @@ async fn follow_stop(
                 return;
             }
         }
-    }
-}
-
-/// Resolves once `stop` reaches `level` (never, if its sender is gone).
-async fn reached(mut stop: tokio::sync::watch::Receiver<StopLevel>, level: StopLevel) {
-    if stop.wait_for(|now| *now >= level).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 
