@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod presign;
 pub mod progress;
 pub mod retry;
+pub mod rlimit;
 pub mod select;
 pub mod serve;
 pub mod sign;

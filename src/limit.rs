@@ -99,26 +99,10 @@ const FD_RESERVE: u64 = 128;
 /// Raises the soft limit on open files to the hard one (each upload in flight holds a socket
 /// and an open file; many systems start processes at 1,024) and returns how many uploads fit.
 pub fn uploads_that_fit() -> usize {
-    let mut rlim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) != 0 {
-            return AUTO_MAX;
-        }
-        if rlim.rlim_cur < rlim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: rlim.rlim_max,
-                rlim_max: rlim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                rlim.rlim_cur = rlim.rlim_max;
-            }
-        }
+    match crate::rlimit::raise_open_files_limit() {
+        Some(soft) => (soft.saturating_sub(FD_RESERVE) / 2).max(1) as usize,
+        None => AUTO_MAX,
     }
-    (rlim.rlim_cur.saturating_sub(FD_RESERVE) / 2).max(1) as usize
 }
 
 impl Concurrency {

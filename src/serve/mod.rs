@@ -185,7 +185,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     // Let the connection cap, not the soft open-files limit, bound connections.
-    connections::raise_open_files_limit();
+    crate::rlimit::raise_open_files_limit();
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         println!("hashup serve: listening on {}", server.api_url());
