@@ -127,22 +127,7 @@ impl Storage {
             .map_err(TransferError::Open)?;
         let progress = Arc::new(Progress::new());
         let request = match target {
-            Target::Put { url, headers } => {
-                let mut request = self
-                    .client
-                    .put(url)
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(file_chunks(
-                        file,
-                        size,
-                        self.sent.clone(),
-                        progress.clone(),
-                    )));
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-                request
-            }
+            Target::Put { url, headers } => self.put(url, headers, file, size, &progress),
             Target::Post { url, fields } => {
                 let form = Form::new(fields, name);
                 let body = stream::once(async { Ok(Bytes::from(form.head)) })
@@ -163,6 +148,32 @@ impl Storage {
         Err(refused(response).await)
     }
 
+    /// A PUT of the next `len` bytes of `file` to `url` with `headers`, streamed, with an
+    /// exact `Content-Length`; the body reports its progress to `progress`.
+    fn put(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        file: tokio::fs::File,
+        len: u64,
+        progress: &Arc<Progress>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(file_chunks(
+                file,
+                len,
+                self.sent.clone(),
+                progress.clone(),
+            )));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request
+    }
+
     /// PUTs bytes `offset..offset + len` of `path` to `url` with `headers` (a part of a
     /// multipart upload), streamed from the file; the answer's headers (the part's `ETag`).
     pub async fn put_range(
@@ -180,19 +191,7 @@ impl Storage {
             .await
             .map_err(TransferError::Open)?;
         let progress = Arc::new(Progress::new());
-        let mut request = self
-            .client
-            .put(url)
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(file_chunks(
-                file,
-                len,
-                self.sent.clone(),
-                progress.clone(),
-            )));
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
+        let request = self.put(url, headers, file, len, &progress);
         let response = self.watched(request, len, &progress).await?;
         if response.status().is_success() {
             return Ok(response.headers().clone());
