@@ -11,10 +11,14 @@
 //! second with the window before.
 //!
 //! - **Probe up.** While the limit was reached (the run was limited by it, not by hashing or a
-//!   lack of files), it doubles; if throughput rose by at least [`GAIN`], the new limit stays and
-//!   the next probe follows, else the limit goes back to where it was and holds for a while
-//!   before a gentler probe (× 1.25). So a WAN path climbs 64 → 128 → 256 → … in a few windows,
-//!   and loopback, where more in flight only queues, stays where it was.
+//!   lack of files), it grows by a step. The window after a change only lets the uploads started
+//!   under the new limit come through (one mean slot time); the window after that is judged: if
+//!   files finished per second rose by at least [`GAIN`] (or bytes sent did, with no fewer files
+//!   finished), the new limit stays and the next probe follows, else the limit goes back.
+//! - **Slow start.** Until a probe fails the step is × 4, so a WAN path climbs 64 → 256 →
+//!   1,024 in four windows; a failed × 4 probe tries × 2 at once, and after a failed × 2 the
+//!   limit holds for a while before gentler probes (× 1.25). Loopback, where more in flight only
+//!   queues, pays two short probes and stays where it was.
 //! - **Back off on push-back.** A 429, 503/SlowDown or a timeout from the API or storage cuts
 //!   the limit to 70 % (at most once a window) and holds it: the server said it is full.
 //!
@@ -155,12 +159,32 @@ enum Phase {
     /// Watching at a limit; `hold` windows to go before the next probe, which multiplies the
     /// limit by `step`.
     Steady { hold: u32, step: f64 },
-    /// A probe from `from` is running; `rates` are what `from` achieved.
+    /// A probe from `from` is running; `rates` are what `from` achieved. Until `settled`, the
+    /// uploads started under the new limit are still on their way: the first (short) window
+    /// after a change is not judged, so the next one compares steady state with steady state.
     Probing {
         from: usize,
         rates: Rates,
         step: f64,
+        settled: bool,
     },
+}
+
+/// The probe step while the run is finding its feet (slow start): × 4 until a probe fails,
+/// so a far store is reached in a few windows (64 → 256 → 1,024).
+const START_STEP: f64 = 4.0;
+
+/// The step after a failed probe of `step`: × 4 gives way to × 2 at once, which gives way to
+/// × 1.25 after a hold.
+fn after_failed(step: f64) -> Phase {
+    if step > 2.0 {
+        Phase::Steady { hold: 0, step: 2.0 }
+    } else {
+        Phase::Steady {
+            hold: HOLD_WINDOWS,
+            step: 1.25,
+        }
+    }
 }
 
 /// Files and bytes per second over a window.
@@ -171,10 +195,14 @@ struct Rates {
 }
 
 impl Rates {
-    /// Whether these rates beat `was` by [`GAIN`] in files or in bytes (nothing is no gain).
+    /// Whether these rates beat `was` by [`GAIN`] (nothing is no gain): in files finished, or
+    /// in bytes sent while no fewer files finished. Bytes count as they go on the wire, so a
+    /// burst of new uploads raises them before the store has taken anything; big files seldom
+    /// finish within a window, and then their bytes decide.
     fn gained_on(self, was: Rates) -> bool {
         let gained = |now: f64, was: f64| now > 0.0 && now >= was * GAIN;
-        gained(self.files, was.files) || gained(self.bytes, was.bytes)
+        gained(self.files, was.files)
+            || (gained(self.bytes, was.bytes) && self.files * GAIN >= was.files)
     }
 }
 
@@ -224,7 +252,10 @@ impl Limiter {
             pushbacks: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
             control: Mutex::new(Control {
-                phase: Phase::Steady { hold: 0, step: 2.0 },
+                phase: Phase::Steady {
+                    hold: 0,
+                    step: START_STEP,
+                },
                 window_start: Instant::now(),
                 finished_at_start: 0,
                 bytes_at_start: 0,
@@ -284,8 +315,9 @@ impl Limiter {
         }
     }
 
-    /// A window is two mean slot times long (so a window at a new limit sees uploads that started
-    /// under it), within [`WINDOW_MIN`]..[`WINDOW_MAX`].
+    /// A window is two mean slot times long, within [`WINDOW_MIN`]..[`WINDOW_MAX`]; the
+    /// settling window after a probe's change is one (by its end, uploads started under the new
+    /// limit are finishing).
     fn window(&self) -> Duration {
         let control = self.control.lock().unwrap_or_else(|e| e.into_inner());
         let finished = self.finished.load(Ordering::Relaxed) - control.finished_at_start;
@@ -294,7 +326,11 @@ impl Limiter {
             0 => WINDOW_MIN,
             n => Duration::from_nanos(busy / n),
         };
-        (mean * 2).clamp(WINDOW_MIN, WINDOW_MAX)
+        let slots = match control.phase {
+            Phase::Probing { settled: false, .. } => 1,
+            _ => 2,
+        };
+        (mean * slots).clamp(WINDOW_MIN, WINDOW_MAX)
     }
 
     /// One window's decision (see the module docs).
@@ -337,13 +373,26 @@ impl Limiter {
                     from: limit,
                     rates,
                     step,
+                    settled: false,
                 }
             }
             steady @ Phase::Steady { .. } => steady,
             Phase::Probing {
+                settled: false,
+                from,
+                rates,
+                step,
+            } => Phase::Probing {
+                from,
+                rates,
+                step,
+                settled: true,
+            },
+            Phase::Probing {
                 from,
                 rates: was,
                 step,
+                settled: true,
             } => {
                 if rates.gained_on(was) {
                     // Worth it: keep it, and probe further if the new limit is reached too.
@@ -354,16 +403,14 @@ impl Limiter {
                             from: now_limit,
                             rates,
                             step,
+                            settled: false,
                         }
                     } else {
                         Phase::Steady { hold: 0, step }
                     }
                 } else {
                     self.set_limit(from, max);
-                    Phase::Steady {
-                        hold: HOLD_WINDOWS,
-                        step: 1.25,
-                    }
+                    after_failed(step)
                 }
             }
         };
@@ -444,13 +491,38 @@ mod tests {
 
     #[test]
     fn climbs_while_throughput_rises_and_returns_when_it_stops() {
-        // A far store that takes up to 270 in flight: 64 -> 128 -> 256 -> 512 (5 %) -> 256.
-        let limits = settle(270, 6);
-        assert_eq!(limits[..4], [128, 256, 512, 256]);
-        // A near store saturated at 40: the probe to 128 gains nothing; back to 64 and hold.
-        let limits = settle(40, 10);
-        assert_eq!(limits[..2], [128, 64]);
-        assert!(limits[2..10].iter().all(|&l| l == 64), "{limits:?}");
+        // Each probe is a settling window, then a judged one.
+        // A far store that takes 1,500 in flight: 64 -> 256 -> 1,024 (the ceiling) in 4 windows.
+        let limits = settle(1500, 6);
+        assert_eq!(limits, [256, 256, 1024, 1024, 1024, 1024]);
+        // A far store that takes up to 270: × 4 to 1,024 gains 5 %, so back to 256; × 2 to
+        // 512 gains as little, so back to 256 and hold.
+        let limits = settle(270, 12);
+        assert_eq!(limits[..8], [256, 256, 1024, 1024, 256, 512, 512, 256]);
+        assert!(limits[8..].iter().all(|&l| l == 256), "{limits:?}");
+        // A near store saturated at 40: neither × 4 nor × 2 gains anything; back to 64, hold.
+        let limits = settle(40, 14);
+        assert_eq!(limits[..6], [256, 256, 64, 128, 128, 64]);
+        assert!(limits[6..].iter().all(|&l| l == 64), "{limits:?}");
+    }
+
+    #[test]
+    fn bytes_alone_gain_only_while_files_keep_up() {
+        let was = Rates {
+            files: 1000.0,
+            bytes: 4e6,
+        };
+        // A burst of new uploads puts bytes on the wire while fewer files land.
+        let burst = Rates {
+            files: 600.0,
+            bytes: 9e6,
+        };
+        assert!(!burst.gained_on(was));
+        // One big file: nothing finishes, its bytes flow faster.
+        let big = |bytes| Rates { files: 0.0, bytes };
+        assert!(big(150e6).gained_on(big(80e6)));
+        assert!(!big(85e6).gained_on(big(80e6)));
+        assert!(!big(0.0).gained_on(big(0.0)));
     }
 
     #[test]
