@@ -23,6 +23,8 @@ fn main() -> std::process::ExitCode {
             .map(|()| ExitCode::Success),
         Command::Upload(args) => hashup::commands::upload::run(&args.into_config()),
         Command::Manifest(args) => hashup::commands::manifest::run(&args.into_config()),
+        Command::Completions(args) => args.run(),
+        Command::Man(args) => args.run(),
     };
     match result {
         Ok(code) => code.into(),

@@ -1,5 +1,6 @@
 //! The one integration-test binary: each area of hashup is a module.
 
+mod cli;
 mod hash;
 mod manifest;
 mod props;

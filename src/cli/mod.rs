@@ -1,7 +1,9 @@
 //! clap definitions only: the core never sees these types.
 
 pub mod bench;
+pub mod completions;
 pub mod hash;
+pub mod man;
 pub mod manifest;
 pub mod select;
 pub mod serve;
@@ -30,6 +32,10 @@ pub enum Command {
     Upload(Box<upload::UploadArgs>),
     /// Read upload manifests back: summary, merge shards, diff two runs.
     Manifest(manifest::ManifestArgs),
+    /// Print the shell completion script for bash, zsh, fish, powershell or elvish.
+    Completions(completions::CompletionsArgs),
+    /// Manual pages in roff: print hashup's or a subcommand's, or write them all into a directory.
+    Man(man::ManArgs),
 }
 
 #[cfg(test)]
