@@ -1,6 +1,7 @@
 //! clap definitions only: the core never sees these types.
 
 pub mod bench;
+pub mod destination;
 pub mod hash;
 pub mod manifest;
 pub mod select;
