@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod select;
 pub mod serve;
 pub mod upload;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Hash files and upload them, many at once, through a PROMINENCE presign API or straight to S3.
     Upload(Box<upload::UploadArgs>),
+    /// Check that every file is stored with its size and SHA-256, without downloading anything.
+    Verify(Box<verify::VerifyArgs>),
     /// Read upload manifests back: summary, merge shards, diff two runs.
     Manifest(manifest::ManifestArgs),
 }
