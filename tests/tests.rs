@@ -7,4 +7,5 @@ mod readme;
 mod serve;
 mod upload;
 mod util;
+mod verify;
 mod wan;
