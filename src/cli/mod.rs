@@ -75,4 +75,41 @@ mod tests {
         // Without --s3 there are no parts.
         assert!(Cli::try_parse_from(["hashup", "upload", "x", "--part-size", "8MiB"]).is_err());
     }
+
+    /// verify takes upload's destination and naming flags; PATHs may be left out only for a
+    /// manifest (or a --files-from list).
+    #[test]
+    fn verify_shares_uploads_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["hashup", "verify"].iter().chain(args)).map(|cli| {
+                let Command::Verify(args) = cli.command else {
+                    panic!("not verify");
+                };
+                args.into_config()
+            })
+        };
+        let config = parse(&["x", "--s3", "s3://b/p", "--prefix", "lab", "-L"]).unwrap();
+        assert_eq!(
+            config.destination,
+            hashup::config::Destination::S3 {
+                location: "s3://b/p".parse().unwrap(),
+                endpoint: None,
+                region: None,
+            }
+        );
+        assert_eq!(config.naming.prefix.as_deref(), Some("lab"));
+        assert!(config.walk.follow_links && config.hash_cache && !config.json);
+        assert!(parse(&["--s3", "s3://b", "--manifest", "m.jsonl"]).is_ok());
+        assert!(parse(&["--files-from", "list"]).is_ok());
+        assert!(
+            parse(&["--s3", "s3://b"]).is_err(),
+            "no PATH and no manifest"
+        );
+        assert!(parse(&["x", "--s3", "s3://b", "--url", "http://h"]).is_err());
+        assert!(
+            parse(&["x", "--endpoint", "http://h"]).is_err(),
+            "--endpoint needs --s3"
+        );
+        assert!(parse(&["x", "--requests", "0"]).is_err());
+    }
 }

@@ -62,10 +62,10 @@ pub fn run(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
         );
     }
     let journal = match &config.manifest {
-        Some(path) => Some(
-            crate::manifest::read(path)
-                .with_context(|| format!("cannot read --manifest {}", path.display()))?,
-        ),
+        // The error names the file (and the line).
+        Some(path) => Some(crate::manifest::read(path).map_err(|err| {
+            anyhow::anyhow!("--manifest: {}", crate::message::plain_io_message(&err))
+        })?),
         None => None,
     };
     let keys = match &reach.destination {

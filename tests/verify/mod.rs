@@ -39,3 +39,44 @@ pub fn json_lines(stdout: &str) -> (Vec<Value>, Value) {
     assert!(summary.is_object(), "last line is not a summary: {stdout}");
     (lines, summary)
 }
+
+/// Usage and configuration problems stop the run before any request (exit 2).
+#[test]
+fn bad_usage_is_refused_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |args: &[&str]| {
+        crate::util::hashup(["verify"])
+            .args(args)
+            // Nothing listens on port 9: a request would fail differently.
+            .args(["--endpoint", "http://127.0.0.1:9"])
+            .env("AWS_ACCESS_KEY_ID", "AKID")
+            .env("AWS_SECRET_ACCESS_KEY", "SECRET")
+            .home(dir.path())
+            .run()
+    };
+    let missing = dir.path().join("none.jsonl");
+    let r = verify(&["--s3", "s3://b/p", "--manifest", missing.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "hashup: --manifest: {}: No such file or directory\n",
+            missing.display()
+        )
+    );
+    let r = verify(&["--s3", "s3://b/p", "--manifest", "m", "--include", "*.sif"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "hashup: selection and naming flags choose and name local files: give PATHs with them \
+         (without PATHs, what --manifest records is checked as recorded)\n"
+    );
+    let r = verify(&["--s3", "s3://b/p"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .starts_with("error: the following required arguments"),
+        "{}",
+        r.stderr
+    );
+}

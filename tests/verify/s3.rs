@@ -271,6 +271,24 @@ async fn missing_replaced_and_changed_objects_are_each_named() {
         b64(&Sha256::digest(b"CHARL\n"))
     );
     assert_eq!(lines[3]["detail"], "size 8 ≠ 6");
+
+    // A local file that cannot be read fails on its own line, and the run goes on.
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let r = run(hashup("verify", &src, &bucket, dir.path()).arg(&dangling)).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stdout_str(),
+        format!("{problems}e.txt: OK\ndangling: FAILED open or read\n")
+    );
+    let stderr: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(
+        stderr[..2],
+        [
+            format!("hashup: {}: No such file or directory", dangling.display()).as_str(),
+            "hashup: 1 OK, 1 MISSING, 3 DIFFERS, 1 FAILED",
+        ]
+    );
 }
 
 #[tokio::test]
