@@ -170,6 +170,44 @@ pub struct UploadConfig {
     pub dry_run: bool,
 }
 
+/// `hashup verify PATH...`: is every file stored, with its size and SHA-256?
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// Files and directories whose objects to check; may be empty with `manifest`.
+    pub paths: Vec<PathBuf>,
+    /// How to walk directories.
+    pub walk: WalkOptions,
+    /// Which files to take: filters, `--files-from`, `--shard`.
+    pub select: SelectOptions,
+    /// Engine settings for hashing the local files.
+    pub hash: HashOptions,
+    /// Where the objects are.
+    pub destination: Destination,
+    /// Object naming, as the upload named them.
+    pub naming: Naming,
+    /// An upload manifest: without paths, what it records as stored is checked (no local file
+    /// is read); with paths, it gives multipart objects' composite checksums.
+    pub manifest: Option<PathBuf>,
+    /// Requests in flight at once: `N`, or `auto[:MAX]`.
+    pub requests: crate::limit::Concurrency,
+    /// Retries per request after the first attempt.
+    pub retries: u32,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest time without a byte moving before a request fails.
+    pub stall_timeout: Duration,
+    /// Print only problems: no OK lines, no summary.
+    pub quiet: bool,
+    /// One JSON object per line instead of `name: STATUS` lines.
+    pub json: bool,
+    /// A PEM bundle of extra CA certificates to trust, for the API and storage.
+    pub cacert: Option<PathBuf>,
+    /// Where the hash cache lives; `None`: the user's cache directory.
+    pub state_dir: Option<PathBuf>,
+    /// Use the hash cache (read and update it).
+    pub hash_cache: bool,
+}
+
 /// `hashup manifest summary|merge|diff`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManifestConfig {

@@ -4,7 +4,8 @@
 //! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`naming`] -> [`hash`]
 //! -> [`pipeline`] (the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with
 //! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]. [`serve`] is the PROMINENCE-compatible server;
-//! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]). [`utc`] and
+//! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]). [`verify`] checks
+//! afterwards that what was uploaded is stored, with the same naming. [`utc`] and
 //! [`message`] are helpers every stage may use. [`wan`] is a TCP proxy
 //! that emulates a distant store (delay, window, bandwidth, resets) for benchmarks and tests.
 
@@ -33,5 +34,6 @@ pub mod stop;
 pub mod sumfile;
 pub mod transfer;
 pub mod utc;
+pub mod verify;
 pub mod walk;
 pub mod wan;

@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
             .and_then(hashup::serve::run)
             .map(|()| ExitCode::Success),
         Command::Upload(args) => hashup::commands::upload::run(&args.into_config()),
+        Command::Verify(args) => hashup::commands::verify::run(&args.into_config()),
         Command::Manifest(args) => hashup::commands::manifest::run(&args.into_config()),
         Command::Completions(args) => args.run(),
         Command::Man(args) => args.run(),

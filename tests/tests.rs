@@ -8,4 +8,5 @@ mod readme;
 mod serve;
 mod upload;
 mod util;
+mod verify;
 mod wan;

@@ -2,12 +2,14 @@
 
 pub mod bench;
 pub mod completions;
+pub mod destination;
 pub mod hash;
 pub mod man;
 pub mod manifest;
 pub mod select;
 pub mod serve;
 pub mod upload;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +32,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Hash files and upload them, many at once, through a PROMINENCE presign API or straight to S3.
     Upload(Box<upload::UploadArgs>),
+    /// Check that every file is stored with its size and SHA-256, without downloading anything.
+    Verify(Box<verify::VerifyArgs>),
     /// Read upload manifests back: summary, merge shards, diff two runs.
     Manifest(manifest::ManifestArgs),
     /// Print the shell completion script for bash, zsh, fish, powershell or elvish.
@@ -76,5 +80,42 @@ mod tests {
         }
         // Without --s3 there are no parts.
         assert!(Cli::try_parse_from(["hashup", "upload", "x", "--part-size", "8MiB"]).is_err());
+    }
+
+    /// verify takes upload's destination and naming flags; PATHs may be left out only for a
+    /// manifest (or a --files-from list).
+    #[test]
+    fn verify_shares_uploads_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["hashup", "verify"].iter().chain(args)).map(|cli| {
+                let Command::Verify(args) = cli.command else {
+                    panic!("not verify");
+                };
+                args.into_config()
+            })
+        };
+        let config = parse(&["x", "--s3", "s3://b/p", "--prefix", "lab", "-L"]).unwrap();
+        assert_eq!(
+            config.destination,
+            hashup::config::Destination::S3 {
+                location: "s3://b/p".parse().unwrap(),
+                endpoint: None,
+                region: None,
+            }
+        );
+        assert_eq!(config.naming.prefix.as_deref(), Some("lab"));
+        assert!(config.walk.follow_links && config.hash_cache && !config.json);
+        assert!(parse(&["--s3", "s3://b", "--manifest", "m.jsonl"]).is_ok());
+        assert!(parse(&["--files-from", "list"]).is_ok());
+        assert!(
+            parse(&["--s3", "s3://b"]).is_err(),
+            "no PATH and no manifest"
+        );
+        assert!(parse(&["x", "--s3", "s3://b", "--url", "http://h"]).is_err());
+        assert!(
+            parse(&["x", "--endpoint", "http://h"]).is_err(),
+            "--endpoint needs --s3"
+        );
+        assert!(parse(&["x", "--requests", "0"]).is_err());
     }
 }

@@ -1,15 +1,16 @@
-//! clap definitions for the file selection of `hashup upload` (see `hashup::select`).
+//! clap definitions for the file selection of `hashup upload` and `hashup verify` (see
+//! `hashup::select`).
 
 use std::path::PathBuf;
 
 use clap::Args;
 use hashup::select::{NewerThan, SelectOptions, Shard, parse_newer_than, parse_shard, parse_size};
 
-/// Which files to upload.
+/// Which files to take.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Selection")]
 pub struct SelectArgs {
-    /// Upload only files matching GLOB (repeatable). Without `/` it matches the base name at
+    /// Take only files matching GLOB (repeatable). Without `/` it matches the base name at
     /// any depth (`*.sif`); with `/`, the name below the argument (`lib/**/*.tar`).
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
@@ -39,7 +40,7 @@ pub struct SelectArgs {
     #[arg(long, value_name = "WHEN", value_parser = parse_newer_than)]
     pub newer_than: Option<NewerThan>,
 
-    /// Also upload the paths listed in FILE, one per line (`-`: standard input); each is named
+    /// Also take the paths listed in FILE, one per line (`-`: standard input); each is named
     /// as listed (a leading ./ dropped), and a listed directory is walked like an argument.
     #[arg(long, value_name = "FILE")]
     pub files_from: Option<PathBuf>,
@@ -48,7 +49,7 @@ pub struct SelectArgs {
     #[arg(short = '0', long, requires = "files_from")]
     pub null: bool,
 
-    /// Upload only shard K (from 0) of N: files whose object name's SHA-256 (first 8 bytes,
+    /// Take only shard K (from 0) of N: files whose object name's SHA-256 (first 8 bytes,
     /// big-endian) mod N is K. auto/N reads K from JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or
     /// HASHUP_SHARD_INDEX.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]

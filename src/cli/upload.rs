@@ -5,11 +5,11 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use hashup::config::{Destination, Naming, ProgressMode, UploadConfig};
+use hashup::config::{ProgressMode, UploadConfig};
 use hashup::limit::Concurrency;
-use hashup::presign::s3::S3Location;
 use hashup::walk::WalkOptions;
 
+use super::destination::{DestinationArgs, NamingArgs};
 use super::hash::EngineArgs;
 use super::select::SelectArgs;
 
@@ -45,47 +45,11 @@ pub struct UploadArgs {
     #[arg(value_name = "PATH", required_unless_present = "files_from")]
     pub paths: Vec<PathBuf>,
 
-    /// The PROMINENCE API URL, ending in /prominence/v1 [default: PROMINENCE_URL from the
-    /// environment].
-    // Not clap's `env`: a URL from the environment must not conflict with --embedded.
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
+    #[command(flatten)]
+    pub destination: DestinationArgs,
 
-    /// File holding the access token (JSON with access_token, or the raw token).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-
-    /// Upload to hashup serve's embedded store in DIR, run in-process on a loopback port.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "token_file"])]
-    pub embedded: Option<PathBuf>,
-
-    /// Upload straight to S3 (no PROMINENCE API), signing each request here with
-    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the environment.
-    #[arg(long, value_name = "s3://BUCKET[/PREFIX]", value_parser = S3Location::from_str,
-        conflicts_with_all = ["url", "token_file", "embedded"])]
-    pub s3: Option<S3Location>,
-
-    /// S3 endpoint for --s3, addressed path-style [default: AWS_ENDPOINT_URL_S3, else
-    /// AWS_ENDPOINT_URL, else AWS in the region].
-    #[arg(long, value_name = "URL", requires = "s3")]
-    pub endpoint: Option<String>,
-
-    /// Region for --s3's signatures [default: AWS_REGION, else AWS_DEFAULT_REGION, else
-    /// us-east-1].
-    #[arg(long, value_name = "REGION", requires = "s3")]
-    pub region: Option<String>,
-
-    /// Prepend P/ to every object name.
-    #[arg(long, value_name = "P")]
-    pub prefix: Option<String>,
-
-    /// Name objects by their base name only.
-    #[arg(long)]
-    pub flatten: bool,
-
-    /// Follow symbolic links inside directories (links named on the command line are always followed).
-    #[arg(short = 'L', long)]
-    pub follow: bool,
+    #[command(flatten)]
+    pub naming: NamingArgs,
 
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -198,26 +162,12 @@ impl UploadArgs {
         UploadConfig {
             paths: self.paths,
             walk: WalkOptions {
-                follow_links: self.follow,
+                follow_links: self.naming.follow,
             },
             select: self.select.options(),
             hash: self.engine.options(),
-            destination: match (self.s3, self.embedded) {
-                (Some(location), _) => Destination::S3 {
-                    location,
-                    endpoint: self.endpoint,
-                    region: self.region,
-                },
-                (None, Some(store)) => Destination::Embedded { store },
-                (None, None) => Destination::Prominence {
-                    url: self.url,
-                    token_file: self.token_file,
-                },
-            },
-            naming: Naming {
-                flatten: self.flatten,
-                prefix: self.prefix,
-            },
+            naming: self.naming.naming(),
+            destination: self.destination.destination(),
             uploads: self.uploads,
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,

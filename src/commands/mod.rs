@@ -6,6 +6,7 @@ pub mod check;
 pub mod hash;
 pub mod manifest;
 pub mod upload;
+pub mod verify;
 
 use std::io;
 

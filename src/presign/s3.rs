@@ -375,7 +375,30 @@ impl DirectS3 {
         }
         self.sign("GET", key, &query, &[], now)
     }
+}
 
+/// The header that asks S3 to return an object's stored checksum with HEAD (SeaweedFS wants it
+/// signed).
+pub const CHECKSUM_MODE: &str = "x-amz-checksum-mode";
+
+/// Reading what is stored, for `hashup verify`: no body is ever downloaded.
+impl DirectS3 {
+    /// `HEAD /key` (HeadObject), signing `x-amz-checksum-mode: ENABLED`: the answer carries the
+    /// size, the user metadata (`x-amz-meta-prominence_sha256`) and the stored
+    /// `x-amz-checksum-sha256`, if the object has one.
+    pub fn head(&self, key: &str, now: SystemTime) -> Result<Signed, String> {
+        self.sign("HEAD", key, "", &[(CHECKSUM_MODE, "ENABLED")], now)
+    }
+
+    /// `GET /key` (GetObject). A HEAD answer has no body, so no S3 error code: a GET of the
+    /// same key (sent with `Range: bytes=0-0`, which needs no signing) says whether a 403 is
+    /// `SignatureDoesNotMatch` or `AccessDenied`, a 404 `NoSuchKey` or `NoSuchBucket`.
+    pub fn get(&self, key: &str, now: SystemTime) -> Result<Signed, String> {
+        self.sign("GET", key, "", &[], now)
+    }
+}
+
+impl DirectS3 {
     fn sign(
         &self,
         method: &'static str,
@@ -791,6 +814,50 @@ mod tests {
         sent.push(("host".into(), "127.0.0.1:8333".into()));
         assert!(verify_presigned_url(lookup, "PUT", path, &other, &sent, now).is_err());
         assert!(s3.create_multipart(key, "not hex", now).is_err());
+    }
+
+    /// HEAD signs the checksum mode (SeaweedFS returns no checksum otherwise); the GET that
+    /// asks for an error code signs nothing but the host. Neither has a query of its own.
+    #[test]
+    fn head_and_get_verify() {
+        let creds = Credentials::new("AKID", "SECRET");
+        let s3 = DirectS3::new(
+            loc("s3://b/pre").unwrap(),
+            Some("http://127.0.0.1:8333"),
+            "us-east-1",
+            creds.clone(),
+        )
+        .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let lookup = |id: &str| (id == "AKID").then(|| creds.clone());
+        let path = "/b/pre/dir/a%20b.sif";
+        let head = s3.head("pre/dir/a b.sif", now).unwrap();
+        let get = s3.get("pre/dir/a b.sif", now).unwrap();
+        assert_eq!((head.method, get.method), ("HEAD", "GET"));
+        assert_eq!(
+            head.headers,
+            [(CHECKSUM_MODE.to_string(), "ENABLED".to_string())]
+        );
+        assert!(get.headers.is_empty());
+        for signed in [&head, &get] {
+            let (path_and_host, query) = signed.url.split_once('?').unwrap();
+            assert_eq!(path_and_host, format!("http://127.0.0.1:8333{path}"));
+            assert!(query.split('&').all(|p| p.starts_with("X-Amz-")), "{query}");
+            let mut sent = signed.headers.clone();
+            sent.push(("host".into(), "127.0.0.1:8333".into()));
+            verify_presigned_url(lookup, signed.method, path, query, &sent, now).unwrap();
+            // Signed for one method only.
+            let other = if signed.method == "HEAD" {
+                "GET"
+            } else {
+                "HEAD"
+            };
+            assert!(verify_presigned_url(lookup, other, path, query, &sent, now).is_err());
+        }
+        // Without the checksum mode header the HEAD is refused.
+        let (_, query) = head.url.split_once('?').unwrap();
+        let host = [("host".to_string(), "127.0.0.1:8333".to_string())];
+        assert!(verify_presigned_url(lookup, "HEAD", path, query, &host, now).is_err());
     }
 
     #[test]

@@ -34,13 +34,21 @@ pub async fn start(
     store: &std::path::Path,
     entries: &[Result<FileEntry, FileError>],
 ) -> anyhow::Result<Embedded> {
-    let groups: BTreeSet<String> = entries
-        .iter()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.name.to_str()?;
-            name.rsplit_once('/').map(|(dir, _)| dir.to_string())
-        })
+    start_for(
+        store,
+        entries.iter().flatten().filter_map(|e| e.name.to_str()),
+    )
+    .await
+}
+
+/// [`start`] for objects known by name (`hashup verify --manifest` has no file entries).
+pub async fn start_for<'a>(
+    store: &std::path::Path,
+    names: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<Embedded> {
+    let groups: BTreeSet<String> = names
+        .into_iter()
+        .filter_map(|name| name.rsplit_once('/').map(|(dir, _)| dir.to_string()))
         .collect();
     let token = hex::encode(rand::random::<[u8; 24]>());
     let identity = Identity {

@@ -1,7 +1,7 @@
 //! `hashup upload`: resolve the destination, plan names, then hash and upload through the
 //! pipeline; or, with `--dry-run`, hash and print what would be uploaded.
 
-mod embedded;
+pub(crate) mod embedded;
 mod report;
 pub mod resolve;
 
@@ -370,7 +370,7 @@ impl StopSignals {
 
 /// The hash cache in `dir` ([`resolve::cache_dir`]); problems are warnings (the run reads every
 /// file instead), never errors.
-fn open_cache(dir: Option<PathBuf>) -> Option<Arc<HashCache>> {
+pub(crate) fn open_cache(dir: Option<PathBuf>) -> Option<Arc<HashCache>> {
     let dir = dir?;
     match HashCache::open(&dir) {
         Ok(cache) => {
@@ -399,7 +399,7 @@ fn open_cache(dir: Option<PathBuf>) -> Option<Arc<HashCache>> {
     }
 }
 
-fn save_cache(cache: Option<&HashCache>) {
+pub(crate) fn save_cache(cache: Option<&HashCache>) {
     if let Some(cache) = cache
         && let Err(err) = cache.save()
     {

@@ -3,7 +3,7 @@
 //! cache lives. Every environment variable `hashup upload` reads is read here, through one
 //! lookup function, so the rest of the command never asks the environment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -49,8 +49,18 @@ impl Reach {
     /// Loads and checks credentials and TLS roots: an expired JWT, missing AWS keys or an
     /// unreadable `--cacert` stop the run here, before any work.
     pub fn resolve(config: &UploadConfig, env: Env) -> anyhow::Result<Reach> {
+        Reach::resolve_for(&config.destination, config.cacert.as_deref(), env)
+    }
+
+    /// [`Reach::resolve`] for any command with a destination and `--cacert` (`hashup verify`
+    /// reaches the same stores).
+    pub fn resolve_for(
+        destination: &Destination,
+        cacert: Option<&Path>,
+        env: Env,
+    ) -> anyhow::Result<Reach> {
         let storage_tls = Tls {
-            extra_roots: match &config.cacert {
+            extra_roots: match cacert {
                 Some(path) => {
                     Tls::read_roots(path).map_err(|e| anyhow::anyhow!("--cacert: {e}"))?
                 }
@@ -58,7 +68,7 @@ impl Reach {
             },
             insecure: false,
         };
-        let destination = match &config.destination {
+        let destination = match destination {
             Destination::Prominence { url, token_file } => {
                 let url = url
                     .clone()
@@ -103,11 +113,17 @@ impl Reach {
 /// The hash cache's directory: `--state DIR`, else `$XDG_CACHE_HOME/hashup`, else
 /// `$HOME/.cache/hashup`; `None` with `--no-cache` or when neither variable is set.
 pub fn cache_dir(config: &UploadConfig, env: Env) -> Option<PathBuf> {
-    if !config.hash_cache {
+    cache_dir_for(config.hash_cache, config.state_dir.as_deref(), env)
+}
+
+/// [`cache_dir`] for any command with `--state` and `--no-cache` (`use_cache` false): one cache
+/// for every command, so `hashup verify` after an upload reads no file.
+pub fn cache_dir_for(use_cache: bool, state_dir: Option<&Path>, env: Env) -> Option<PathBuf> {
+    if !use_cache {
         return None;
     }
-    if let Some(dir) = &config.state_dir {
-        return Some(dir.clone());
+    if let Some(dir) = state_dir {
+        return Some(dir.to_path_buf());
     }
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
     let base = set("XDG_CACHE_HOME")

@@ -1,0 +1,88 @@
+//! clap definitions shared by `hashup upload` and `hashup verify`: where the objects are (the
+//! PROMINENCE API, the embedded store, S3) and how files are named, so that both commands read
+//! the same flags the same way and always agree on an object's key.
+
+use std::path::PathBuf;
+use std::str::FromStr as _;
+
+use clap::Args;
+use hashup::config::{Destination, Naming};
+use hashup::presign::s3::S3Location;
+
+/// Where the objects are: a PROMINENCE API (the default), the embedded store, or S3.
+#[derive(Debug, Args)]
+pub struct DestinationArgs {
+    /// The PROMINENCE API URL, ending in /prominence/v1 [default: PROMINENCE_URL from the
+    /// environment].
+    // Not clap's `env`: a URL from the environment must not conflict with --embedded.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// File holding the access token (JSON with access_token, or the raw token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Use hashup serve's embedded store in DIR, run in-process on a loopback port.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "token_file"])]
+    pub embedded: Option<PathBuf>,
+
+    /// Go straight to S3 (no PROMINENCE API), signing each request here with
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the environment.
+    #[arg(long, value_name = "s3://BUCKET[/PREFIX]", value_parser = S3Location::from_str,
+        conflicts_with_all = ["url", "token_file", "embedded"])]
+    pub s3: Option<S3Location>,
+
+    /// S3 endpoint for --s3, addressed path-style [default: AWS_ENDPOINT_URL_S3, else
+    /// AWS_ENDPOINT_URL, else AWS in the region].
+    #[arg(long, value_name = "URL", requires = "s3")]
+    pub endpoint: Option<String>,
+
+    /// Region for --s3's signatures [default: AWS_REGION, else AWS_DEFAULT_REGION, else
+    /// us-east-1].
+    #[arg(long, value_name = "REGION", requires = "s3")]
+    pub region: Option<String>,
+}
+
+impl DestinationArgs {
+    /// The core's destination.
+    pub fn destination(self) -> Destination {
+        match (self.s3, self.embedded) {
+            (Some(location), _) => Destination::S3 {
+                location,
+                endpoint: self.endpoint,
+                region: self.region,
+            },
+            (None, Some(store)) => Destination::Embedded { store },
+            (None, None) => Destination::Prominence {
+                url: self.url,
+                token_file: self.token_file,
+            },
+        }
+    }
+}
+
+/// How files are found below the arguments and named.
+#[derive(Debug, Args)]
+pub struct NamingArgs {
+    /// Prepend P/ to every object name.
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<String>,
+
+    /// Name objects by their base name only.
+    #[arg(long)]
+    pub flatten: bool,
+
+    /// Follow symbolic links inside directories (links named on the command line are always followed).
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+}
+
+impl NamingArgs {
+    /// The core's naming rules.
+    pub fn naming(&self) -> Naming {
+        Naming {
+            flatten: self.flatten,
+            prefix: self.prefix.clone(),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! clap definitions for `hashup verify`.
+
+use std::path::PathBuf;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use clap::Args;
+use hashup::config::VerifyConfig;
+use hashup::limit::Concurrency;
+use hashup::walk::WalkOptions;
+
+use super::destination::{DestinationArgs, NamingArgs};
+use super::hash::EngineArgs;
+use super::select::SelectArgs;
+
+/// Flags of `hashup verify`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Give the same PATHs, destination and naming flags as the upload: each file is \
+named (and keyed) exactly as `hashup upload` names it.\n\
+With --s3 each object gets a HEAD: its size, prominence_sha256 and the store's own SHA-256 \
+checksum are compared (a multipart object's checksum is a composite of its parts', compared \
+with the one --manifest recorded). Local files are hashed through the hash cache, so a verify \
+after an upload reads no file. Through the PROMINENCE API (or --embedded) only names and sizes \
+are listed, so only sizes are compared, and the output says so.\n\
+Output: one `name: OK|MISSING|DIFFERS (...)|FAILED (...)` line per object, like sha256sum -c; \
+a summary on stderr.\n\
+Exit status: 0 every object is stored as expected, 1 some object is missing, differs or could \
+not be checked (or a local file could not be read), 2 usage, configuration, credentials or a \
+store that cannot be reached."
+)]
+pub struct VerifyArgs {
+    /// Files and directories whose objects to check (optional with --manifest).
+    #[arg(value_name = "PATH", required_unless_present_any = ["files_from", "manifest"])]
+    pub paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub destination: DestinationArgs,
+
+    #[command(flatten)]
+    pub naming: NamingArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// An upload manifest. Without PATHs: check what it records as stored (names, sizes,
+    /// SHA-256s), reading no local file. With PATHs: the composite checksums of multipart
+    /// objects come from it.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+
+    /// Requests in flight at once: N, or `auto` to find the number while running (as
+    /// upload's --uploads), `auto:MAX` to cap it.
+    #[arg(long, value_name = "N|auto[:MAX]", default_value = "auto", value_parser = Concurrency::from_str)]
+    pub requests: Concurrency,
+
+    /// Retries per request for connection errors, timeouts, 408, 429 and 5xx.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Seconds to wait for a connection.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub connect_timeout: u64,
+
+    /// Seconds without a byte moving before a request fails.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub stall_timeout: u64,
+
+    /// Print only problems: no OK lines and no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// One JSON object per line (name, key, path, status, sizes, SHA-256s, stored checksum,
+    /// evidence, detail), then a {"summary": ...} line.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep the hash cache in DIR [default: $XDG_CACHE_HOME/hashup, else ~/.cache/hashup].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+
+    /// Read every file, and neither use nor update the hash cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Trust the CA certificates in this PEM file too (for the API and storage).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+impl VerifyArgs {
+    /// Converts the parsed flags into the core's plain configuration.
+    pub fn into_config(self) -> VerifyConfig {
+        VerifyConfig {
+            paths: self.paths,
+            walk: WalkOptions {
+                follow_links: self.naming.follow,
+            },
+            select: self.select.options(),
+            hash: self.engine.options(),
+            naming: self.naming.naming(),
+            destination: self.destination.destination(),
+            manifest: self.manifest,
+            requests: self.requests,
+            retries: self.retries,
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+            stall_timeout: Duration::from_secs(self.stall_timeout),
+            quiet: self.quiet,
+            json: self.json,
+            cacert: self.cacert,
+            state_dir: self.state,
+            hash_cache: !self.no_cache,
+        }
+    }
+}
