@@ -458,6 +458,7 @@ fn summarize(shared: &Shared, elapsed: Duration, interrupted: bool) -> Summary {
         stopped: shared
             .fatal()
             .or_else(|| interrupted.then(|| INTERRUPTED.to_string())),
+        delete: None,
     }
 }
 
