@@ -166,6 +166,10 @@ pub struct DeleteSummary {
     pub deleted: u64,
     /// Deletions that failed.
     pub failed: u64,
+    /// Wall time of listing and deleting, after the uploads (the summary's own `elapsed_ms`,
+    /// and its rates, are the uploads').
+    #[serde(default)]
+    pub elapsed_ms: u64,
     /// Why nothing (or not everything found) was deleted: the run was incomplete, more than
     /// `--max-delete` would have gone, the listing failed, or the run was interrupted.
     #[serde(default)]
@@ -1052,6 +1056,7 @@ mod tests {
                     found: 3,
                     deleted: 2,
                     failed: 1,
+                    elapsed_ms: 12,
                     stopped: None,
                 }),
                 ..Summary::default()
@@ -1070,7 +1075,9 @@ mod tests {
             lines[6]
         );
         assert!(
-            lines[8].ends_with(r#""delete":{"found":3,"deleted":2,"failed":1,"stopped":null}}}"#),
+            lines[8].ends_with(
+                r#""delete":{"found":3,"deleted":2,"failed":1,"elapsed_ms":12,"stopped":null}}}"#
+            ),
             "{}",
             lines[8]
         );

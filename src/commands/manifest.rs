@@ -350,6 +350,8 @@ fn merge_journals(inputs: &[(String, Journal)]) -> Merged {
             found: deletes.iter().map(|d| d.found).sum(),
             deleted: deleted.len() as u64 - failed,
             failed,
+            // Run one after another, as a delete run follows the uploads.
+            elapsed_ms: deletes.iter().map(|d| d.elapsed_ms).sum(),
             stopped: (!stopped.is_empty()).then(|| stopped.join("; ")),
         }
     });

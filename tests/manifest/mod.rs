@@ -625,7 +625,8 @@ fn delete_summary(found: u64, deleted: u64, failed: u64) -> String {
     let line = json!({"summary": {
         "files": 1, "uploaded": 0, "failed": 0, "skipped": 1, "bytes": 0, "elapsed_ms": 40,
         "stopped": null,
-        "delete": {"found": found, "deleted": deleted, "failed": failed, "stopped": null},
+        "delete": {"found": found, "deleted": deleted, "failed": failed, "elapsed_ms": 7,
+            "stopped": null},
     }});
     format!("{line}\n")
 }
@@ -712,7 +713,7 @@ fn deletions_are_read_and_counted_by_summary_merge_and_diff() {
     assert_eq!(lines[3]["deleted"]["error"], "HTTP 500: boom");
     assert_eq!(
         lines[4]["summary"]["delete"],
-        json!({"found": 2, "deleted": 1, "failed": 1, "stopped": null})
+        json!({"found": 2, "deleted": 1, "failed": 1, "elapsed_ms": 7, "stopped": null})
     );
     let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
     assert!(

@@ -387,7 +387,7 @@ fn summary() -> impl Strategy<Value = Summary> {
         any::<[u64; 13]>(),
         (rate(), rate(), rate()),
         option::of(text()),
-        option::of((any::<[u64; 3]>(), option::of(text()))),
+        option::of((any::<[u64; 4]>(), option::of(text()))),
     )
         .prop_map(|(n, (hash, upload, objects), stopped, delete)| Summary {
             files: n[0],
@@ -410,6 +410,7 @@ fn summary() -> impl Strategy<Value = Summary> {
                 found: d[0],
                 deleted: d[1],
                 failed: d[2],
+                elapsed_ms: d[3],
                 stopped,
             }),
         })

@@ -136,9 +136,12 @@ fn deleted_lines(manifest: &Path) -> Vec<Value> {
     lines
 }
 
-/// The last summary line's `delete` object.
+/// The last summary line's `delete` object, without its `elapsed_ms` (checked to be a number).
 fn delete_summary(manifest: &Path) -> Value {
-    super::read_manifest(manifest).1["delete"].clone()
+    let mut delete = super::read_manifest(manifest).1["delete"].clone();
+    let elapsed = delete.as_object_mut().unwrap().remove("elapsed_ms");
+    assert!(elapsed.is_some_and(|e| e.is_u64()), "{delete}");
+    delete
 }
 
 /// The stderr lines that are not the closing summary.

@@ -63,6 +63,23 @@ impl Mirror {
         retry: RetryPolicy,
         stop: tokio::sync::watch::Receiver<StopLevel>,
     ) -> (DeleteSummary, ExitCode) {
+        let started = std::time::Instant::now();
+        let (mut summary, code) = self
+            .decide_and_delete(remote, incomplete, dry_run, manifest, retry, stop)
+            .await;
+        summary.elapsed_ms = started.elapsed().as_millis() as u64;
+        (summary, code)
+    }
+
+    async fn decide_and_delete(
+        &self,
+        remote: &Remote,
+        incomplete: Option<String>,
+        dry_run: bool,
+        manifest: &Manifest,
+        retry: RetryPolicy,
+        stop: tokio::sync::watch::Receiver<StopLevel>,
+    ) -> (DeleteSummary, ExitCode) {
         let nothing = if dry_run {
             "nothing would be deleted"
         } else {
