@@ -166,8 +166,14 @@ pub struct UploadConfig {
     pub state_dir: Option<PathBuf>,
     /// Use the hash cache (read and update it).
     pub hash_cache: bool,
-    /// Walk and hash, print what would be uploaded, touch no network.
+    /// Walk and hash, print what would be uploaded, touch no network (but, with `delete`, the
+    /// listing of what is stored).
     pub dry_run: bool,
+    /// `--delete`: after a complete run, delete the stored objects under the destination that no
+    /// local file maps to ([`crate::mirror`]).
+    pub delete: bool,
+    /// `--max-delete`: with more objects than this to delete, delete none.
+    pub max_delete: u64,
 }
 
 /// `hashup verify PATH...`: is every file stored, with its size and SHA-256?

@@ -1,5 +1,6 @@
 //! The HTTP layer under every client in hashup: how a `reqwest::Client` is built (timeouts, TLS
-//! roots, no redirects), and what an S3-style error answer says.
+//! roots, no redirects), what an S3-style error answer says, and how a ListObjectsV2 page reads
+//! (shared with `serve`'s S3 backend, which is a client of S3 too).
 //!
 //! Both the API client ([`crate::presign::prominence`]) and the storage client
 //! ([`crate::transfer`]) build their clients here, each its own: the API's `Authorization`
@@ -141,6 +142,68 @@ impl S3ErrorBody {
     }
 }
 
+/// One page of a ListObjectsV2 answer (`<ListBucketResult>`), as both S3 clients in hashup
+/// read it: `hashup serve`'s S3 backend (its API's listing) and `upload --delete` in direct S3
+/// mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListBucketResult {
+    /// The objects of this page.
+    #[serde(default)]
+    pub contents: Vec<ListedObject>,
+    /// More pages follow.
+    pub is_truncated: Option<bool>,
+    /// What to send as `continuation-token` for the next page.
+    pub next_continuation_token: Option<String>,
+}
+
+/// One `<Contents>` of a ListObjectsV2 page.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListedObject {
+    /// The whole key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// ISO 8601 (`2026-11-26T08:00:00.000Z`).
+    pub last_modified: String,
+}
+
+impl ListBucketResult {
+    /// Parses a page; the error says what did not parse (quick-xml's words, not the answer's).
+    /// Another document (an `<Error>` in a 200, a proxy's page) is refused by its root element
+    /// rather than read as an empty page.
+    pub fn parse(text: &str) -> Result<ListBucketResult, String> {
+        match root_element(text).as_deref() {
+            Some("ListBucketResult") => quick_xml::de::from_str(text).map_err(|e| e.to_string()),
+            Some(other) => Err(format!("the answer is <{other}>, not <ListBucketResult>")),
+            None => Err("the answer is not XML".into()),
+        }
+    }
+
+    /// The continuation token of the next page, if there is one.
+    pub fn next_page(&self) -> Option<&str> {
+        match (self.is_truncated, &self.next_continuation_token) {
+            (Some(true), Some(next)) if !next.is_empty() => Some(next),
+            _ => None,
+        }
+    }
+}
+
+/// The local name of an XML document's root element (`Error`, `ListBucketResult`, ...).
+pub fn root_element(text: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                return Some(e.local_name().into_inner().to_owned());
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 /// What storage said when it refused a request: the status, the S3 `<Code>` if the answer had
 /// one, and a one-line message for people (`Code: Message`, else the start of the body).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,5 +280,31 @@ mod tests {
         let html = "<html><body>bad gateway</body></html>";
         assert_eq!(Refusal::of(502, html).message, html);
         assert_eq!(Refusal::of(500, "").message, "");
+    }
+
+    #[test]
+    fn parses_a_listing() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>uploads/a/</Prefix>
+<KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>uploads/a/x</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>"e"</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>uploads/a/y &amp; z</Key><LastModified>2026-01-02T03:04:06Z</LastModified><Size>0</Size></Contents>
+<NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
+        let page = ListBucketResult::parse(xml).unwrap();
+        assert_eq!(page.contents.len(), 2);
+        assert_eq!(page.contents[1].key, "uploads/a/y & z");
+        assert_eq!(page.contents[0].size, 12);
+        assert_eq!(page.is_truncated, Some(true));
+        assert_eq!(page.next_page(), Some("tok"));
+        let empty = ListBucketResult::parse(
+            "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
+        )
+        .unwrap();
+        assert!(empty.contents.is_empty());
+        assert_eq!(empty.next_page(), None);
+        // Another document, even one that would parse, is not a listing.
+        let err = ListBucketResult::parse("<Error><Code>AccessDenied</Code></Error>").unwrap_err();
+        assert_eq!(err, "the answer is <Error>, not <ListBucketResult>");
+        assert!(ListBucketResult::parse("<html>hi</html>").is_err());
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`naming`] -> [`hash`]
 //! -> [`pipeline`] (the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with
-//! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]. [`serve`] is the PROMINENCE-compatible server;
-//! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]). [`verify`] checks
-//! afterwards that what was uploaded is stored, with the same naming. [`utc`] and
+//! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]; then,
+//! with `upload --delete`, [`mirror`] (what is stored and no file maps to, deleted). [`serve`]
+//! is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and direct S3 mode
+//! ([`presign::s3`]). [`verify`] checks afterwards that what was uploaded is stored, with the
+//! same naming. [`utc`] and
 //! [`message`] are helpers every stage may use. [`wan`] is a TCP proxy
 //! that emulates a distant store (delay, window, bandwidth, resets) for benchmarks and tests.
 
@@ -19,6 +21,7 @@ pub mod keys;
 pub mod limit;
 pub mod manifest;
 pub mod message;
+pub mod mirror;
 pub mod multipart;
 pub mod naming;
 pub mod pipeline;

@@ -15,6 +15,14 @@
 //! `{"multipart_end": {...}}` ([`UploadEnded`]) when it is completed or aborted. They are
 //! written and flushed like records.
 //!
+//! **Mirror deletes** (`upload --delete`) add `{"deleted": {...}}` ([`Deleted`]): written and
+//! flushed *before* the DELETE is sent, so the journal never vouches for an object that may be
+//! gone (a run killed between the two leaves a line for an object still stored, which costs the
+//! next run at most an upload). A DELETE that fails adds a second `deleted` line for the name
+//! carrying its `error`. A name whose last line is a `deleted` one (after its last record) is
+//! no longer stored as far as the journal knows: [`Journal::latest`] leaves it out, and a rerun
+//! sends the file again if it comes back.
+//!
 //! **Reading.** [`read`] returns a [`Journal`]: the records, the summary if the last run wrote
 //! one, the multipart uploads still open, and the line number of a torn (unparseable) last line,
 //! which is tolerated. An unparseable line anywhere else is an error naming the file and line;
@@ -143,6 +151,56 @@ pub struct Summary {
     /// Why the run stopped early, if it did.
     #[serde(default)]
     pub stopped: Option<String>,
+    /// What `--delete` did; absent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<DeleteSummary>,
+}
+
+/// The summary's `delete` object: what a `--delete` run deleted, or why it deleted nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeleteSummary {
+    /// Objects found to delete: stored under the destination, selected, and no local file maps
+    /// to them (0 when the listing was not asked, because the run was incomplete).
+    pub found: u64,
+    /// Objects deleted.
+    pub deleted: u64,
+    /// Deletions that failed.
+    pub failed: u64,
+    /// Wall time of listing and deleting, after the uploads (the summary's own `elapsed_ms`,
+    /// and its rates, are the uploads').
+    #[serde(default)]
+    pub elapsed_ms: u64,
+    /// Why nothing (or not everything found) was deleted: the run was incomplete, more than
+    /// `--max-delete` would have gone, the listing failed, or the run was interrupted.
+    #[serde(default)]
+    pub stopped: Option<String>,
+}
+
+/// A stored object deleted by `--delete`, journalled as `{"deleted": {...}}` before its DELETE
+/// is sent; a failed DELETE adds a second line for the name with `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// The object name (as file records name objects).
+    pub name: String,
+    /// The storage key, where known: direct S3 mode's `PREFIX/name`, PROMINENCE's
+    /// `uploads/<group path>/...` or, for one's own uploads when the user is known (the embedded
+    /// store), `uploads/<user>/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Its size as listed.
+    pub size: u64,
+    /// When the DELETE was sent (or failed), RFC 3339 UTC with nanoseconds.
+    pub time: String,
+    /// Why the DELETE failed; absent when it was sent (and, on the line written before it,
+    /// not yet answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The line of a [`Deleted`]: `{"deleted": {...}}`.
+#[derive(Serialize, Deserialize)]
+struct DeletedLine<D> {
+    deleted: D,
 }
 
 /// The summary as its line holds it: `{"summary": {...}}`.
@@ -234,14 +292,20 @@ pub enum UploadLine {
     MultipartEnd(UploadEnded),
 }
 
-/// Writes `records` then `summary` as manifest lines (no fsync): for merged manifests.
+/// Writes `records`, then `deleted` lines, then `summary` as manifest lines (no fsync): for
+/// merged manifests.
 pub fn write_all<'a>(
     out: &mut (impl Write + ?Sized),
     records: impl IntoIterator<Item = &'a Record>,
+    deleted: impl IntoIterator<Item = &'a Deleted>,
     summary: &Summary,
 ) -> io::Result<()> {
     for record in records {
         serde_json::to_writer(&mut *out, record)?;
+        out.write_all(b"\n")?;
+    }
+    for deleted in deleted {
+        serde_json::to_writer(&mut *out, &DeletedLine { deleted })?;
         out.write_all(b"\n")?;
     }
     serde_json::to_writer(&mut *out, &SummaryLine { summary })?;
@@ -340,6 +404,14 @@ impl Manifest {
             return Ok(());
         };
         writer.shared.write_line(line)
+    }
+
+    /// Appends a `deleted` line and flushes it, like [`Manifest::record`].
+    pub fn deleted(&self, deleted: &Deleted) -> io::Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        writer.shared.write_line(&DeletedLine { deleted })
     }
 
     /// Whether lines go to a file: a multipart upload can only be resumed from a journal.
@@ -500,12 +572,46 @@ pub struct Journal {
     pub runs: usize,
     /// Multipart uploads created and not ended, in the order created.
     pub open_uploads: Vec<OpenUpload>,
+    /// `deleted` lines in file order, each with the number of records read before it (which
+    /// tells whether a name's record came before or after it).
+    pub deleted: Vec<(usize, Deleted)>,
 }
 
 impl Journal {
-    /// Each name's last record, by name.
+    /// Each name's last record, by name; a name deleted after its last record (by `--delete`) is
+    /// left out: the journal no longer says it is stored.
     pub fn latest(&self) -> BTreeMap<&str, &Record> {
-        self.records.iter().map(|r| (r.name.as_str(), r)).collect()
+        let mut latest: BTreeMap<&str, (usize, &Record)> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), (i, r)))
+            .collect();
+        for (after, deleted) in &self.deleted {
+            if latest
+                .get(deleted.name.as_str())
+                .is_some_and(|(i, _)| i < after)
+            {
+                latest.remove(deleted.name.as_str());
+            }
+        }
+        latest.into_iter().map(|(name, (_, r))| (name, r)).collect()
+    }
+
+    /// Each name's last `deleted` line, by name, for names with no record after it: what
+    /// `--delete` deleted (no `error`) or failed to delete.
+    pub fn deletions(&self) -> BTreeMap<&str, &Deleted> {
+        let last_record: std::collections::HashMap<&str, usize> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        self.deleted
+            .iter()
+            .filter(|(after, d)| last_record.get(d.name.as_str()).is_none_or(|i| i < after))
+            .map(|(_, d)| (d.name.as_str(), d))
+            .collect()
     }
 
     /// Applies a multipart upload's line: a part or an end for an upload not opened here (its
@@ -542,6 +648,7 @@ enum Line {
     Record(Record),
     Summary(Summary),
     Upload(UploadLine),
+    Deleted(Deleted),
     /// `{"kind": {...}}` of a kind this version does not know: skipped.
     Other,
 }
@@ -563,6 +670,10 @@ fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
     {
         return serde_json::from_slice(line).map(Line::Upload);
     }
+    if line.starts_with(b"{\"deleted\"") {
+        return serde_json::from_slice::<DeletedLine<Deleted>>(line)
+            .map(|l| Line::Deleted(l.deleted));
+    }
     serde_json::from_slice(line)
         .map(Line::Record)
         .or_else(|err| {
@@ -571,6 +682,10 @@ fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
             serde_json::from_slice::<SummaryLine>(line)
                 .map(|l| Line::Summary(l.summary))
                 .or_else(|_| serde_json::from_slice(line).map(Line::Upload))
+                .or_else(|_| {
+                    serde_json::from_slice::<DeletedLine<Deleted>>(line)
+                        .map(|l| Line::Deleted(l.deleted))
+                })
                 .or_else(|_| other_kind(line).ok_or(()))
                 .map_err(|_| err)
         })
@@ -639,6 +754,11 @@ pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
             }
             Ok(Line::Upload(line)) => {
                 journal.apply(line);
+                journal.summary = None;
+                open_run = true;
+            }
+            Ok(Line::Deleted(deleted)) => {
+                journal.deleted.push((journal.records.len(), deleted));
                 journal.summary = None;
                 open_run = true;
             }
@@ -741,6 +861,7 @@ mod tests {
                 torn: None,
                 runs: 1,
                 open_uploads: vec![],
+                deleted: vec![],
             }
         );
     }
@@ -893,6 +1014,105 @@ mod tests {
             let err = read_str(&format!("{bad}\n{}", line(&a))).unwrap_err();
             assert!(err.to_string().starts_with("m.jsonl:1: "), "{bad}: {err}");
         }
+    }
+
+    fn deleted(name: &str, error: Option<&str>) -> Deleted {
+        Deleted {
+            name: name.into(),
+            key: Some(format!("p/{name}")),
+            size: 6,
+            time: "2027-01-15T08:00:00.000000000Z".into(),
+            error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn deleted_lines_read_back_and_end_a_names_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let (a, b, c) = (
+            record("a", Status::Uploaded),
+            record("b", Status::Uploaded),
+            record("c", Status::Uploaded),
+        );
+        {
+            // Run 1 uploads a, b, c; run 2 deletes b and c (c's DELETE fails) and d (known to
+            // another manifest only).
+            let manifest = Manifest::create(&path).unwrap();
+            for r in [&a, &b, &c] {
+                manifest.record(r).unwrap();
+            }
+            manifest.summary(&summary(3)).unwrap();
+            for d in [
+                deleted("b", None),
+                deleted("c", None),
+                deleted("c", Some("HTTP 500: boom")),
+                deleted("d", None),
+            ] {
+                manifest.deleted(&d).unwrap();
+            }
+            let run2 = Summary {
+                delete: Some(DeleteSummary {
+                    found: 3,
+                    deleted: 2,
+                    failed: 1,
+                    elapsed_ms: 12,
+                    stopped: None,
+                }),
+                ..Summary::default()
+            };
+            manifest.summary(&run2).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[4],
+            r#"{"deleted":{"name":"b","key":"p/b","size":6,"time":"2027-01-15T08:00:00.000000000Z"}}"#
+        );
+        assert!(
+            lines[6].ends_with(r#""error":"HTTP 500: boom"}}"#),
+            "{}",
+            lines[6]
+        );
+        assert!(
+            lines[8].ends_with(
+                r#""delete":{"found":3,"deleted":2,"failed":1,"elapsed_ms":12,"stopped":null}}}"#
+            ),
+            "{}",
+            lines[8]
+        );
+        // A summary without --delete has no `delete`.
+        assert!(!lines[3].contains("delete"), "{}", lines[3]);
+        let journal = read(&path).unwrap();
+        assert_eq!(journal.runs, 2);
+        let delete = journal.summary.as_ref().unwrap().delete.as_ref().unwrap();
+        assert_eq!(delete.failed, 1);
+        assert_eq!(journal.latest().keys().copied().collect::<Vec<_>>(), ["a"]);
+        let deletions = journal.deletions();
+        assert_eq!(
+            deletions.keys().copied().collect::<Vec<_>>(),
+            ["b", "c", "d"]
+        );
+        assert_eq!(deletions["c"].error.as_deref(), Some("HTTP 500: boom"));
+
+        // A later record brings the name back.
+        drop(Manifest::append(&path).unwrap().record(&c));
+        let journal = read(&path).unwrap();
+        assert_eq!(
+            journal.latest().keys().copied().collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert_eq!(
+            journal.deletions().keys().copied().collect::<Vec<_>>(),
+            ["b", "d"]
+        );
+        // A torn deleted line at the end is tolerated like any other.
+        let torn = text.clone()
+            + &line(&DeletedLine {
+                deleted: deleted("e", None),
+            })[..20];
+        let journal = read_str(&torn).unwrap();
+        assert_eq!(journal.torn, Some(10));
     }
 
     #[test]

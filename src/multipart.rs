@@ -68,7 +68,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::hash::{FileStamp, HashedFile};
-use crate::http::{Refusal, Timeouts, Tls};
+use crate::http::{Refusal, Timeouts, Tls, root_element};
 use crate::manifest::{
     Ending, Manifest, OpenUpload, PartSent, UploadEnded, UploadLine, UploadStarted,
 };
@@ -1086,20 +1086,6 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, root: &str) -> Option<T> {
         return None;
     }
     quick_xml::de::from_str(text).ok()
-}
-
-/// The name of an XML document's root element.
-fn root_element(text: &str) -> Option<String> {
-    let mut reader = quick_xml::Reader::from_str(text);
-    loop {
-        match reader.read_event().ok()? {
-            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
-                return Some(e.local_name().into_inner().to_owned());
-            }
-            quick_xml::events::Event::Eof => return None,
-            _ => {}
-        }
-    }
 }
 
 /// The CompleteMultipartUpload body: each part's number, ETag and SHA-256, in order.

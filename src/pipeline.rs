@@ -59,6 +59,9 @@ pub struct PipelineOptions {
     pub drain_timeout: Duration,
     /// Direct S3 mode's multipart engine: files from its threshold up go in parts.
     pub multipart: Option<Arc<Multipart>>,
+    /// Write the summary line to the manifest at the end of [`run`]; `false` leaves it to the
+    /// caller ([`write_summary`]), which has work of its own to count in it first (`--delete`).
+    pub journal_summary: bool,
 }
 
 /// What a run did.
@@ -318,9 +321,8 @@ pub async fn run(
 
     let interrupted = shared.stopping() > StopLevel::Run;
     let mut summary = summarize(&shared, started.elapsed(), interrupted);
-    if let Err(err) = shared.manifest.summary(&summary) {
-        // Every file has its outcome, but the journal does not say so: not a success.
-        summary.stopped.get_or_insert_with(|| journal_lost(&err));
+    if shared.options.journal_summary {
+        write_summary(&shared.manifest, &mut summary);
     }
     Ok(Report {
         summary,
@@ -458,6 +460,15 @@ fn summarize(shared: &Shared, elapsed: Duration, interrupted: bool) -> Summary {
         stopped: shared
             .fatal()
             .or_else(|| interrupted.then(|| INTERRUPTED.to_string())),
+        delete: None,
+    }
+}
+
+/// Writes the run's summary line; a manifest that cannot take it makes the run one that stopped
+/// (every file has its outcome, but the journal does not say so: not a success).
+pub fn write_summary(manifest: &Manifest, summary: &mut Summary) {
+    if let Err(err) = manifest.summary(summary) {
+        summary.stopped.get_or_insert_with(|| journal_lost(&err));
     }
 }
 

@@ -321,12 +321,15 @@ impl Selector {
         self.min_size.is_some() || self.max_size.is_some() || self.newer_than.is_some()
     }
 
+    /// Whether a file of `size` bytes passes the size filters.
+    pub fn takes_size(&self, size: u64) -> bool {
+        !(self.min_size.is_some_and(|min| size < min)
+            || self.max_size.is_some_and(|max| size > max))
+    }
+
     /// Whether a file with this metadata passes the size and age filters.
     pub fn takes_metadata(&self, meta: &Metadata) -> bool {
-        let size = meta.len();
-        if self.min_size.is_some_and(|min| size < min)
-            || self.max_size.is_some_and(|max| size > max)
-        {
+        if !self.takes_size(meta.len()) {
             return false;
         }
         match self.newer_than {

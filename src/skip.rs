@@ -76,6 +76,12 @@ impl AlreadyStored {
                 }
                 manifests.insert(record.name.clone(), (stored, source));
             }
+            // A name deleted by `--delete` after its last record here (or with none here) is not
+            // stored, whatever earlier records said: like a failed record, the deletion removes
+            // the evidence.
+            for (name, _) in journal.deletions() {
+                manifests.insert(name.to_string(), (None, source));
+            }
         }
         AlreadyStored {
             manifests,
@@ -136,6 +142,7 @@ mod tests {
             torn: None,
             runs: 1,
             open_uploads: vec![],
+            deleted: vec![],
         }
     }
 
@@ -162,6 +169,41 @@ mod tests {
         assert_eq!(stored.stored("c", 3, "cc"), Some(Evidence::Journal));
         assert_eq!(stored.stored("link", 3, "ll"), None);
         assert_eq!(stored.stored("new", 3, "nn"), None);
+    }
+
+    #[test]
+    fn a_deletion_after_the_latest_record_erases_evidence() {
+        let gone = |name: &str| crate::manifest::Deleted {
+            name: name.into(),
+            key: None,
+            size: 3,
+            time: "2027-01-15T08:00:00.000000000Z".into(),
+            error: None,
+        };
+        let older = journal(vec![
+            record("a", Status::Uploaded, Some("aa")),
+            record("b", Status::Uploaded, Some("bb")),
+        ]);
+        // This run's journal: a deleted (it was recorded in --previous only), b uploaded, then
+        // deleted, then uploaded again.
+        let mut newer = journal(vec![record("b", Status::Uploaded, Some("bb"))]);
+        newer.deleted = vec![(0, gone("a")), (0, gone("b"))];
+        let stored = AlreadyStored::from_journals([&older], Some(&newer));
+        assert_eq!(stored.stored("a", 3, "aa"), None, "deleted: send it again");
+        assert_eq!(stored.stored("b", 3, "bb"), Some(Evidence::Journal));
+        let mut listed = AlreadyStored::from_journals([&older], Some(&newer));
+        listed.add_listing(
+            None,
+            [Listed {
+                name: "a".into(),
+                size: 3,
+            }],
+        );
+        assert_eq!(
+            listed.stored("a", 3, "aa"),
+            None,
+            "the deletion knows better"
+        );
     }
 
     #[test]

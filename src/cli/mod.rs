@@ -118,4 +118,27 @@ mod tests {
         );
         assert!(parse(&["x", "--requests", "0"]).is_err());
     }
+
+    /// --max-delete's default is the library's, and means nothing without --delete.
+    #[test]
+    fn delete_flags() {
+        let config = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).map_err(|e| e.kind())?;
+            let Command::Upload(args) = cli.command else {
+                panic!("not upload");
+            };
+            Ok::<_, clap::error::ErrorKind>(args.into_config())
+        };
+        let plain = config(&["hashup", "upload", "x"]).unwrap();
+        assert!(!plain.delete);
+        let mirror = config(&["hashup", "upload", "x", "--delete"]).unwrap();
+        assert!(mirror.delete);
+        assert_eq!(mirror.max_delete, hashup::mirror::DEFAULT_MAX_DELETE);
+        let capped = config(&["hashup", "upload", "x", "--delete", "--max-delete", "7"]);
+        assert_eq!(capped.unwrap().max_delete, 7);
+        assert_eq!(
+            config(&["hashup", "upload", "x", "--max-delete", "7"]).unwrap_err(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
 }

@@ -37,7 +37,10 @@ With --s3 an object's key is PREFIX/<name>, and the store checks each body's SHA
 PROMINENCE_SSL_VERIFY=False turns off certificate checks for the API (not for storage).\n\
 Ctrl-C (or SIGTERM) stops taking new files and lets the uploads in flight finish (for at most \
 --drain-timeout); a second Ctrl-C aborts them. The manifest gets its summary either way.\n\
-Exit status: 0 all files uploaded (or already stored), 1 some failed, 2 usage, configuration or \
+--delete deletes nothing after a run in which a file failed or that was stopped; it refuses \
+--shard K/N, --files-from and --newer-than, which see part of the tree.\n\
+Exit status: 0 all files uploaded (or already stored), 1 some failed (or, with --delete, an \
+object was not deleted or more than --max-delete would go), 2 usage, configuration or \
 authentication error, 130 interrupted."
 )]
 pub struct UploadArgs {
@@ -137,9 +140,25 @@ pub struct UploadArgs {
     pub cacert: Option<PathBuf>,
 
     /// Walk and hash, print `<sha256>  <name>` for what would be uploaded (files the manifests
-    /// record as uploaded left out); no network.
+    /// record as uploaded left out); no network (with --delete, only the listing of what is
+    /// stored).
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Mirror: after a complete run (no file failed, nothing interrupted), delete the objects
+    /// stored where this run's names go (--s3's PREFIX/ and --prefix; with PROMINENCE your own
+    /// uploads and the tree's groups) that no local file maps to, among those the selection
+    /// would take. Each is journalled in the manifest. With --dry-run, prints `delete NAME`
+    /// lines instead (it lists what is stored).
+    #[arg(long)]
+    pub delete: bool,
+
+    /// With --delete: if more than N objects would go, delete none and exit 1. A tree that went
+    /// missing (an unmounted disk, a wrong path or --prefix) would take everything with it; a
+    /// night retires a few. Check with --dry-run --delete, then raise it.
+    #[arg(long, value_name = "N", default_value_t = hashup::mirror::DEFAULT_MAX_DELETE,
+        requires = "delete")]
+    pub max_delete: u64,
 
     #[command(flatten)]
     pub select: SelectArgs,
@@ -192,6 +211,8 @@ impl UploadArgs {
             state_dir: self.state,
             hash_cache: !self.no_cache,
             dry_run: self.dry_run,
+            delete: self.delete,
+            max_delete: self.max_delete,
         }
     }
 }

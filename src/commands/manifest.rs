@@ -2,7 +2,8 @@
 //! night's run in the morning (plain lines) and for scripts (exit codes, `--json`).
 //!
 //! Counts are always over each name's latest record, so a file holding several appended runs
-//! (or a merged one) counts every name once.
+//! (or a merged one) counts every name once. A name `--delete` deleted after its latest record
+//! counts as deleted (or, where its DELETE failed, as not deleted), not as a file.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write as _};
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::config::ManifestConfig;
 use crate::exit::ExitCode;
-use crate::manifest::{self, Journal, Record, Status, Summary};
+use crate::manifest::{self, DeleteSummary, Deleted, Journal, Record, Status, Summary};
 use crate::progress::human_bytes;
 use crate::sumfile;
 
@@ -116,6 +117,12 @@ struct Report<'a> {
     runs: usize,
     torn_line: Option<usize>,
     failures: Vec<Failure<'a>>,
+    /// Objects `--delete` deleted.
+    deleted: u64,
+    /// Objects `--delete` failed to delete.
+    delete_failures: Vec<Failure<'a>>,
+    /// Why the last run's `--delete` deleted nothing (or stopped), from its summary line.
+    delete_stopped: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -143,12 +150,36 @@ impl<'a> Report<'a> {
                     error: r.error.as_deref(),
                 })
                 .collect(),
+            deleted: journal
+                .deletions()
+                .values()
+                .filter(|d| d.error.is_none())
+                .count() as u64,
+            delete_failures: journal
+                .deletions()
+                .into_values()
+                .filter_map(|d| {
+                    Some(Failure {
+                        name: &d.name,
+                        error: Some(d.error.as_deref()?),
+                    })
+                })
+                .collect(),
+            delete_stopped: journal
+                .summary
+                .as_ref()
+                .and_then(|s| s.delete.as_ref()?.stopped.as_deref()),
         }
     }
 
     /// Failures, a stop, or no summary: the run did not do all its work.
     fn exit_code(&self) -> ExitCode {
-        if self.totals.failed > 0 || !self.finished || self.stopped.is_some() {
+        if self.totals.failed > 0
+            || !self.finished
+            || self.stopped.is_some()
+            || !self.delete_failures.is_empty()
+            || self.delete_stopped.is_some()
+        {
             ExitCode::SomeFailed
         } else {
             ExitCode::Success
@@ -165,13 +196,19 @@ impl<'a> Report<'a> {
                 "no summary line: the run did not finish (killed, or still running)".into()
             }
         };
-        let mut lines = vec![
-            if self.totals.files == 0 && self.exit_code() == ExitCode::Success {
-                format!("{m}: nothing to do: no files; {how}")
-            } else {
-                format!("{m}: {}; {how}", self.totals.line())
-            },
-        ];
+        let deletions = match (self.deleted, self.delete_failures.len()) {
+            (0, 0) => String::new(),
+            (deleted, 0) => format!(", {deleted} deleted"),
+            (deleted, failed) => format!(", {deleted} deleted, {failed} not deleted"),
+        };
+        let mut lines = vec![if self.totals.files == 0
+            && deletions.is_empty()
+            && self.exit_code() == ExitCode::Success
+        {
+            format!("{m}: nothing to do: no files; {how}")
+        } else {
+            format!("{m}: {}{deletions}; {how}", self.totals.line())
+        }];
         if self.runs > 1 {
             lines.push(format!(
                 "{m}: {} runs appended; counts are each name's latest record",
@@ -186,6 +223,16 @@ impl<'a> Report<'a> {
         for failure in &self.failures {
             lines.push(format!(
                 "{m}: failed: {}: {}",
+                failure.name,
+                failure.error.unwrap_or("(no error recorded)")
+            ));
+        }
+        if let Some(why) = self.delete_stopped {
+            lines.push(format!("{m}: --delete: {why}"));
+        }
+        for failure in &self.delete_failures {
+            lines.push(format!(
+                "{m}: not deleted: {}: {}",
                 failure.name,
                 failure.error.unwrap_or("(no error recorded)")
             ));
@@ -234,6 +281,9 @@ struct Merged {
     records: BTreeMap<String, (usize, Record)>,
     /// Names found in more than one input: each input's record.
     overlaps: BTreeMap<String, Vec<(usize, Record)>>,
+    /// Objects `--delete` deleted (or failed to) in some input, whose name no input's record
+    /// kept: the `deleted` line kept, and the input it came from.
+    deleted: BTreeMap<String, (usize, Deleted)>,
     /// The recomputed summary line.
     summary: Summary,
 }
@@ -275,6 +325,36 @@ fn merge_journals(inputs: &[(String, Journal)]) -> Merged {
         }
     }
     owners.retain(|_, owners| owners.len() > 1);
+    let mut deleted: BTreeMap<String, (usize, Deleted)> = BTreeMap::new();
+    for (i, (_, journal)) in inputs.iter().enumerate() {
+        for (name, line) in journal.deletions() {
+            if !records.contains_key(name) {
+                deleted.insert(name.to_string(), (i, line.clone()));
+            }
+        }
+    }
+    let deletes: Vec<&DeleteSummary> = inputs
+        .iter()
+        .filter_map(|(_, j)| j.summary.as_ref()?.delete.as_ref())
+        .collect();
+    let delete = (!deleted.is_empty() || !deletes.is_empty()).then(|| {
+        let stopped: Vec<String> = inputs
+            .iter()
+            .filter_map(|(name, j)| {
+                let why = j.summary.as_ref()?.delete.as_ref()?.stopped.as_deref()?;
+                Some(format!("{name}: {why}"))
+            })
+            .collect();
+        let failed = deleted.values().filter(|(_, d)| d.error.is_some()).count() as u64;
+        DeleteSummary {
+            found: deletes.iter().map(|d| d.found).sum(),
+            deleted: deleted.len() as u64 - failed,
+            failed,
+            // Run one after another, as a delete run follows the uploads.
+            elapsed_ms: deletes.iter().map(|d| d.elapsed_ms).sum(),
+            stopped: (!stopped.is_empty()).then(|| stopped.join("; ")),
+        }
+    });
 
     let totals = Totals::of(records.values().map(|(_, r)| r));
     let summaries: Vec<&Summary> = inputs
@@ -317,10 +397,12 @@ fn merge_journals(inputs: &[(String, Journal)]) -> Merged {
         uploads_limit: summaries.iter().map(|s| s.uploads_limit).sum(),
         uploads_limit_max: summaries.iter().map(|s| s.uploads_limit_max).sum(),
         stopped: (!stopped.is_empty()).then(|| stopped.join("; ")),
+        delete,
     };
     Merged {
         records,
         overlaps: owners,
+        deleted,
         summary,
     }
 }
@@ -381,7 +463,8 @@ fn merge(
         Some(out) => write_atomically(out, &merged)?,
         None => {
             let records = merged.records.values().map(|(_, r)| r);
-            if !to_stdout(|out| manifest::write_all(out, records, &merged.summary))? {
+            let deleted = merged.deleted.values().map(|(_, d)| d);
+            if !to_stdout(|out| manifest::write_all(out, records, deleted, &merged.summary))? {
                 return Ok(ExitCode::Success);
             }
         }
@@ -424,6 +507,12 @@ fn merge(
                 record.error.as_deref().unwrap_or("(no error recorded)"),
                 inputs[*i].0
             );
+        }
+    }
+    for (name, (i, line)) in &merged.deleted {
+        if let Some(error) = &line.error {
+            eprintln!("hashup: not deleted: {name}: {error} (in {})", inputs[*i].0);
+            problems += 1;
         }
     }
     let mut checked = String::new();
@@ -469,8 +558,14 @@ fn merge(
     }
     let summary = &merged.summary;
     let totals = Totals::of(merged.records.values().map(|(_, r)| r));
+    let deletions = match &summary.delete {
+        Some(d) if d.deleted > 0 || d.failed > 0 => {
+            format!(", {} deleted, {} not deleted", d.deleted, d.failed)
+        }
+        _ => String::new(),
+    };
     eprintln!(
-        "hashup: merged {}: {}; {}{checked}",
+        "hashup: merged {}: {}{deletions}; {}{checked}",
         count(inputs.len() as u64, "manifest"),
         totals.line(),
         count(merged.overlaps.len() as u64, "overlap"),
@@ -495,7 +590,9 @@ fn write_atomically(out: &Path, merged: &Merged) -> anyhow::Result<()> {
     {
         let mut writer = io::BufWriter::new(temp.as_file_mut());
         let records = merged.records.values().map(|(_, r)| r);
-        manifest::write_all(&mut writer, records, &merged.summary).with_context(context)?;
+        let deleted = merged.deleted.values().map(|(_, d)| d);
+        manifest::write_all(&mut writer, records, deleted, &merged.summary)
+            .with_context(context)?;
         writer.flush().with_context(context)?;
     }
     temp.as_file().sync_data().with_context(context)?;
@@ -513,6 +610,8 @@ fn write_atomically(out: &Path, merged: &Merged) -> anyhow::Result<()> {
 enum Change<'a> {
     Added(&'a str),
     Removed(&'a str),
+    /// Removed by `--delete` (counted with the removed).
+    Deleted(&'a str),
     Changed {
         name: &'a str,
         sha256: Option<(&'a str, &'a str)>,
@@ -521,11 +620,12 @@ enum Change<'a> {
 }
 
 impl std::fmt::Display for Change<'_> {
-    /// `+ name`, `- name`, `~ name (sha 1234abcd.. -> 5678abcd.., failed -> uploaded)`
+    /// `+ name`, `- name`, `- name (deleted)`, `~ name (sha 1234abcd.. -> 5678abcd.., failed -> uploaded)`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Change::Added(name) => write!(f, "+ {name}"),
             Change::Removed(name) => write!(f, "- {name}"),
+            Change::Deleted(name) => write!(f, "- {name} (deleted)"),
             Change::Changed {
                 name,
                 sha256,
@@ -546,6 +646,7 @@ impl std::fmt::Display for Change<'_> {
 
 /// The differences, by name, and how many names are unchanged.
 fn compare<'a>(old: &'a Journal, new: &'a Journal) -> (Vec<Change<'a>>, u64) {
+    let deleted = new.deletions();
     let (old, new) = (old.latest(), new.latest());
     let mut changes = Vec::new();
     let mut unchanged = 0;
@@ -555,6 +656,7 @@ fn compare<'a>(old: &'a Journal, new: &'a Journal) -> (Vec<Change<'a>>, u64) {
     for name in names {
         match (old.get(name), new.get(name)) {
             (None, Some(_)) => changes.push(Change::Added(name)),
+            (Some(_), None) if deleted.contains_key(name) => changes.push(Change::Deleted(name)),
             (Some(_), None) => changes.push(Change::Removed(name)),
             (Some(a), Some(b)) => {
                 let sha256 = match (&a.sha256, &b.sha256) {
@@ -586,7 +688,7 @@ fn diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
     let (changes, unchanged) = compare(&old, &new);
     let count_of = |f: fn(&Change) -> bool| changes.iter().filter(|c| f(c)).count();
     let added = count_of(|c| matches!(c, Change::Added(_)));
-    let removed = count_of(|c| matches!(c, Change::Removed(_)));
+    let removed = count_of(|c| matches!(c, Change::Removed(_) | Change::Deleted(_)));
     let changed = count_of(|c| matches!(c, Change::Changed { .. }));
     to_stdout(|out| {
         for change in &changes {

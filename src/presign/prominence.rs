@@ -1,5 +1,6 @@
 //! The PROMINENCE data API as a [`Presigner`]: `POST {url}/data/upload` with a bearer token and
-//! `{"filename", "checksum"}`, answered by `201 {"url", "fields"?}` (`docs/prominence-api.md`).
+//! `{"filename", "checksum"}`, answered by `201 {"url", "fields"?}` (`docs/prominence-api.md`);
+//! and its listing (`GET /data[/<group>]`) and `DELETE /data/<name>`.
 //!
 //! Also where the token comes from (`--token-file`, `$PROMINENCE_TOKEN`, `~/.prominence/token`,
 //! as the reference CLI reads it) and the check that a JWT has not expired before any work starts.
@@ -178,6 +179,18 @@ impl Prominence {
                 // serde quotes what it did not expect: server text.
                 message: crate::message::server_text(&format!("not a listing: {err}")),
             }),
+            s => Err(classify(s, retry_after, &text)),
+        }
+    }
+
+    /// `DELETE /data/<name>` (`upload --delete`): PROMINENCE answers `204` whether or not the
+    /// object existed, and `403` for a group path outside the user's groups.
+    pub async fn delete(&self, name: &str) -> Result<(), PresignError> {
+        let url = format!("{}/data/{}", self.base, crate::sign::uri_encode_path(name));
+        let request = self.client.delete(&url).timeout(self.presign_deadline);
+        let (status, retry_after, text) = self.call(request, ANSWER_LIMIT).await?;
+        match status {
+            200..=299 => Ok(()),
             s => Err(classify(s, retry_after, &text)),
         }
     }

@@ -298,7 +298,8 @@ pub struct Signed {
 /// The header that asks S3 to keep SHA-256 checksums of a multipart upload's parts.
 pub const CHECKSUM_ALGORITHM: &str = "x-amz-checksum-algorithm";
 
-/// Multipart upload, one presigned request each. `key` is the object key
+/// Multipart upload (and, for `upload --delete`, listing and deleting), one presigned request
+/// each. `key` is the object key
 /// ([`S3Location::key`] of the name); `upload_id` is CreateMultipartUpload's answer. The URLs are
 /// signed at `now` for [`URL_LIFETIME`]; sign again for every attempt.
 impl DirectS3 {
@@ -399,6 +400,29 @@ impl DirectS3 {
 }
 
 impl DirectS3 {
+    /// `GET /?list-type=2&prefix=P[&continuation-token=T]` (ListObjectsV2): a page (up to
+    /// 1,000) of the keys starting with `prefix`, from where `continuation` left off.
+    pub fn list_objects(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Signed, String> {
+        let mut query = format!("list-type=2&prefix={}", query_value(prefix));
+        if let Some(token) = continuation {
+            query.push_str(&format!("&continuation-token={}", query_value(token)));
+        }
+        self.sign("GET", "", &query, &[], now)
+    }
+
+    /// `DELETE /key` (DeleteObject): S3 answers 204 whether or not the key existed.
+    pub fn delete_object(&self, key: &str, now: SystemTime) -> Result<Signed, String> {
+        if key.is_empty() {
+            return Err("an empty key names the bucket, not an object".into());
+        }
+        self.sign("DELETE", key, "", &[], now)
+    }
+
     fn sign(
         &self,
         method: &'static str,
@@ -407,7 +431,11 @@ impl DirectS3 {
         headers: &[(&str, &str)],
         now: SystemTime,
     ) -> Result<Signed, String> {
-        let url = format!("{}{}?{query}", self.base, sign::uri_encode_path(key));
+        let mut url = format!("{}{}", self.base, sign::uri_encode_path(key));
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(query);
+        }
         let url = sign::presign_url(
             &self.credentials,
             &UrlRequest {
@@ -858,6 +886,58 @@ mod tests {
         let (_, query) = head.url.split_once('?').unwrap();
         let host = [("host".to_string(), "127.0.0.1:8333".to_string())];
         assert!(verify_presigned_url(lookup, "HEAD", path, query, &host, now).is_err());
+    }
+
+    /// ListObjectsV2 signs the bucket's path with its query (prefix and token encoded, `/`
+    /// too); DeleteObject signs the object's path with no query of its own.
+    #[test]
+    fn listing_and_delete_requests_verify() {
+        let creds = Credentials::new("AKID", "SECRET");
+        let s3 = DirectS3::new(
+            loc("s3://b/pre").unwrap(),
+            Some("http://127.0.0.1:8333"),
+            "us-east-1",
+            creds.clone(),
+        )
+        .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let lookup = |id: &str| (id == "AKID").then(|| creds.clone());
+        let host = || vec![("host".to_string(), "127.0.0.1:8333".to_string())];
+        let list = s3.list_objects("pre/a b/", Some("tok/+="), now).unwrap();
+        assert_eq!(list.method, "GET");
+        let (base, query) = list.url.split_once('?').unwrap();
+        assert_eq!(base, "http://127.0.0.1:8333/b/");
+        let own: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.starts_with("X-Amz-"))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                "continuation-token=tok%2F%2B%3D",
+                "list-type=2",
+                "prefix=pre%2Fa%20b%2F"
+            ]
+        );
+        verify_presigned_url(lookup, "GET", "/b/", query, &host(), now).unwrap();
+        let first = s3.list_objects("", None, now).unwrap();
+        let (_, query) = first.url.split_once('?').unwrap();
+        let own: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.starts_with("X-Amz-"))
+            .collect();
+        assert_eq!(own, ["list-type=2", "prefix="]);
+        verify_presigned_url(lookup, "GET", "/b/", query, &host(), now).unwrap();
+
+        let delete = s3.delete_object("pre/dir/x y.sif", now).unwrap();
+        assert_eq!(delete.method, "DELETE");
+        let (base, query) = delete.url.split_once('?').unwrap();
+        assert_eq!(base, "http://127.0.0.1:8333/b/pre/dir/x%20y.sif");
+        assert!(query.starts_with("X-Amz-Algorithm="), "{query}");
+        let path = "/b/pre/dir/x%20y.sif";
+        verify_presigned_url(lookup, "DELETE", path, query, &host(), now).unwrap();
+        assert!(verify_presigned_url(lookup, "GET", path, query, &host(), now).is_err());
+        assert!(s3.delete_object("", now).is_err());
     }
 
     #[test]

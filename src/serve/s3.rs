@@ -7,10 +7,10 @@
 use std::time::{Duration, SystemTime};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Deserialize;
 
 use super::URL_LIFETIME;
 use super::storage::{ObjectInfo, Presigned};
+use crate::http::ListBucketResult;
 use crate::sign::{self, Credentials, PostRequest, UrlRequest};
 
 /// Where the S3 backend stores objects.
@@ -172,12 +172,11 @@ impl S3Backend {
                 .text()
                 .await
                 .map_err(|source| self.http_error(source))?;
-            let page: ListBucketResult =
-                quick_xml::de::from_str(&body).map_err(|e| S3Error::BadListing {
-                    url: self.bucket_url(),
-                    detail: e.to_string(),
-                })?;
-            for c in page.contents {
+            let page = ListBucketResult::parse(&body).map_err(|detail| S3Error::BadListing {
+                url: self.bucket_url(),
+                detail,
+            })?;
+            for c in &page.contents {
                 let last_modified =
                     crate::utc::parse_iso8601(&c.last_modified).ok_or_else(|| {
                         S3Error::BadListing {
@@ -186,14 +185,14 @@ impl S3Backend {
                         }
                     })?;
                 objects.push(ObjectInfo {
-                    key: c.key,
+                    key: c.key.clone(),
                     size: c.size,
                     last_modified,
                 });
             }
-            match (page.is_truncated, page.next_continuation_token) {
-                (Some(true), Some(next)) if !next.is_empty() => token = Some(next),
-                _ => break,
+            match page.next_page() {
+                Some(next) => token = Some(next.to_string()),
+                None => break,
             }
         }
         Ok(objects)
@@ -234,27 +233,8 @@ impl S3Backend {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListBucketResult {
-    #[serde(default)]
-    contents: Vec<Contents>,
-    is_truncated: Option<bool>,
-    next_continuation_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Contents {
-    key: String,
-    size: u64,
-    last_modified: String,
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn parses_s3_timestamps() {
         let t = |s| {
@@ -266,26 +246,5 @@ mod tests {
         assert_eq!(t("2000-02-29T12:34:56.789Z"), Some(951_827_696));
         assert_eq!(t("2013-05-24 00:00:00Z"), None);
         assert_eq!(t("2013-13-24T00:00:00Z"), None);
-    }
-
-    #[test]
-    fn parses_a_listing() {
-        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
-<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>uploads/a/</Prefix>
-<KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>
-<Contents><Key>uploads/a/x</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>"e"</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>
-<Contents><Key>uploads/a/y &amp; z</Key><LastModified>2026-01-02T03:04:06Z</LastModified><Size>0</Size></Contents>
-<NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
-        let page: ListBucketResult = quick_xml::de::from_str(xml).unwrap();
-        assert_eq!(page.contents.len(), 2);
-        assert_eq!(page.contents[1].key, "uploads/a/y & z");
-        assert_eq!(page.contents[0].size, 12);
-        assert_eq!(page.is_truncated, Some(true));
-        assert_eq!(page.next_continuation_token.as_deref(), Some("tok"));
-        let empty: ListBucketResult = quick_xml::de::from_str(
-            "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
-        )
-        .unwrap();
-        assert!(empty.contents.is_empty());
     }
 }

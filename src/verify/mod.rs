@@ -645,6 +645,7 @@ mod tests {
             torn: None,
             runs: 1,
             open_uploads: vec![],
+            deleted: vec![],
         };
         let (stored, left_out) = recorded(&journal);
         let view: Vec<(&str, &str, Option<&str>)> = stored

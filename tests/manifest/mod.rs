@@ -208,6 +208,7 @@ fn summary_json_is_one_object_per_manifest() {
             "bytes": 6, "elapsed_ms": 40, "finished": true, "stopped": null, "runs": 1,
             "torn_line": null,
             "failures": [{"name": "b.sif", "error": "file changed while reading"}],
+            "deleted": 0, "delete_failures": [], "delete_stopped": null,
         })
     );
     assert_eq!(run.stdout_str().lines().count(), 1);
@@ -605,4 +606,120 @@ fn diff_shows_status_changes_and_fails_on_unreadable_input() {
         "hashup: nope.jsonl: No such file or directory (os error 2)\n"
     );
     assert_eq!(run.stdout_str(), "");
+}
+
+/// A hand-written `deleted` line (`upload --delete`).
+fn del(name: &str, error: Option<&str>) -> String {
+    let mut deleted = json!({
+        "name": name, "key": format!("p/{name}"), "size": 6,
+        "time": "2026-11-27T00:00:00.000000000Z",
+    });
+    if let Some(error) = error {
+        deleted["error"] = json!(error);
+    }
+    format!("{}\n", json!({ "deleted": deleted }))
+}
+
+/// A `--delete` run's summary line.
+fn delete_summary(found: u64, deleted: u64, failed: u64) -> String {
+    let line = json!({"summary": {
+        "files": 1, "uploaded": 0, "failed": 0, "skipped": 1, "bytes": 0, "elapsed_ms": 40,
+        "stopped": null,
+        "delete": {"found": found, "deleted": deleted, "failed": failed, "elapsed_ms": 7,
+            "stopped": null},
+    }});
+    format!("{line}\n")
+}
+
+#[test]
+fn deletions_are_read_and_counted_by_summary_merge_and_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run1 = [
+        rec("a", "uploaded", Some(A), None),
+        rec("b", "uploaded", Some(B), None),
+        rec("c", "uploaded", Some(A), None),
+        summary([3, 3, 0, 0], 18, 5, None),
+    ];
+    write(d, "old.jsonl", &run1);
+    // Run 2 deletes b, and c, whose DELETE fails (its second line says so).
+    let mut both = run1.to_vec();
+    both.extend([
+        del("b", None),
+        del("c", None),
+        del("c", Some("HTTP 500: boom")),
+        delete_summary(2, 1, 1),
+    ]);
+    write(d, "new.jsonl", &both);
+
+    let run = hashup(d, &["manifest", "summary", "new.jsonl"]);
+    assert_eq!(run.code, 1, "a deletion failed: {run:?}");
+    assert_eq!(
+        run.stdout_str(),
+        "new.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped, 1 deleted, 1 not deleted; \
+         finished in 0.04 s\n\
+         new.jsonl: 2 runs appended; counts are each name's latest record\n\
+         new.jsonl: not deleted: c: HTTP 500: boom\n"
+    );
+    let run = hashup(d, &["manifest", "summary", "--json", "new.jsonl"]);
+    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    assert_eq!(value["deleted"], 1);
+    assert_eq!(
+        value["delete_failures"],
+        json!([{"name": "c", "error": "HTTP 500: boom"}])
+    );
+
+    let run = hashup(d, &["manifest", "diff", "old.jsonl", "new.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout_str(),
+        "- b (deleted)\n- c (deleted)\n0 added, 2 removed, 0 changed, 1 unchanged\n"
+    );
+
+    // Merged with another manifest: the deleted lines come along, and are counted.
+    write(
+        d,
+        "other.jsonl",
+        &[
+            rec("d", "uploaded", Some(B), None),
+            summary([1, 1, 0, 0], 6, 5, None),
+        ],
+    );
+    let run = hashup(
+        d,
+        &[
+            "manifest",
+            "merge",
+            "new.jsonl",
+            "other.jsonl",
+            "-o",
+            "m.jsonl",
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "hashup: not deleted: c: HTTP 500: boom (in new.jsonl)\n\
+         hashup: merged 2 manifests: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped, \
+         1 deleted, 1 not deleted; 0 overlaps\n"
+    );
+    let merged = std::fs::read_to_string(d.join("m.jsonl")).unwrap();
+    let lines: Vec<Value> = merged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{merged}");
+    assert_eq!(lines[2]["deleted"]["name"], "b");
+    assert_eq!(lines[3]["deleted"]["error"], "HTTP 500: boom");
+    assert_eq!(
+        lines[4]["summary"]["delete"],
+        json!({"found": 2, "deleted": 1, "failed": 1, "elapsed_ms": 7, "stopped": null})
+    );
+    let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
+    assert!(
+        run.stdout_str().starts_with(
+            "m.jsonl: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped, 1 deleted, 1 not deleted; "
+        ),
+        "{run:?}"
+    );
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use hashup::config::Naming;
 use hashup::hash::{FileEntry, FileError, FileErrorKind};
-use hashup::manifest::{self, Journal, Manifest, Record, Status, Summary};
+use hashup::manifest::{self, DeleteSummary, Journal, Manifest, Record, Status, Summary};
 use hashup::naming::{self, Keys};
 use hashup::sumfile::{self, Line, ListedFile};
 use proptest::collection::{btree_map, vec};
@@ -387,8 +387,9 @@ fn summary() -> impl Strategy<Value = Summary> {
         any::<[u64; 13]>(),
         (rate(), rate(), rate()),
         option::of(text()),
+        option::of((any::<[u64; 4]>(), option::of(text()))),
     )
-        .prop_map(|(n, (hash, upload, objects), stopped)| Summary {
+        .prop_map(|(n, (hash, upload, objects), stopped, delete)| Summary {
             files: n[0],
             uploaded: n[1],
             failed: n[2],
@@ -405,13 +406,20 @@ fn summary() -> impl Strategy<Value = Summary> {
             uploads_limit: n[11],
             uploads_limit_max: n[12],
             stopped: stopped.map(|s| format!("{s}{}", n[10])),
+            delete: delete.map(|(d, stopped)| DeleteSummary {
+                found: d[0],
+                deleted: d[1],
+                failed: d[2],
+                elapsed_ms: d[3],
+                stopped,
+            }),
         })
 }
 
 /// What `write_all` writes.
 fn written(records: &[Record], summary: &Summary) -> Vec<u8> {
     let mut out = Vec::new();
-    manifest::write_all(&mut out, records, summary).unwrap();
+    manifest::write_all(&mut out, records, [], summary).unwrap();
     out
 }
 
@@ -466,6 +474,7 @@ fn journal_of(runs: &[(Vec<Record>, Option<Summary>)]) -> Journal {
         torn: None,
         runs: summaries + usize::from(open),
         open_uploads: vec![],
+        deleted: vec![],
     }
 }
 
@@ -550,6 +559,7 @@ proptest! {
             torn,
             runs: usize::from(cut > 0),
             open_uploads: vec![],
+            deleted: vec![],
         };
         prop_assert_eq!(journal, expected);
     }
@@ -584,7 +594,7 @@ proptest! {
         let open = !records.is_empty() && summary.is_none();
         let runs = usize::from(summary.is_some()) + usize::from(open);
         let summary_read = summary.clone();
-        prop_assert_eq!(journal, Journal { records, summary: summary_read, torn: None, runs, open_uploads: vec![] });
+        prop_assert_eq!(journal, Journal { records, summary: summary_read, torn: None, runs, open_uploads: vec![], deleted: vec![] });
 
         // With it.
         input.extend(&bad);
@@ -604,6 +614,7 @@ proptest! {
                     torn: Some(bad_number),
                     runs: 1,
                     open_uploads: vec![],
+                    deleted: vec![],
                 });
             }
             Err(err) => {
@@ -667,6 +678,7 @@ proptest! {
             torn: None,
             runs: 1 + usize::from(before.summary.is_some()),
             open_uploads: vec![],
+            deleted: vec![],
         };
         prop_assert_eq!(manifest::read(&path).unwrap(), expected);
     }

@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod journal;
 mod keys;
+mod mirror;
 mod mock;
 mod multipart;
 mod record;

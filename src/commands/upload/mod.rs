@@ -1,6 +1,8 @@
 //! `hashup upload`: resolve the destination, plan names, then hash and upload through the
-//! pipeline; or, with `--dry-run`, hash and print what would be uploaded.
+//! pipeline; or, with `--dry-run`, hash and print what would be uploaded. With `--delete`, the
+//! mirror step (`delete.rs`) follows, before the summary line.
 
+mod delete;
 pub(crate) mod embedded;
 mod report;
 pub mod resolve;
@@ -22,6 +24,7 @@ use crate::hash::cache::{HashCache, Loaded};
 use crate::hash::{FileEntry, FileError, HashOptions, Hasher, SizeLimit};
 use crate::http::Timeouts;
 use crate::manifest::{self, Manifest, OpenUpload};
+use crate::mirror::remote::Remote;
 use crate::multipart::{Multipart, MultipartOptions};
 use crate::naming::Keys;
 use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
@@ -41,6 +44,10 @@ const CACHE_SAVE_EVERY: Duration = Duration::from_secs(5);
 /// only then is anything hashed or sent.
 pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let env = |name: &str| std::env::var(name).ok();
+    // --delete refuses options that show the run only part of the tree.
+    if config.delete {
+        crate::mirror::check_usage(&config.select, &config.naming).map_err(anyhow::Error::msg)?;
+    }
     // Usage first: bad globs, a shard index missing from the environment, an unreadable list.
     let selection = Selection::prepare(
         &config.select,
@@ -49,14 +56,17 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         std::io::stdin().lock(),
     )?;
     // Credentials next: an expired token or missing AWS keys must stop the run before any work.
-    // A dry run touches no network and needs none.
-    let reach = match config.dry_run {
+    // A dry run touches no network and needs none (but --delete's listing).
+    let reach = match config.dry_run && !config.delete {
         true => None,
         false => Some(Reach::resolve(config, &env)?),
     };
     let Some(entries) = plan(config, &selection) else {
         return Ok(ExitCode::Fatal);
     };
+    let mirror = config
+        .delete
+        .then(|| delete::Mirror::prepare(config, &selection, &entries));
     let (stored, open_uploads) = already_stored(config)?;
     let cache = open_cache(resolve::cache_dir(config, &env));
     let hash = HashOptions {
@@ -74,11 +84,32 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         }),
         ..config.hash.clone()
     };
-    let Some(reach) = reach else {
-        let code = dry_run(entries, &hash, &stored);
+    if config.dry_run {
+        // With --delete the embedded store is started to be listed: it needs the groups.
+        let groups_of = match (&mirror, &config.destination) {
+            (Some(_), crate::config::Destination::Embedded { .. }) => entries
+                .iter()
+                .filter_map(|e| e.as_ref().ok().cloned().map(Ok))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let printed = dry_run(entries, &hash, &stored);
         save_cache(cache.as_deref());
-        return code;
-    };
+        let Some(failed) = printed? else {
+            return Ok(ExitCode::Success); // stdout closed
+        };
+        let code = match failed {
+            0 => ExitCode::Success,
+            _ => ExitCode::SomeFailed,
+        };
+        let (Some(mirror), Some(reach)) = (mirror, reach) else {
+            return Ok(code);
+        };
+        let incomplete = (failed > 0).then(|| format!("{} failed", crate::mirror::files(failed)));
+        let deleting = dry_run_deletions(config, &mirror, reach, &groups_of, incomplete)?;
+        return Ok(worse(code, deleting));
+    }
+    let reach = reach.expect("only a dry run without --delete leaves the destination unresolved");
 
     // From here on a Ctrl-C or SIGTERM is a request to stop cleanly.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,17 +139,97 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         stored: Arc::default(),
         drain_timeout: config.drain_timeout,
         multipart: None,
+        // With --delete, the summary waits for the deletions it counts.
+        journal_summary: mirror.is_none(),
     };
     let journal = Journal {
         manifest,
         stored,
         open_uploads,
     };
-    let report = runtime.block_on(upload(config, reach, entries, journal, options, stop))?;
+    let (report, deleting) = runtime.block_on(upload(
+        config, reach, entries, journal, options, mirror, stop,
+    ))?;
     // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
     runtime.shutdown_background();
     save_cache(cache.as_deref());
-    Ok(exit_code(config, &report))
+    Ok(worse(exit_code(config, &report), deleting))
+}
+
+/// The run's exit code, unless it is a success and `--delete`'s is not: a run that failed
+/// keeps its own code, whatever `--delete` said about it.
+fn worse(run: ExitCode, deleting: ExitCode) -> ExitCode {
+    match run {
+        ExitCode::Success => deleting,
+        _ => run,
+    }
+}
+
+/// `--dry-run --delete`, after the dry run's lines: lists the destination and prints a
+/// `delete NAME` line per object a run would delete (`incomplete`: why it would delete
+/// nothing, when some file failed).
+fn dry_run_deletions(
+    config: &UploadConfig,
+    mirror: &delete::Mirror,
+    reach: Reach,
+    entries: &[Result<FileEntry, FileError>],
+    incomplete: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let retry = RetryPolicy {
+        retries: config.retries,
+        ..RetryPolicy::default()
+    };
+    let code = runtime.block_on(async {
+        let (remote, embedded) = remote(config, reach, entries).await?;
+        let never = tokio::sync::watch::channel(StopLevel::Run).1;
+        let (_, code) = mirror
+            .run(&remote, incomplete, true, &Manifest::none(), retry, never)
+            .await;
+        if let Some(server) = embedded {
+            server.stop().await?;
+        }
+        anyhow::Ok(code)
+    })?;
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+/// `--dry-run --delete`'s remote: what the destination lists through (the embedded store is
+/// started for it, with the groups of `entries`, and must be stopped after).
+async fn remote(
+    config: &UploadConfig,
+    reach: Reach,
+    entries: &[Result<FileEntry, FileError>],
+) -> anyhow::Result<(Remote, Option<embedded::Embedded>)> {
+    let timeouts = Timeouts {
+        connect: config.connect_timeout,
+        stall: config.stall_timeout,
+    };
+    Ok(match reach.destination {
+        Resolved::Api { url, token, tls } => (
+            Remote::Api {
+                api: Arc::new(Prominence::with_tls(&url, &token, timeouts, &tls)?),
+                user: None,
+            },
+            None,
+        ),
+        Resolved::Embedded { store } => {
+            let server = embedded::start(&store, entries).await?;
+            let api = Prominence::new(&server.url, &server.token, timeouts)?;
+            (
+                Remote::Api {
+                    api: Arc::new(api),
+                    user: Some(EMBEDDED_USER.into()),
+                },
+                Some(server),
+            )
+        }
+        Resolved::Direct(s3) => (Remote::s3(s3, timeouts, &reach.storage_tls)?, None),
+    })
 }
 
 /// Walks, selects and names the files; `None` (after saying why) when a name is unusable or
@@ -187,15 +298,17 @@ struct Journal {
 /// The async part of a run: the presigner for the destination (starting the embedded store
 /// if that is the destination; in direct S3 mode the multipart engine too, which first aborts
 /// the journal's stale uploads), `--skip-existing`'s listing (added to `stored`), the cache
-/// saver, the pipeline.
+/// saver, the pipeline; then `--delete`'s mirror step and the summary line it waited for, with
+/// the mirror step's exit code ([`ExitCode::Success`] without it).
 async fn upload(
     config: &UploadConfig,
     reach: Reach,
     entries: Vec<Result<FileEntry, FileError>>,
     journal: Journal,
     mut options: PipelineOptions,
+    mirror: Option<delete::Mirror>,
     stop: tokio::sync::watch::Receiver<StopLevel>,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<(Report, ExitCode)> {
     let Journal {
         manifest,
         mut stored,
@@ -207,18 +320,30 @@ async fn upload(
     };
     let storage = Storage::with_tls(timeouts, &reach.storage_tls)?;
     let mut embedded = None;
+    let mut remote = None;
     let (api, presigner): (Option<Arc<Prominence>>, Arc<dyn Presigner>) = match reach.destination {
         Resolved::Api { url, token, tls } => {
             let api = Arc::new(Prominence::with_tls(&url, &token, timeouts, &tls)?);
+            remote = Some(Remote::Api {
+                api: api.clone(),
+                user: None,
+            });
             (Some(api.clone()), api)
         }
         Resolved::Embedded { store } => {
             let server = embedded::start(&store, &entries).await?;
             let api = Arc::new(Prominence::new(&server.url, &server.token, timeouts)?);
             embedded = Some(server);
+            remote = Some(Remote::Api {
+                api: api.clone(),
+                user: Some(EMBEDDED_USER.into()),
+            });
             (Some(api.clone()), api)
         }
         Resolved::Direct(s3) => {
+            if mirror.is_some() {
+                remote = Some(Remote::s3(s3.clone(), timeouts, &reach.storage_tls)?);
+            }
             let multipart = Multipart::new(
                 s3.clone(),
                 timeouts,
@@ -260,17 +385,45 @@ async fn upload(
         })
     });
     let multipart = options.multipart.clone();
-    let report = pipeline::run(entries, presigner, storage, options, manifest, stop).await;
+    let retry = options.retry;
+    let summary_written = options.journal_summary;
+    let report = pipeline::run(
+        entries,
+        presigner,
+        storage,
+        options,
+        manifest.clone(),
+        stop.clone(),
+    )
+    .await;
     if let Some(multipart) = multipart {
         multipart.settle().await;
     }
     if let Some(saver) = saver {
         saver.abort();
     }
+    let mut deleting = ExitCode::Success;
+    let report = match report {
+        Ok(mut report) => {
+            if let (Some(mirror), Some(remote)) = (mirror, remote) {
+                let incomplete = crate::mirror::incomplete(&report.summary, report.interrupted);
+                let (summary, code) = mirror
+                    .run(&remote, incomplete, false, &manifest, retry, stop)
+                    .await;
+                report.summary.delete = Some(summary);
+                deleting = code;
+            }
+            if !summary_written {
+                pipeline::write_summary(&manifest, &mut report.summary);
+            }
+            Ok(report)
+        }
+        Err(err) => Err(err),
+    };
     if let Some(server) = embedded {
         server.stop().await?;
     }
-    report
+    Ok((report?, deleting))
 }
 
 /// Prints the summary; the exit code: interrupted, stopped by a fatal answer, some failed, or
@@ -458,15 +611,16 @@ async fn list_stored(
 
 /// `--dry-run`: `<sha256>  <object name>` per file that would be sent, in walk order; files the
 /// manifests (`--manifest`, `--previous`) record as uploaded are left out and counted. No
-/// network, so `--skip-existing`'s listing is not asked.
+/// network, so `--skip-existing`'s listing is not asked. The files that failed, or `None`
+/// when stdout was closed.
 fn dry_run(
     entries: Vec<Result<FileEntry, FileError>>,
     hash: &crate::hash::HashOptions,
     stored: &AlreadyStored,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Option<u64>> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut failed = false;
+    let mut failed = 0;
     let mut already = 0u64;
     for result in Hasher::spawn(entries, hash)?.in_order() {
         match result {
@@ -480,26 +634,22 @@ fn dry_run(
             Ok(file) => {
                 let line = writeln!(out, "{}  {}", file.hex(), file.name.display());
                 if !super::keep_writing(line)? {
-                    return Ok(ExitCode::Success);
+                    return Ok(None);
                 }
             }
             Err(err) => {
-                failed |= !err.is_skip();
+                failed += u64::from(!err.is_skip());
                 eprintln!("hashup: {err}");
             }
         }
     }
     if !super::keep_writing(out.flush())? {
-        return Ok(ExitCode::Success);
+        return Ok(None);
     }
     if already > 0 {
         eprintln!("hashup: {already} files left out: the manifests record them as uploaded");
     }
-    Ok(if failed {
-        ExitCode::SomeFailed
-    } else {
-        ExitCode::Success
-    })
+    Ok(Some(failed))
 }
 
 #[cfg(test)]
@@ -538,6 +688,8 @@ pub(crate) mod tests {
             state_dir: None,
             hash_cache: true,
             dry_run: false,
+            delete: false,
+            max_delete: crate::mirror::DEFAULT_MAX_DELETE,
         }
     }
 }

@@ -14,7 +14,8 @@ const HASH_BYTES_PER_SEC_PER_THREAD: f64 = 1.5e9;
 /// file).
 const EXPIRY_HORIZON: Duration = Duration::from_secs(24 * 3600);
 
-/// The run's last lines on stderr: the summary, and "nothing to do" when nothing was sent.
+/// The run's last lines on stderr: the summary, and "nothing to do" when nothing was sent (nor
+/// found to delete).
 pub fn print_summary(s: &crate::manifest::Summary) {
     let not_started = match s.not_started {
         0 => String::new(),
@@ -33,8 +34,14 @@ pub fn print_summary(s: &crate::manifest::Summary) {
         (0, _) | (_, 0) => String::new(),
         (_, n) => format!(", up to {n} in flight"),
     };
+    // What --delete did, where it did anything (why it did nothing was said when it happened).
+    let deleted = match &s.delete {
+        Some(d) if d.failed > 0 => format!(", {} deleted, {} not deleted", d.deleted, d.failed),
+        Some(d) if d.deleted > 0 => format!(", {} deleted", d.deleted),
+        _ => String::new(),
+    };
     eprintln!(
-        "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started} in {:.2} s; \
+        "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started}{deleted} in {:.2} s; \
          hashed {}{cached}{rate}; upload {:.1} MB/s, {:.1} objects/s{in_flight}",
         s.files,
         s.uploaded,
@@ -46,7 +53,8 @@ pub fn print_summary(s: &crate::manifest::Summary) {
         s.upload_mb_per_s,
         s.objects_per_s
     );
-    if s.uploaded == 0 && s.failed == 0 && s.stopped.is_none() {
+    let nothing_to_delete = s.delete.as_ref().is_none_or(|d| d.found == 0);
+    if s.uploaded == 0 && s.failed == 0 && s.stopped.is_none() && nothing_to_delete {
         let other = s.skipped - s.already_stored;
         eprintln!(
             "hashup: nothing to do: {}",
