@@ -4,10 +4,12 @@
 //! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`naming`] -> [`hash`]
 //! -> [`pipeline`] (the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with
 //! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]. [`serve`] is the PROMINENCE-compatible server;
-//! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]). [`utc`] and
+//! [`sign`] is SigV4, shared by it and direct S3 mode ([`presign::s3`]), whose credentials,
+//! region and endpoint [`aws`] finds as the AWS tools do. [`utc`] and
 //! [`message`] are helpers every stage may use. [`wan`] is a TCP proxy
 //! that emulates a distant store (delay, window, bandwidth, resets) for benchmarks and tests.
 
+pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod exit;
