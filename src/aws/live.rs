@@ -6,8 +6,9 @@
 //!
 //! - more than [`REFRESH_AHEAD`] left: the keys as they are;
 //! - less: the keys as they are, while a refresh runs in the background (a task on the
-//!   caller's tokio runtime, else a thread), one at a time, a failed one retried after
-//!   [`RETRY_AFTER`];
+//!   caller's tokio runtime, else a thread), one at a time and at most one per
+//!   [`RETRY_AFTER`] (a failed one is tried again then; a source that hands out keys with
+//!   little time left is not asked on every signature);
 //! - less than [`MUST_REFRESH`] left (nothing signed for a long while, or the background
 //!   refreshes failed): the caller waits for a refresh, and if that fails too, gets an error
 //!   rather than keys that S3 would refuse.
@@ -27,7 +28,7 @@ pub const REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
 /// be good when its request reaches the store.
 pub const MUST_REFRESH: Duration = Duration::from_secs(60);
 
-/// After a failed background refresh, wait this long before the next try.
+/// The least time between two background refreshes.
 pub const RETRY_AFTER: Duration = Duration::from_secs(15);
 
 /// Keys and, for temporary ones, when they expire.
@@ -91,8 +92,8 @@ struct Inner {
     current: RwLock<Expiring>,
     /// A background refresh is under way.
     refreshing: AtomicBool,
-    /// When the last refresh failed, and why.
-    failed: Mutex<Option<(Instant, String)>>,
+    /// When the last background refresh started.
+    last_refresh: Mutex<Option<Instant>>,
     /// Held by whoever waits for a refresh, so only one asks at a time.
     waiting: Mutex<()>,
 }
@@ -125,7 +126,7 @@ impl LiveCredentials {
             source,
             current: RwLock::new(first),
             refreshing: AtomicBool::new(false),
-            failed: Mutex::new(None),
+            last_refresh: Mutex::new(None),
             waiting: Mutex::new(()),
         }))
     }
@@ -182,30 +183,26 @@ impl LiveCredentials {
 
     fn store(&self, fresh: Expiring) {
         *self.0.current.write().expect("not poisoned") = fresh;
-        *self.0.failed.lock().expect("not poisoned") = None;
     }
 
-    /// Starts a refresh unless one runs or the last one failed less than [`RETRY_AFTER`] ago.
+    /// Starts a refresh unless one runs or the last one started less than [`RETRY_AFTER`] ago.
     fn refresh_in_background(&self) {
-        let recently_failed = self
-            .0
-            .failed
-            .lock()
-            .expect("not poisoned")
-            .as_ref()
-            .is_some_and(|(when, _)| when.elapsed() < RETRY_AFTER);
-        if recently_failed || self.0.refreshing.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut last = self.0.last_refresh.lock().expect("not poisoned");
+            if last.is_some_and(|when| when.elapsed() < RETRY_AFTER)
+                || self.0.refreshing.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+            *last = Some(Instant::now());
         }
         let this = self.clone();
         let task = async move {
             let source = this.0.source.as_ref().expect("a source");
-            match source.fetch(3).await {
-                Ok(fresh) => this.store(fresh),
-                Err(e) => {
-                    *this.0.failed.lock().expect("not poisoned") =
-                        Some((Instant::now(), e.to_string()));
-                }
+            // A failure leaves the keys as they are; the next signature after RETRY_AFTER
+            // tries again, and under MUST_REFRESH signing waits for a refresh or fails.
+            if let Ok(fresh) = source.fetch(3).await {
+                this.store(fresh);
             }
             this.0.refreshing.store(false, Ordering::Release);
         };
@@ -240,4 +237,132 @@ where
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A container credentials agent on a thread: answers every request with `status` and
+    /// `body`, counting requests.
+    fn agent(status: u16, body: String) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/creds", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (url, count)
+    }
+
+    fn keys(id: &str, lifetime: Duration) -> Expiring {
+        Expiring {
+            credentials: Credentials::new(id, "secret"),
+            expires: Some(SystemTime::now() + lifetime),
+        }
+    }
+
+    fn container(url: &str) -> Source {
+        Source::Container(ecs::Container {
+            url: url.to_string(),
+            authorization: None,
+        })
+    }
+
+    fn fresh_answer() -> String {
+        let expiration = crate::utc::rfc3339_nanos(SystemTime::now() + Duration::from_secs(3600));
+        format!(
+            r#"{{"AccessKeyId":"NEW","SecretAccessKey":"s","Token":"t","Expiration":"{expiration}"}}"#
+        )
+    }
+
+    #[test]
+    fn fixed_keys_never_expire() {
+        let live = LiveCredentials::fixed(Credentials::new("A", "S"));
+        let far = SystemTime::now() + Duration::from_secs(10 * 365 * 86400);
+        assert_eq!(live.get(far).unwrap().access_key_id, "A");
+        assert!(live.source().is_none());
+    }
+
+    #[test]
+    fn keys_are_refreshed_ahead_of_expiry_in_the_background() {
+        let (url, count) = agent(200, fresh_answer());
+        let live =
+            LiveCredentials::refreshing(container(&url), keys("OLD", Duration::from_secs(600)));
+        let now = SystemTime::now();
+        assert_eq!(live.get(now).unwrap().access_key_id, "OLD");
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            0,
+            "ten minutes left: no refresh"
+        );
+        // Four minutes left: the old keys at once, the new ones soon after.
+        let later = now + Duration::from_secs(360);
+        assert_eq!(live.get(later).unwrap().access_key_id, "OLD");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while live.peek().credentials.access_key_id != "NEW" {
+            assert!(Instant::now() < deadline, "no refresh");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(live.get(later).unwrap().session_token.as_deref(), Some("t"));
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn keys_about_to_expire_are_waited_for() {
+        let (url, count) = agent(200, fresh_answer());
+        let live =
+            LiveCredentials::refreshing(container(&url), keys("OLD", Duration::from_secs(30)));
+        assert_eq!(live.get(SystemTime::now()).unwrap().access_key_id, "NEW");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        // From inside a runtime too.
+        let live = LiveCredentials::refreshing(container(&url), keys("OLD", Duration::ZERO));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let got = runtime.block_on(async { live.get(SystemTime::now()) });
+        assert_eq!(got.unwrap().access_key_id, "NEW");
+    }
+
+    #[test]
+    fn keys_that_cannot_be_refreshed_in_time_are_an_error() {
+        let (url, count) = agent(500, r#"{"code":"Oops","message":"agent down"}"#.into());
+        let live =
+            LiveCredentials::refreshing(container(&url), keys("OLD", Duration::from_secs(30)));
+        let err = live.get(SystemTime::now()).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "the credentials from container credentials at {url} expire soon and cannot be \
+                 refreshed: HTTP 500: agent down"
+            )
+        );
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            2,
+            "a server error is asked again once"
+        );
+    }
 }

@@ -59,8 +59,9 @@ struct XmlCredentials {
     access_key_id: String,
     #[serde(rename = "SecretAccessKey")]
     secret_access_key: String,
+    /// Always there from AWS; an S3-compatible store's own STS may leave it out.
     #[serde(rename = "SessionToken")]
-    session_token: String,
+    session_token: Option<String>,
     #[serde(rename = "Expiration")]
     expiration: String,
 }
@@ -145,7 +146,7 @@ impl WebIdentity {
             credentials: Credentials {
                 access_key_id: c.access_key_id,
                 secret_access_key: c.secret_access_key,
-                session_token: Some(c.session_token),
+                session_token: c.session_token,
             },
             expires: Some(expires),
         })

@@ -10,6 +10,7 @@ mod journal;
 mod keys;
 mod mock;
 mod multipart;
+mod profiles;
 mod record;
 mod refusals;
 mod select;
