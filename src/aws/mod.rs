@@ -800,6 +800,20 @@ mod tests {
                 message
             );
         }
+        // ECS's relative URI is asked at the agent's address; a token file wins over a token.
+        let c = container(&env(&[
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "/v2/credentials/abc",
+            ),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "https://ignored"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "t"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/token"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.url, "http://169.254.170.2/v2/credentials/abc");
+        assert!(c.authorization == Some(ecs::Authorization::File("/var/run/token".into())));
         assert!(ecs::allowed_full_uri("https://creds.example/x").is_ok());
         assert!(ecs::allowed_full_uri("http://127.0.0.1:9/x").is_ok());
         assert!(ecs::allowed_full_uri("http://[::1]:9/x").is_ok());
