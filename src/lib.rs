@@ -6,11 +6,13 @@
 //! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]; then,
 //! with `upload --delete`, [`mirror`] (what is stored and no file maps to, deleted). [`serve`]
 //! is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and direct S3 mode
-//! ([`presign::s3`]). [`verify`] checks afterwards that what was uploaded is stored, with the
+//! ([`presign::s3`]), whose credentials, region and endpoint [`aws`] finds as the AWS tools
+//! do. [`verify`] checks afterwards that what was uploaded is stored, with the
 //! same naming. [`utc`] and
 //! [`message`] are helpers every stage may use. [`wan`] is a TCP proxy
 //! that emulates a distant store (delay, window, bandwidth, resets) for benchmarks and tests.
 
+pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod exit;

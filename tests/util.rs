@@ -55,7 +55,7 @@ pub struct TestCommand {
 
 impl TestCommand {
     /// `program ARGS`, without any `PROMINENCE_*` or `AWS_*` variable, nor the shard index
-    /// variables, of the tests' environment.
+    /// variables, of the tests' environment; with `AWS_EC2_METADATA_DISABLED=true`.
     pub fn new<I, S>(program: impl AsRef<OsStr>, args: I) -> TestCommand
     where
         I: IntoIterator<Item = S>,
@@ -65,10 +65,14 @@ impl TestCommand {
             let name = name.to_string_lossy();
             CLEARED_PREFIXES.iter().any(|p| name.starts_with(p))
         });
-        let env = inherited
+        let mut env: Vec<(OsString, Option<OsString>)> = inherited
             .chain(SHARD_VARS.map(OsString::from))
             .map(|name| (name, None))
             .collect();
+        // Direct S3 mode without credentials would ask the EC2 metadata service at
+        // 169.254.169.254: no test may send a packet there. A test of that source points
+        // AWS_EC2_METADATA_SERVICE_ENDPOINT at its own server and sets this to false.
+        env.push(("AWS_EC2_METADATA_DISABLED".into(), Some("true".into())));
         TestCommand {
             wrapper: Vec::new(),
             program: program.as_ref().to_owned(),

@@ -26,19 +26,22 @@ pub struct DestinationArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "token_file"])]
     pub embedded: Option<PathBuf>,
 
-    /// Go straight to S3 (no PROMINENCE API), signing each request here with
-    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the environment.
+    /// Go straight to S3 (no PROMINENCE API), signing each request here. Credentials as the
+    /// AWS CLI finds them: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), else
+    /// the profile AWS_PROFILE (default) in ~/.aws/credentials and ~/.aws/config, else web
+    /// identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN), else container credentials, else
+    /// the EC2 instance metadata service.
     #[arg(long, value_name = "s3://BUCKET[/PREFIX]", value_parser = S3Location::from_str,
         conflicts_with_all = ["url", "token_file", "embedded"])]
     pub s3: Option<S3Location>,
 
     /// S3 endpoint for --s3, addressed path-style [default: AWS_ENDPOINT_URL_S3, else
-    /// AWS_ENDPOINT_URL, else AWS in the region].
+    /// AWS_ENDPOINT_URL, else the profile's endpoint_url, else AWS in the region].
     #[arg(long, value_name = "URL", requires = "s3")]
     pub endpoint: Option<String>,
 
-    /// Region for --s3's signatures [default: AWS_REGION, else AWS_DEFAULT_REGION, else
-    /// us-east-1].
+    /// Region for --s3's signatures [default: AWS_REGION, else AWS_DEFAULT_REGION, else the
+    /// profile's region, else us-east-1].
     #[arg(long, value_name = "REGION", requires = "s3")]
     pub region: Option<String>,
 }

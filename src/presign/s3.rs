@@ -37,16 +37,18 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::future::BoxFuture;
 
 use super::{PresignError, Presigner, Target};
+use crate::aws::{self, CredentialsError, LiveCredentials, S3Settings};
 use crate::http::Refusal;
-use crate::sign::{self, CHECKSUM_SHA256, Credentials, META_SHA256, UrlRequest};
+use crate::sign::{self, CHECKSUM_SHA256, META_SHA256, UrlRequest};
 
 /// How long a signed URL stays valid: long enough for a slow start, short enough that a leaked
 /// URL is soon useless. S3 checks it when the request arrives, so a long transfer that started in
 /// time completes; a 403 after expiry signs afresh.
 pub const URL_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// The region when neither `--region`, `$AWS_REGION` nor `$AWS_DEFAULT_REGION` names one.
-pub const DEFAULT_REGION: &str = "us-east-1";
+/// The region when neither `--region`, `$AWS_REGION`, `$AWS_DEFAULT_REGION` nor the profile
+/// names one.
+pub const DEFAULT_REGION: &str = aws::DEFAULT_REGION;
 
 /// S3 error codes that doom every file of a run: the credentials or the bucket are wrong, and
 /// signing again will not change that.
@@ -132,11 +134,9 @@ impl FromStr for S3Location {
 /// Why direct S3 mode cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
-    /// No access key pair in the environment.
-    #[error(
-        "direct S3 mode (--s3) needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
-    )]
-    NoCredentials,
+    /// No usable credentials (or a broken profile, file or token): the error says which.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// The endpoint is not an `http(s)://host[:port]` URL.
     #[error("the S3 endpoint {url:?} (from {from}) is not an http(s)://HOST[:PORT] URL")]
     BadEndpoint {
@@ -155,12 +155,13 @@ pub enum SetupError {
     },
 }
 
-/// Signs upload targets for one bucket and prefix with one set of credentials; no network.
-/// (`Debug` shows no secret: [`Credentials`] redacts it.)
+/// Signs upload targets for one bucket and prefix with one set of credentials; no network
+/// (but for refreshing temporary credentials, see [`LiveCredentials`]).
+/// (`Debug` shows no secret: [`sign::Credentials`] redacts it.)
 #[derive(Debug)]
 pub struct DirectS3 {
     location: S3Location,
-    credentials: Credentials,
+    credentials: LiveCredentials,
     region: String,
     /// Everything before the encoded key: `{endpoint}/{bucket}/` or `https://{bucket}.s3.../`.
     base: String,
@@ -169,11 +170,12 @@ pub struct DirectS3 {
 impl DirectS3 {
     /// A signer for `location`. `endpoint` is `http(s)://host[:port]` of an S3-compatible
     /// service (path-style), or `None` for AWS in `region`.
+    /// `credentials` are fixed keys ([`sign::Credentials`]) or [`LiveCredentials`] that refresh.
     pub fn new(
         location: S3Location,
         endpoint: Option<&str>,
         region: &str,
-        credentials: Credentials,
+        credentials: impl Into<LiveCredentials>,
     ) -> Result<Self, SetupError> {
         check_region(region, "--region")?;
         let base = match endpoint {
@@ -188,52 +190,43 @@ impl DirectS3 {
         };
         Ok(DirectS3 {
             location,
-            credentials,
+            credentials: credentials.into(),
             region: region.to_string(),
             base,
         })
     }
 
     /// The signer the command line asks for: `endpoint` and `region` from the flags when given,
-    /// else from the environment as the AWS CLI reads it (`env` looks a variable up; empty counts
-    /// as unset), credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-    /// `AWS_SESSION_TOKEN`.
+    /// else as the AWS tools find them, and credentials from the AWS SDKs' chain (environment,
+    /// profile, web identity, container, instance metadata): see [`crate::aws`]. `env` looks a
+    /// variable up (`$HOME` included; empty counts as unset). Temporary credentials are fetched
+    /// here (blocking) and refreshed before they expire.
     pub fn from_env(
         location: S3Location,
         endpoint: Option<&str>,
         region: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SetupError> {
-        let env = |name: &str| env(name).filter(|v| !v.is_empty());
-        let mut credentials = Credentials::new(
-            env("AWS_ACCESS_KEY_ID").ok_or(SetupError::NoCredentials)?,
-            env("AWS_SECRET_ACCESS_KEY").ok_or(SetupError::NoCredentials)?,
-        );
-        credentials.session_token = env("AWS_SESSION_TOKEN");
+        let settings = aws::s3_settings(aws::Flags { endpoint, region }, &env)?;
+        DirectS3::with_settings(location, settings)
+    }
 
-        let first = |flag: Option<&str>, flag_name: &str, vars: &[&str]| {
-            flag.map(|v| (v.to_string(), flag_name.to_string()))
-                .or_else(|| {
-                    vars.iter()
-                        .find_map(|var| env(var).map(|v| (v, (*var).to_string())))
-                })
-        };
-        let (region, region_from) =
-            first(region, "--region", &["AWS_REGION", "AWS_DEFAULT_REGION"])
-                .unwrap_or_else(|| (DEFAULT_REGION.to_string(), "the default".to_string()));
-        check_region(&region, &region_from)?;
-        let endpoint = first(
+    /// A signer for `location` with settings found by [`aws::s3_settings`].
+    pub fn with_settings(location: S3Location, settings: S3Settings) -> Result<Self, SetupError> {
+        let S3Settings {
+            credentials,
+            region,
             endpoint,
-            "--endpoint",
-            &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
-        );
-        if let Some((url, from)) = &endpoint {
-            check_endpoint(url, from)?;
+            ..
+        } = settings;
+        check_region(&region.value, &region.from)?;
+        if let Some(endpoint) = &endpoint {
+            check_endpoint(&endpoint.value, &endpoint.from)?;
         }
         DirectS3::new(
             location,
-            endpoint.as_ref().map(|(url, _)| url.as_str()),
-            &region,
+            endpoint.as_ref().map(|e| e.value.as_str()),
+            &region.value,
             credentials,
         )
     }
@@ -260,8 +253,9 @@ impl DirectS3 {
             .and_then(|d| d.try_into().ok())
             .ok_or_else(|| format!("checksum {sha256:?} is not a hex SHA-256"))?;
         let checksum = BASE64.encode(digest);
+        let credentials = self.credentials.get(now)?;
         let url = sign::presign_url(
-            &self.credentials,
+            &credentials,
             &UrlRequest {
                 method: "PUT",
                 url: &self.object_url(name),
@@ -436,8 +430,9 @@ impl DirectS3 {
             url.push('?');
             url.push_str(query);
         }
+        let credentials = self.credentials.get(now)?;
         let url = sign::presign_url(
-            &self.credentials,
+            &credentials,
             &UrlRequest {
                 method,
                 url: &url,
@@ -553,7 +548,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::sign::verify_presigned_url;
+    use crate::sign::{Credentials, verify_presigned_url};
 
     fn loc(s: &str) -> Result<S3Location, String> {
         s.parse()
@@ -607,7 +602,7 @@ mod tests {
             s3.object_url("a b/c"),
             "https://bucket.s3.us-east-1.amazonaws.com/p/a%20b/c"
         );
-        assert_eq!(s3.credentials.session_token, None);
+        assert_eq!(s3.credentials.peek().credentials.session_token, None);
 
         let all = [
             CREDS[0],
@@ -621,7 +616,10 @@ mod tests {
         let s3 = DirectS3::from_env(l.clone(), None, None, env(&all)).unwrap();
         assert_eq!(s3.region, "eu-west-1");
         assert_eq!(s3.object_url("x"), "http://s3.local:9000/bucket/p/x");
-        assert_eq!(s3.credentials.session_token.as_deref(), Some("TOKEN"));
+        assert_eq!(
+            s3.credentials.peek().credentials.session_token.as_deref(),
+            Some("TOKEN")
+        );
 
         let s3 = DirectS3::from_env(
             l.clone(),
@@ -662,16 +660,20 @@ mod tests {
     #[test]
     fn setup_errors() {
         let l = loc("s3://bucket").unwrap();
-        for vars in [
-            &[][..],
-            &CREDS[..1],
-            &CREDS[1..],
-            &[CREDS[0], ("AWS_SECRET_ACCESS_KEY", "")],
+        let no_imds = ("AWS_EC2_METADATA_DISABLED", "true");
+        let half = "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not";
+        for (vars, message) in [
+            (&[no_imds][..], "no AWS credentials found; tried: "),
+            (&[CREDS[0], no_imds][..], half),
+            (
+                &CREDS[1..],
+                "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not",
+            ),
+            (&[CREDS[0], ("AWS_SECRET_ACCESS_KEY", "")], half),
         ] {
-            assert_eq!(
-                DirectS3::from_env(l.clone(), None, None, env(vars)).unwrap_err(),
-                SetupError::NoCredentials
-            );
+            let err = DirectS3::from_env(l.clone(), None, None, env(vars)).unwrap_err();
+            assert!(matches!(err, SetupError::Credentials(_)), "{err:?}");
+            assert!(err.to_string().starts_with(message), "{err}");
         }
         let err =
             DirectS3::from_env(l.clone(), Some("s3.local:9000"), None, env(&CREDS)).unwrap_err();

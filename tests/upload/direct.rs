@@ -247,10 +247,18 @@ fn no_credentials_or_a_bad_location_stop_before_any_work() {
         .home(dir.path())
         .run();
     assert_eq!(r.code, 2);
+    let aws = dir.path().join(".aws");
     assert_eq!(
         r.stderr,
-        "hashup: direct S3 mode (--s3) needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the \
-         environment\n"
+        format!(
+            "hashup: no AWS credentials found; tried: environment (AWS_ACCESS_KEY_ID is not set); \
+             profile \"default\" (in neither {} nor {}); web identity \
+             (AWS_WEB_IDENTITY_TOKEN_FILE is not set); container credentials \
+             (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and _FULL_URI are not set); EC2 instance \
+             metadata (disabled by AWS_EC2_METADATA_DISABLED)\n",
+            aws.join("credentials").display(),
+            aws.join("config").display()
+        )
     );
     assert!(!manifest.exists(), "nothing was started");
 

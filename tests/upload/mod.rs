@@ -11,6 +11,7 @@ mod keys;
 mod mirror;
 mod mock;
 mod multipart;
+mod profiles;
 mod record;
 mod refusals;
 mod select;
