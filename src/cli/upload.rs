@@ -58,7 +58,7 @@ pub struct UploadArgs {
     pub engine: EngineArgs,
 
     /// Uploads in flight at once: N, or `auto` to find the number while running (it starts at
-    /// 64 and doubles while throughput rises, backs off when the API or storage pushes back
+    /// 128 and doubles while throughput rises, backs off when the API or storage pushes back
     /// with 429, 503 or timeouts), `auto:MAX` to cap it.
     #[arg(long, value_name = "N|auto[:MAX]", default_value = "auto", value_parser = Concurrency::from_str)]
     pub uploads: Concurrency,
