@@ -550,6 +550,20 @@ mod tests {
     use super::*;
     use crate::sign::{Credentials, verify_presigned_url};
 
+    /// A signer for `s3://b/pre` on a local endpoint, its credentials, and a fixed time.
+    fn local_signer() -> (DirectS3, Credentials, SystemTime) {
+        let creds = Credentials::new("AKID", "SECRET");
+        let s3 = DirectS3::new(
+            loc("s3://b/pre").unwrap(),
+            Some("http://127.0.0.1:8333"),
+            "us-east-1",
+            creds.clone(),
+        )
+        .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        (s3, creds, now)
+    }
+
     fn loc(s: &str) -> Result<S3Location, String> {
         s.parse()
     }
@@ -765,15 +779,7 @@ mod tests {
     /// `partNumber` and `uploadId` in the canonical query, the signed headers required.
     #[test]
     fn multipart_requests_verify() {
-        let creds = Credentials::new("AKID", "SECRET");
-        let s3 = DirectS3::new(
-            loc("s3://b/pre").unwrap(),
-            Some("http://127.0.0.1:8333"),
-            "us-east-1",
-            creds.clone(),
-        )
-        .unwrap();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (s3, creds, now) = local_signer();
         let lookup = |id: &str| (id == "AKID").then(|| creds.clone());
         let sum = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let part = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
@@ -850,15 +856,7 @@ mod tests {
     /// asks for an error code signs nothing but the host. Neither has a query of its own.
     #[test]
     fn head_and_get_verify() {
-        let creds = Credentials::new("AKID", "SECRET");
-        let s3 = DirectS3::new(
-            loc("s3://b/pre").unwrap(),
-            Some("http://127.0.0.1:8333"),
-            "us-east-1",
-            creds.clone(),
-        )
-        .unwrap();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (s3, creds, now) = local_signer();
         let lookup = |id: &str| (id == "AKID").then(|| creds.clone());
         let path = "/b/pre/dir/a%20b.sif";
         let head = s3.head("pre/dir/a b.sif", now).unwrap();
@@ -894,15 +892,7 @@ mod tests {
     /// too); DeleteObject signs the object's path with no query of its own.
     #[test]
     fn listing_and_delete_requests_verify() {
-        let creds = Credentials::new("AKID", "SECRET");
-        let s3 = DirectS3::new(
-            loc("s3://b/pre").unwrap(),
-            Some("http://127.0.0.1:8333"),
-            "us-east-1",
-            creds.clone(),
-        )
-        .unwrap();
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (s3, creds, now) = local_signer();
         let lookup = |id: &str| (id == "AKID").then(|| creds.clone());
         let host = || vec![("host".to_string(), "127.0.0.1:8333".to_string())];
         let list = s3.list_objects("pre/a b/", Some("tok/+="), now).unwrap();
