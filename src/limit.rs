@@ -154,6 +154,9 @@ struct Control {
     finished_at_start: u64,
     bytes_at_start: u64,
     busy_at_start: u64,
+    /// The mean slot time of the uploads that finished in the last window (or, when none did,
+    /// at least that window's length): what the next window is measured in.
+    slot_time: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -263,6 +266,7 @@ impl Limiter {
                 finished_at_start: 0,
                 bytes_at_start: 0,
                 busy_at_start: 0,
+                slot_time: WINDOW_MIN,
             }),
         })
     }
@@ -318,17 +322,12 @@ impl Limiter {
         }
     }
 
-    /// A window is two mean slot times long, within [`WINDOW_MIN`]..[`WINDOW_MAX`]; the
-    /// settling window after a probe's change is one (by its end, uploads started under the new
-    /// limit are finishing).
+    /// A window is two mean slot times long (as last measured: the window being timed has no
+    /// finished uploads yet), within [`WINDOW_MIN`]..[`WINDOW_MAX`]; the settling window after a
+    /// probe's change is one (by its end, uploads started under the new limit are finishing).
     fn window(&self) -> Duration {
         let control = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        let finished = self.finished.load(Ordering::Relaxed) - control.finished_at_start;
-        let busy = self.busy_nanos.load(Ordering::Relaxed) - control.busy_at_start;
-        let mean = match finished {
-            0 => WINDOW_MIN,
-            n => Duration::from_nanos(busy / n),
-        };
+        let mean = control.slot_time;
         let slots = match control.phase {
             Phase::Probing { settled: false, .. } => 1,
             _ => 2,
@@ -352,10 +351,16 @@ impl Limiter {
             .peak
             .swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed)
             >= limit;
+        let busy = self.busy_nanos.load(Ordering::Relaxed);
+        c.slot_time = match finished - c.finished_at_start {
+            // None finished: they take at least as long as the window.
+            0 => c.slot_time.max(now.duration_since(c.window_start)),
+            n => Duration::from_nanos((busy - c.busy_at_start) / n),
+        };
         c.window_start = now;
         c.finished_at_start = finished;
         c.bytes_at_start = bytes;
-        c.busy_at_start = self.busy_nanos.load(Ordering::Relaxed);
+        c.busy_at_start = busy;
 
         if pushbacks > 0 {
             self.set_limit(((limit as f64) * 0.7) as usize, max);
@@ -540,6 +545,27 @@ mod tests {
         assert!(big(150e6).gained_on(big(80e6)));
         assert!(!big(85e6).gained_on(big(80e6)));
         assert!(!big(0.0).gained_on(big(0.0)));
+    }
+
+    /// Windows are measured in the slot time of the last window's uploads: through a presign
+    /// API 50 ms away an upload takes two round trips and more, and a window of a fixed 200 ms
+    /// (which every window was, before) judged probes on a handful of files.
+    #[test]
+    fn windows_follow_the_slot_time() {
+        let limiter = Limiter::new(Concurrency::Fixed(8));
+        let start = limiter.control.lock().unwrap().window_start;
+        assert_eq!(limiter.window(), WINDOW_MIN * 2);
+        // 10 uploads of 300 ms each finished in the window.
+        limiter.finished.store(10, Ordering::Relaxed);
+        limiter.busy_nanos.store(3_000_000_000, Ordering::Relaxed);
+        limiter.adjust(8, 0, start + Duration::from_millis(600));
+        assert_eq!(limiter.window(), Duration::from_millis(600));
+        // None finished in 900 ms: they take at least that long.
+        limiter.adjust(8, 0, start + Duration::from_millis(1500));
+        assert_eq!(limiter.window(), Duration::from_millis(1800));
+        // Never past the longest window.
+        limiter.adjust(8, 0, start + Duration::from_secs(10));
+        assert_eq!(limiter.window(), WINDOW_MAX);
     }
 
     #[test]
