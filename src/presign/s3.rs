@@ -50,14 +50,16 @@ pub const URL_LIFETIME: Duration = Duration::from_secs(3600);
 /// names one.
 pub const DEFAULT_REGION: &str = aws::DEFAULT_REGION;
 
-/// S3 error codes that doom every file of a run: the credentials or the bucket are wrong, and
-/// signing again will not change that.
-const FATAL_CODES: [&str; 5] = [
+/// S3 error codes that doom every file of a run: the credentials, the bucket or this machine's
+/// clock are wrong, and signing again will not change that.
+const FATAL_CODES: [&str; 7] = [
     "SignatureDoesNotMatch",
     "InvalidAccessKeyId",
     "InvalidToken",
     "ExpiredToken",
     "NoSuchBucket",
+    "InvalidBucketName",
+    "RequestTimeTooSkewed",
 ];
 
 /// `s3://BUCKET[/PREFIX]`: where direct S3 mode puts objects.
@@ -476,8 +478,8 @@ impl Presigner for DirectS3 {
         Box::pin(std::future::ready(target))
     }
 
-    /// Wrong credentials, a wrong session token or a missing bucket: every other file would be
-    /// refused the same way.
+    /// Wrong credentials, a wrong session token, a missing or invalid bucket, or a clock S3
+    /// will not accept: every other file would be refused the same way.
     fn fatal_refusal(&self, refusal: &Refusal) -> Option<String> {
         let code = refusal.code.as_deref()?;
         if !FATAL_CODES.contains(&code) {
@@ -486,10 +488,15 @@ impl Presigner for DirectS3 {
         let Refusal {
             status, message, ..
         } = refusal;
-        Some(if code == "NoSuchBucket" {
+        Some(if matches!(code, "NoSuchBucket" | "InvalidBucketName") {
             format!(
                 "S3 refused the upload to {} (HTTP {status}: {message})",
                 self.location
+            )
+        } else if code == "RequestTimeTooSkewed" {
+            format!(
+                "S3 says this machine's clock is off; every signature would be refused (HTTP \
+                 {status}: {message})"
             )
         } else {
             format!("S3 refused the credentials (HTTP {status}: {message})")

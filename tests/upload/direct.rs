@@ -226,6 +226,47 @@ async fn a_wrong_secret_stops_the_run_with_one_message() {
     assert!(!text.contains(wrong) && !r.stderr.contains(wrong));
 }
 
+/// A bucket name S3 refuses (too short) dooms every file alike: one message, exit 2, instead
+/// of a failure line per file.
+#[tokio::test]
+async fn an_invalid_bucket_name_stops_the_run_with_one_message() {
+    let weed = weed();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"data"[..])).collect();
+    tree(&src, &files);
+    let r = run(
+        vec![
+            src.as_os_str(),
+            "--s3".as_ref(),
+            "s3://ab/p".as_ref(),
+            "--endpoint".as_ref(),
+            weed.endpoint.as_ref(),
+            "--progress".as_ref(),
+            "none".as_ref(),
+        ],
+        owned(&aws_env(WEED_SECRET)),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the summary and why it stopped: {}",
+        r.stderr
+    );
+    assert!(
+        lines[1].starts_with(
+            "hashup: stopped: S3 refused the upload to s3://ab/p (HTTP 400: InvalidBucketName"
+        ),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn no_credentials_or_a_bad_location_stop_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
