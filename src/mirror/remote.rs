@@ -279,21 +279,9 @@ async fn api_list(
         None => "your uploads (GET /data)".to_string(),
         Some(g) => format!("group {g} (GET /data/{g})"),
     };
-    let mut retrying = Retrying::new(retry);
-    loop {
-        retrying.attempt();
-        let err = match api.list(group).await {
-            Ok(listed) => return Ok(listed),
-            Err(err) => err,
-        };
-        if let PresignError::Transient { retry_after, .. } = &err
-            && let Some(delay) = retrying.backoff(*retry_after)
-        {
-            tokio::time::sleep(delay).await;
-            continue;
-        }
-        return Err(in_listing(api_error(err), &place));
-    }
+    api.list_retrying(group, retry)
+        .await
+        .map_err(|(err, _)| in_listing(api_error(err), &place))
 }
 
 /// Sends a request signed by `sign` (afresh for each try) until it succeeds or its retries run

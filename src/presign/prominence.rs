@@ -183,6 +183,29 @@ impl Prominence {
         }
     }
 
+    /// [`Prominence::list`], asked again after transient failures (honouring Retry-After) until
+    /// `retry` runs out: the listing, or the last failure with the attempts made. Upload's
+    /// `--skip-existing`, `verify` and `upload --delete` each decide what a refusal means.
+    pub async fn list_retrying(
+        &self,
+        group: Option<&str>,
+        retry: crate::retry::RetryPolicy,
+    ) -> Result<Vec<Listed>, (PresignError, u32)> {
+        let mut retrying = crate::retry::Retrying::new(retry);
+        loop {
+            retrying.attempt();
+            match self.list(group).await {
+                Ok(listed) => return Ok(listed),
+                Err(PresignError::Transient { retry_after, .. })
+                    if let Some(delay) = retrying.backoff(retry_after) =>
+                {
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => return Err((err, retrying.attempts())),
+            }
+        }
+    }
+
     /// `DELETE /data/<name>` (`upload --delete`): PROMINENCE answers `204` whether or not the
     /// object existed, and `403` for a group path outside the user's groups.
     pub async fn delete(&self, name: &str) -> Result<(), PresignError> {

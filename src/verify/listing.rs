@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use super::{Expected, Lookup, LookupError, Store, Stored};
 use crate::presign::PresignError;
 use crate::presign::prominence::Prominence;
-use crate::retry::{RetryPolicy, Retrying};
+use crate::retry::RetryPolicy;
 
 /// One listing: name -> size, or why it could not be had.
 type Listed = Result<HashMap<String, u64>, String>;
@@ -96,34 +96,18 @@ async fn list(
     retry: RetryPolicy,
 ) -> Result<Result<Vec<crate::presign::prominence::Listed>, String>, String> {
     let what = group.map_or("your uploads".to_string(), |g| format!("group {g}"));
-    let mut retrying = Retrying::new(retry);
-    loop {
-        retrying.attempt();
-        match api.list(group).await {
-            Ok(objects) => return Ok(Ok(objects)),
-            Err(PresignError::Transient {
-                retry_after,
-                message,
-                ..
-            }) => match retrying.backoff(retry_after) {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => {
-                    return Err(format!(
-                        "cannot list {what} through the PROMINENCE API: {message} (after {} attempts)",
-                        retrying.attempts()
-                    ));
-                }
-            },
-            Err(PresignError::Refused { status, message }) => {
-                return Ok(Err(format!("cannot list {what}: HTTP {status}: {message}")));
-            }
-            Err(PresignError::Fatal { message, .. }) => return Err(message),
-            Err(PresignError::BadAnswer { status, message }) => {
-                return Err(format!(
-                    "the PROMINENCE API's listing of {what} is unusable (HTTP {status}: {message})"
-                ));
-            }
+    match api.list_retrying(group, retry).await {
+        Ok(objects) => Ok(Ok(objects)),
+        Err((PresignError::Transient { message, .. }, attempts)) => Err(format!(
+            "cannot list {what} through the PROMINENCE API: {message} (after {attempts} attempts)"
+        )),
+        Err((PresignError::Refused { status, message }, _)) => {
+            Ok(Err(format!("cannot list {what}: HTTP {status}: {message}")))
         }
+        Err((PresignError::Fatal { message, .. }, _)) => Err(message),
+        Err((PresignError::BadAnswer { status, message }, _)) => Err(format!(
+            "the PROMINENCE API's listing of {what} is unusable (HTTP {status}: {message})"
+        )),
     }
 }
 

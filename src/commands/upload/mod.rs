@@ -31,7 +31,7 @@ use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
 use crate::presign::prominence::{Listed, Prominence};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::Style;
-use crate::retry::{RetryPolicy, Retrying};
+use crate::retry::RetryPolicy;
 use crate::select::Selection;
 use crate::skip::AlreadyStored;
 use crate::transfer::{MAX_OBJECT_SIZE, Storage};
@@ -581,29 +581,15 @@ async fn list_stored(
         .collect();
     let mut listed = Vec::new();
     for group in groups {
-        let mut retrying = Retrying::new(*retry);
-        loop {
-            retrying.attempt();
-            match api.list(group.as_deref()).await {
-                Ok(objects) => {
-                    listed.push((group, objects));
-                    break;
-                }
-                Err(PresignError::Transient { retry_after, .. }) if !retrying.exhausted() => {
-                    let delay = retrying.backoff(retry_after).unwrap_or_default();
-                    tokio::time::sleep(delay).await;
-                }
-                Err(PresignError::Refused { status, message }) => {
-                    eprintln!(
-                        "hashup: warning: cannot list {}: HTTP {status}: {message}; its files are not checked against the listing",
-                        group
-                            .as_deref()
-                            .map_or("your uploads".to_string(), |g| format!("group {g}"))
-                    );
-                    break;
-                }
-                Err(err) => anyhow::bail!("--skip-existing: cannot list what is stored: {err}"),
-            }
+        match api.list_retrying(group.as_deref(), *retry).await {
+            Ok(objects) => listed.push((group, objects)),
+            Err((PresignError::Refused { status, message }, _)) => eprintln!(
+                "hashup: warning: cannot list {}: HTTP {status}: {message}; its files are not checked against the listing",
+                group
+                    .as_deref()
+                    .map_or("your uploads".to_string(), |g| format!("group {g}"))
+            ),
+            Err((err, _)) => anyhow::bail!("--skip-existing: cannot list what is stored: {err}"),
         }
     }
     Ok(listed)
