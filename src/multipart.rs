@@ -1029,33 +1029,13 @@ async fn send_signed(
     signed: &Signed,
     body: Option<String>,
 ) -> Result<String, TransferError> {
-    let method = reqwest::Method::from_bytes(signed.method.as_bytes())
-        .expect("a signed request's method is a valid one");
     let bytes = body.as_ref().map_or(0, |b| b.len()) + ANSWER_LIMIT;
-    let mut request = control
-        .client
-        .request(method, &signed.url)
-        .timeout(control.timeouts.deadline(bytes as u64));
-    for (name, value) in &signed.headers {
-        request = request.header(name, value);
-    }
+    let mut request =
+        crate::transfer::signed_request(&control.client, control.timeouts, signed, bytes as u64);
     if let Some(body) = body {
         request = request.body(body);
     }
-    let response = request.send().await.map_err(crate::transfer::not_sent)?;
-    let status = response.status().as_u16();
-    if !response.status().is_success() {
-        return Err(crate::transfer::refused(response).await);
-    }
-    match crate::http::read_capped(response, ANSWER_LIMIT).await {
-        Ok(Some(body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
-        Ok(None) => Err(TransferError::Refused(Refusal {
-            status,
-            code: None,
-            message: format!("an answer over {ANSWER_LIMIT} bytes"),
-        })),
-        Err(err) => Err(crate::transfer::not_sent(err)),
-    }
+    crate::transfer::small_answer(request, ANSWER_LIMIT).await
 }
 
 /// An error document in a success answer (CompleteMultipartUpload may fail after its 200 has

@@ -231,6 +231,48 @@ pub(crate) fn not_sent(err: reqwest::Error) -> TransferError {
     }
 }
 
+/// A request signed by [`crate::presign::s3::DirectS3`] that carries no file (multipart's
+/// calls, listings, deletions, HEADs): its method, URL and signed headers, with the deadline of
+/// `bytes` moved ([`Timeouts::deadline`]).
+pub(crate) fn signed_request(
+    client: &reqwest::Client,
+    timeouts: Timeouts,
+    signed: &crate::presign::s3::Signed,
+    bytes: u64,
+) -> reqwest::RequestBuilder {
+    let method = reqwest::Method::from_bytes(signed.method.as_bytes())
+        .expect("a signed request's method is a valid one");
+    let mut request = client
+        .request(method, &signed.url)
+        .timeout(timeouts.deadline(bytes));
+    for (name, value) in &signed.headers {
+        request = request.header(name, value);
+    }
+    request
+}
+
+/// Sends `request`; the body of a success answer as text, read to `limit` bytes (a longer one
+/// is refused: the server is not answering this request).
+pub(crate) async fn small_answer(
+    request: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<String, TransferError> {
+    let response = request.send().await.map_err(not_sent)?;
+    let status = response.status().as_u16();
+    if !response.status().is_success() {
+        return Err(refused(response).await);
+    }
+    match crate::http::read_capped(response, limit).await {
+        Ok(Some(body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
+        Ok(None) => Err(TransferError::Refused(Refusal {
+            status,
+            code: None,
+            message: format!("an answer over {limit} bytes"),
+        })),
+        Err(err) => Err(not_sent(err)),
+    }
+}
+
 /// What an error answer means: a 403 (sign again), transient (408, 429, 5xx, with the
 /// server's `Retry-After`), or refused.
 pub(crate) async fn refused(response: reqwest::Response) -> TransferError {

@@ -26,7 +26,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use super::{KeyMap, Scope, StoredObject};
-use crate::http::{ListBucketResult, Refusal, Timeouts, Tls};
+use crate::http::{ListBucketResult, Timeouts, Tls};
 use crate::manifest::{Deleted, Manifest};
 use crate::presign::prominence::{Listed, Prominence};
 use crate::presign::s3::{DirectS3, Signed};
@@ -299,7 +299,8 @@ async fn s3_call(
         retrying.attempt();
         let signed = sign(SystemTime::now())
             .map_err(|e| RemoteError::Fatal(format!("cannot sign the request: {e}")))?;
-        let err = match send(client, timeouts, &signed, limit).await {
+        let request = crate::transfer::signed_request(client, timeouts, &signed, limit as u64);
+        let err = match crate::transfer::small_answer(request, limit).await {
             Ok(text) => return Ok(text),
             Err(err) => err,
         };
@@ -336,37 +337,6 @@ fn describe(err: &TransferError) -> String {
             format!("HTTP {}: {}", r.status, r.message)
         }
         other => other.to_string(),
-    }
-}
-
-/// Sends one signed request (no body); the success answer's body, read to `limit`.
-async fn send(
-    client: &reqwest::Client,
-    timeouts: Timeouts,
-    signed: &Signed,
-    limit: usize,
-) -> Result<String, TransferError> {
-    let method = reqwest::Method::from_bytes(signed.method.as_bytes())
-        .expect("a signed request's method is a valid one");
-    let mut request = client
-        .request(method, &signed.url)
-        .timeout(timeouts.deadline(limit as u64));
-    for (name, value) in &signed.headers {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.map_err(crate::transfer::not_sent)?;
-    let status = response.status().as_u16();
-    if !response.status().is_success() {
-        return Err(crate::transfer::refused(response).await);
-    }
-    match crate::http::read_capped(response, limit).await {
-        Ok(Some(body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
-        Ok(None) => Err(TransferError::Refused(Refusal {
-            status,
-            code: None,
-            message: format!("an answer over {limit} bytes"),
-        })),
-        Err(err) => Err(crate::transfer::not_sent(err)),
     }
 }
 

@@ -181,15 +181,8 @@ impl Heads {
         range: Option<&str>,
         bytes: u64,
     ) -> Result<reqwest::Response, Attempt> {
-        let method = reqwest::Method::from_bytes(signed.method.as_bytes())
-            .expect("a signed request's method is a valid one");
-        let mut request = self
-            .client
-            .request(method, &signed.url)
-            .timeout(self.timeouts.deadline(bytes));
-        for (name, value) in &signed.headers {
-            request = request.header(name, value);
-        }
+        let mut request =
+            crate::transfer::signed_request(&self.client, self.timeouts, signed, bytes);
         if let Some(range) = range {
             request = request.header(reqwest::header::RANGE, range);
         }
