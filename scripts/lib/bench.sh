@@ -140,24 +140,32 @@ bench_start_weed() {
 s5() { "$s5cmd" --endpoint-url "$endpoint" "$@"; }
 s5_direct() { "$s5cmd" --endpoint-url "$weed_endpoint" "$@"; }
 
+# Waits up to 10 s for process $1 to print a line starting with $3 in file $2, and prints the
+# rest of that line; if the process exits first, shows its log $4 and dies with "$5 exited".
+bench_wait_line() {
+    local pid=$1 out=$2 prefix=$3 errlog=$4 what=$5 found=""
+    for _ in $(seq 100); do
+        found=$(sed -n "s/^$prefix//p" "$out")
+        [ -n "$found" ] && break
+        kill -0 "$pid" 2>/dev/null || { cat "$errlog" >&2; die "$what exited"; }
+        sleep 0.1
+    done
+    printf '%s' "$found"
+}
+
 # Starts `hashup serve` on SeaweedFS at $endpoint with tokens file $1; sets serve_pid and api
 # (its URL).
 bench_start_serve() {
     log "starting hashup serve on SeaweedFS..."
-    # Emptied first: the loop below must not read a line left by an earlier serve (or find no
-    # file before the shell has opened it).
+    # Emptied first: the wait must not read a line left by an earlier serve (or find no file
+    # before the shell has opened it).
     : >"$work/serve.out"
     "$hashup" serve --s3-endpoint "$endpoint" --bucket "$bucket" --tokens "$1" \
         --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" </dev/null &
     serve_pid=$!
     bench_pids+=("$serve_pid")
-    api=""
-    for _ in $(seq 100); do
-        api=$(sed -n 's/^hashup serve: listening on //p' "$work/serve.out")
-        [ -n "$api" ] && break
-        kill -0 "$serve_pid" 2>/dev/null || { cat "$work/serve.log" >&2; die "hashup serve exited"; }
-        sleep 0.1
-    done
+    api=$(bench_wait_line "$serve_pid" "$work/serve.out" "hashup serve: listening on " \
+        "$work/serve.log" "hashup serve")
     [ -n "$api" ] || die "hashup serve printed no URL"
 }
 
@@ -168,13 +176,8 @@ bench_start_proxy() {
     "$wan_proxy" --to "$2" --rtt "$3" --window "$window" >"$work/$1.out" 2>"$work/$1.log" </dev/null &
     local pid=$!
     bench_pids+=("$pid")
-    proxy_addr=""
-    for _ in $(seq 100); do
-        proxy_addr=$(sed -n 's/^listening on //p' "$work/$1.out")
-        [ -n "$proxy_addr" ] && break
-        kill -0 "$pid" 2>/dev/null || { cat "$work/$1.log" >&2; die "hashup-wan-proxy to $2 exited"; }
-        sleep 0.1
-    done
+    proxy_addr=$(bench_wait_line "$pid" "$work/$1.out" "listening on " "$work/$1.log" \
+        "hashup-wan-proxy to $2")
     [ -n "$proxy_addr" ] || die "hashup-wan-proxy to $2 printed no address"
 }
 
