@@ -5,10 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::{Expiring, FetchError, http_client, read_body};
-use crate::sign::Credentials;
+use super::{Expiring, FetchError, KeysAnswer, KeysProblem, http_client, read_body};
 
 /// The ECS agent's address for relative URIs.
 pub const ECS_HOST: &str = "http://169.254.170.2";
@@ -43,19 +40,6 @@ impl std::fmt::Debug for Container {
         // The token is a secret; its file's name is not.
         f.write_str(&self.describe())
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Answer {
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    token: Option<String>,
-    expiration: Option<String>,
-    #[serde(alias = "code")]
-    code: Option<String>,
-    #[serde(alias = "message")]
-    message: Option<String>,
 }
 
 impl Container {
@@ -93,7 +77,7 @@ impl Container {
         })?;
         let status = response.status().as_u16();
         let body = read_body(response).await.map_err(|e| fail(e, false))?;
-        let answer: Option<Answer> = serde_json::from_str(&body).ok();
+        let answer: Option<KeysAnswer> = serde_json::from_str(&body).ok();
         if !(200..300).contains(&status) {
             let detail = answer
                 .and_then(|a| a.message.or(a.code))
@@ -104,26 +88,14 @@ impl Container {
             ));
         }
         let answer = answer.ok_or_else(|| fail("the answer is not JSON".into(), true))?;
-        let (Some(id), Some(secret)) = (answer.access_key_id, answer.secret_access_key) else {
-            return Err(fail(
+        answer.into_expiring().map_err(|problem| match problem {
+            KeysProblem::NoKey => fail(
                 "the answer has no AccessKeyId and SecretAccessKey".into(),
                 true,
-            ));
-        };
-        let expires = match answer.expiration {
-            Some(e) => Some(
-                crate::utc::parse_iso8601(e.trim())
-                    .ok_or_else(|| fail("the answer's Expiration is unreadable".into(), true))?,
             ),
-            None => None,
-        };
-        Ok(Expiring {
-            credentials: Credentials {
-                access_key_id: id,
-                secret_access_key: secret,
-                session_token: answer.token,
-            },
-            expires,
+            KeysProblem::BadExpiration => {
+                fail("the answer's Expiration is unreadable".into(), true)
+            }
         })
     }
 }

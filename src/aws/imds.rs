@@ -7,10 +7,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::{Expiring, FetchError, http_client, read_body};
-use crate::sign::Credentials;
+use super::{Expiring, FetchError, KeysAnswer, KeysProblem, http_client, read_body};
 
 /// Where the service is on every EC2 instance (IPv4).
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
@@ -32,17 +29,6 @@ const TOKEN_TTL: &str = "21600";
 pub struct Imds {
     /// `http://169.254.169.254` or `$AWS_EC2_METADATA_SERVICE_ENDPOINT`, without a trailing `/`.
     pub endpoint: String,
-}
-
-/// `/latest/meta-data/iam/security-credentials/ROLE`.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Answer {
-    code: Option<String>,
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    token: Option<String>,
-    expiration: Option<String>,
 }
 
 impl Imds {
@@ -108,7 +94,7 @@ impl Imds {
             "credentials",
         )
         .await?;
-        let answer: Answer = serde_json::from_str(&body)
+        let answer: KeysAnswer = serde_json::from_str(&body)
             .map_err(|e| fail(format!("credentials of role {role:?} are not JSON: {e}")))?;
         if answer.code.as_deref().is_some_and(|c| c != "Success") {
             return Err(fail(format!(
@@ -116,24 +102,12 @@ impl Imds {
                 crate::message::server_text(answer.code.as_deref().unwrap_or(""))
             )));
         }
-        let (Some(id), Some(secret)) = (answer.access_key_id, answer.secret_access_key) else {
-            return Err(fail(format!("credentials of role {role:?} lack a key")));
-        };
-        let expires = match answer.expiration {
-            Some(e) => Some(crate::utc::parse_iso8601(e.trim()).ok_or_else(|| {
-                fail(format!(
-                    "credentials of role {role:?}: unreadable Expiration"
-                ))
-            })?),
-            None => None,
-        };
-        Ok(Expiring {
-            credentials: Credentials {
-                access_key_id: id,
-                secret_access_key: secret,
-                session_token: answer.token,
-            },
-            expires,
+        // `/latest/meta-data/iam/security-credentials/ROLE`'s answer.
+        answer.into_expiring().map_err(|problem| match problem {
+            KeysProblem::NoKey => fail(format!("credentials of role {role:?} lack a key")),
+            KeysProblem::BadExpiration => fail(format!(
+                "credentials of role {role:?}: unreadable Expiration"
+            )),
         })
     }
 }

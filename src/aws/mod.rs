@@ -533,6 +533,50 @@ async fn read_body(response: reqwest::Response) -> Result<String, String> {
     }
 }
 
+/// The JSON the container agent and instance metadata both answer with credentials (ECS
+/// may write `code`/`message` in lower case).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeysAnswer {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    token: Option<String>,
+    expiration: Option<String>,
+    #[serde(alias = "code")]
+    code: Option<String>,
+    #[serde(alias = "message")]
+    message: Option<String>,
+}
+
+/// What a [`KeysAnswer`] lacks.
+enum KeysProblem {
+    /// No AccessKeyId or SecretAccessKey.
+    NoKey,
+    /// An Expiration that is not an ISO 8601 time.
+    BadExpiration,
+}
+
+impl KeysAnswer {
+    /// The keys and when they expire.
+    fn into_expiring(self) -> Result<Expiring, KeysProblem> {
+        let (Some(id), Some(secret)) = (self.access_key_id, self.secret_access_key) else {
+            return Err(KeysProblem::NoKey);
+        };
+        let expires = match self.expiration {
+            Some(e) => Some(crate::utc::parse_iso8601(e.trim()).ok_or(KeysProblem::BadExpiration)?),
+            None => None,
+        };
+        Ok(Expiring {
+            credentials: Credentials {
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: self.token,
+            },
+            expires,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
