@@ -137,7 +137,9 @@ impl Proxy {
         // Accepted sockets inherit the listener's buffer sizes (and the window scale it offers).
         socket.set_reuseaddr(true)?;
         socket.bind(config.listen)?;
-        let listener = socket.listen(1024)?;
+        // As deep a queue as `hashup serve`'s: a burst of uploads opening connections must
+        // not see SYNs dropped (and retried 1 s later) at the proxy either.
+        let listener = socket.listen(crate::serve::connections::BACKLOG)?;
         let addr = listener.local_addr()?;
         let links = match config.rate {
             Some(rate) => [Some(Link::new(rate)), Some(Link::new(rate))],

@@ -73,6 +73,26 @@ impl Default for Limits {
     }
 }
 
+/// Connections the kernel completes and queues for us while we serve others (the kernel
+/// clamps it to `net.core.somaxconn`, 4,096 on current Linux).
+pub const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-deep queue. `TcpListener::bind` asks for 128, as
+/// the standard library does: a burst of new connections past that (a client opening a few
+/// hundred at once, as `hashup upload --uploads auto` does) had its SYNs dropped, and each
+/// dropped one waited the kernel's 1 s retransmit before it was seen.
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// The soft open-files limit, if there is one.
 fn open_files_limit() -> Option<u64> {
     #[cfg(unix)]

@@ -116,8 +116,7 @@ impl Server {
         config: ServeConfig,
         tokens: auth::Tokens,
     ) -> anyhow::Result<Server> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = connections::listen(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let public_url = config

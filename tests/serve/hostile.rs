@@ -262,6 +262,43 @@ async fn idle_connections_beyond_the_cap_are_closed() {
     assert_eq!(real_request(&server).await, Ok(200));
 }
 
+/// More clients at once than are served wait in the listen backlog, as the help says, rather
+/// than having their connection attempts dropped (a SYN dropped is retried after 1 s): a
+/// listener with the standard library's backlog of 128 failed this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_backlog() {
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let burst = somaxconn.min(600).saturating_sub(50);
+    if burst < 300 {
+        eprintln!("skipped: net.core.somaxconn is {somaxconn}, too small to tell 128 from more");
+        return;
+    }
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let server = in_process(limits).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let connects = (0..burst).map(|_| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(700), TcpStream::connect(addr)).await
+        })
+    });
+    let mut connected = 0;
+    let mut held = Vec::new();
+    for connect in futures_util::future::join_all(connects).await {
+        if let Ok(Ok(stream)) = connect.unwrap() {
+            connected += 1;
+            held.push(stream);
+        }
+    }
+    assert_eq!(connected, burst, "connections made within 700 ms");
+}
+
 impl InProcess {
     /// Files in the store's temporary directory (uploads in flight).
     fn temp_files(&self) -> usize {
