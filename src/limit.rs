@@ -22,7 +22,8 @@
 //! - **Back off on push-back.** A 429, 503/SlowDown or a timeout from the API or storage cuts
 //!   the limit to 70 % (at most once a window) and holds it: the server said it is full.
 //!
-//! Every file holds one slot from its presign to its record. Shrinking does not cancel
+//! Every file holds one slot from its send to its record (its URL was asked for while it
+//! waited: see [`crate::pipeline`]). Shrinking does not cancel
 //! anything: slots are taken back as uploads finish.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -160,14 +160,19 @@ fn a_401_from_the_api_stops_the_run() {
 
     let run = run_against(&mock, dir.path(), &src, &["--uploads", "1"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    // One request, no retry, nothing sent to storage, one message about it.
-    assert_eq!(mock.api_seen().len(), 1);
+    // With one upload slot, two files are taken up at once (the second's URL is asked for
+    // ahead): one or two requests, no retry, nothing sent to storage, one message about it.
+    let asked = mock.api_seen().len();
+    assert!((1..=2).contains(&asked), "{asked} presign requests");
     assert_eq!(mock.storage_seen().len(), 0);
     assert_one_401_message(&run.stderr);
+    // Each file asked about is recorded with its own refusal; the third was never taken up.
     let (records, summary) = read_manifest(&dir.path().join("manifest.jsonl"));
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0]["status"], "failed");
-    assert_eq!(records[0]["http_status"], 401);
+    assert_eq!(records.len(), asked);
+    for record in &records {
+        assert_eq!(record["status"], "failed");
+        assert_eq!(record["http_status"], 401);
+    }
     assert_eq!(
         summary["stopped"],
         "the PROMINENCE API refused the token (HTTP 401: Authentication failure)"
@@ -547,6 +552,42 @@ fn a_201_without_url_or_with_fields_not_an_object_fails_that_file_without_sendin
     );
 }
 
+/// A file's URL is asked for while other files upload, so an upload slot never waits on the
+/// API: with one slot and a store that answers each upload 500 ms late, the second file's
+/// presign arrives before the first upload is answered. (When the slot was taken before the
+/// presign, it arrived after.)
+#[test]
+fn presigns_run_ahead_of_the_upload_slot() {
+    let mock = Mock::start();
+    let delay = Duration::from_millis(500);
+    mock.storage_delay(delay);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a", b"1"), ("b", b"2"), ("c", b"3")]);
+
+    let run = run_against(&mock, dir.path(), &src, &["--uploads", "1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (api, storage) = (mock.api_seen(), mock.storage_seen());
+    assert_eq!((api.len(), storage.len()), (3, 3));
+    // One upload at a time, as asked: each began after the one before was answered.
+    for pair in storage.windows(2) {
+        assert!(pair[1].at >= pair[0].at + delay, "uploads overlapped");
+    }
+    let presign_of = |upload: &super::mock::Seen| {
+        api.iter()
+            .find(|p| upload.name.ends_with(&p.name))
+            .unwrap_or_else(|| panic!("no presign for {}", upload.name))
+            .at
+    };
+    for upload in &storage {
+        assert!(presign_of(upload) <= upload.at);
+    }
+    assert!(
+        presign_of(&storage[1]) < storage[0].at + delay,
+        "the second file's URL was asked for only after the first upload was answered"
+    );
+}
+
 #[test]
 fn a_401_mid_run_stops_at_once_and_keeps_what_finished() {
     let mock = Mock::start();
@@ -569,6 +610,9 @@ fn a_401_mid_run_stops_at_once_and_keeps_what_finished() {
         ],
     );
 
+    // Uploads slow enough that the third file's URL (asked for ahead, while the second
+    // uploads) is refused before the second upload ends and a fourth file could be taken up.
+    mock.storage_delay(Duration::from_millis(300));
     let run = run_against(&mock, dir.path(), &src, &["--uploads", "1"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     // Three API calls and none after the 401: no retry of it, no call for any other file.

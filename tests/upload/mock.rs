@@ -125,6 +125,8 @@ pub struct Seen {
     pub name: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived (its body read).
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -322,6 +324,7 @@ fn api_answer(shared: &Shared, headers: HeaderMap, body: Bytes) -> Answer {
         name: name.clone(),
         headers,
         body,
+        at: std::time::Instant::now(),
     });
     if let Some(hook) = inner.on_presign.remove(&name) {
         hook();
@@ -379,6 +382,7 @@ fn storage_answer(
         name: name.clone(),
         headers,
         body,
+        at: std::time::Instant::now(),
     });
     inner
         .storage_script
