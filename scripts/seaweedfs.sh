@@ -85,7 +85,7 @@ cmd_start() {
     [[ -n "$AWS_ACCESS_KEY_ID" && -n "$AWS_SECRET_ACCESS_KEY" ]] || die "empty credentials"
     local attempt
     for attempt in 1 2 3; do
-        local ports master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc metrics
+        local master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc metrics
         read -r master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc metrics \
             < <(free_ports 11)
         local args=(
