@@ -19,8 +19,9 @@
 //!   four windows; after a failed probe the limit holds for a while before gentler probes
 //!   (× 1.25). Loopback, where more in flight only queues, pays one short probe and stays
 //!   where it was.
-//! - **Back off on push-back.** A 429, 503/SlowDown or a timeout from the API or storage cuts
-//!   the limit to 70 % (at most once a window) and holds it: the server said it is full.
+//! - **Back off on push-back.** A 429, 503/SlowDown or a timeout from the API or storage (a
+//!   whole file's request or one part's) cuts the limit to 70 % (at most once a window) and
+//!   holds it: the server said it is full.
 //!
 //! Every file holds one slot from its send to its record (its URL was asked for while it
 //! waited: see [`crate::pipeline`]). Shrinking does not cancel

@@ -283,10 +283,12 @@ pub async fn run(
     let started = Instant::now();
     let tally = Arc::new(Tally::default());
     tally.planned.store(entries.len() as u64, Ordering::Relaxed);
-    let storage = storage.counting_sent(tally.bytes_sent.clone());
+    let limiter = Limiter::new(options.uploads);
+    let storage = storage
+        .counting_sent(tally.bytes_sent.clone())
+        .telling(limiter.clone());
     let hasher = Hasher::spawn(entries, &options.hash)?;
     let progress = Progress::start(options.progress, tally.clone(), started);
-    let limiter = Limiter::new(options.uploads);
     let shared = Arc::new(Shared {
         presigner,
         storage,
@@ -612,18 +614,16 @@ enum Failure {
 }
 
 impl Failure {
-    /// Whether the API or storage said it is full: 429, 503 (S3's SlowDown), 504, or no answer
-    /// in time (a timeout, a refused or dropped connection).
+    /// Whether the API said it is full: 429, 503, 504, or no answer in time (a timeout, a
+    /// refused or dropped connection). Storage tells the limiter itself, of every request
+    /// including a big file's parts ([`Storage::telling`]).
     fn is_push_back(&self) -> bool {
-        let status = match self {
-            Failure::Presign(err @ PresignError::Transient { .. }) => err.status(),
-            Failure::Transfer(err @ TransferError::Transient { .. }) => err.status(),
-            Failure::Parts(err @ MultipartError::Request { .. }) if err.is_transient() => {
-                err.status()
+        match self {
+            Failure::Presign(err @ PresignError::Transient { .. }) => {
+                matches!(err.status(), None | Some(429 | 503 | 504))
             }
-            _ => return false,
-        };
-        matches!(status, None | Some(429 | 503 | 504))
+            _ => false,
+        }
     }
 }
 

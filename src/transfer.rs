@@ -17,6 +17,7 @@ use futures_util::{StreamExt as _, stream};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::http::{Refusal, Timeouts, Tls};
+use crate::limit::Limiter;
 use crate::message::error_chain;
 use crate::presign::Target;
 
@@ -68,6 +69,17 @@ impl TransferError {
         }
     }
 
+    /// Whether the store said it is full: 429, 503 (SlowDown), 504, or no answer in time.
+    pub fn is_push_back(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Transient {
+                status: None | Some(429 | 503 | 504),
+                ..
+            }
+        )
+    }
+
     /// The S3 error code of a refusal (`SignatureDoesNotMatch`, `BadDigest`, ...), if any.
     pub fn s3_code(&self) -> Option<&str> {
         self.refusal()?.code.as_deref()
@@ -89,6 +101,8 @@ pub struct Storage {
     timeouts: Timeouts,
     /// File bytes handed to the connection so far (retries included), for progress.
     sent: Arc<AtomicU64>,
+    /// Told of every answer that says the store is full (a whole file's or a part's).
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl Storage {
@@ -103,12 +117,23 @@ impl Storage {
             client: crate::http::streaming_client(timeouts, tls)?,
             timeouts,
             sent: Arc::default(),
+            limiter: None,
         })
     }
 
     /// The same client, counting the file bytes it sends into `sent`.
     pub fn counting_sent(self, sent: Arc<AtomicU64>) -> Self {
         Storage { sent, ..self }
+    }
+
+    /// The same client, telling `limiter` when the store pushes back (429, 503, 504, no answer
+    /// in time): for a part of a big file as for a whole small one, which the part engine's
+    /// own retries would otherwise hide from the run's limit.
+    pub fn telling(self, limiter: Arc<Limiter>) -> Self {
+        Storage {
+            limiter: Some(limiter),
+            ..self
+        }
     }
 
     /// Sends the first `size` bytes of `path` as object `name`; the storage's success status.
@@ -140,12 +165,8 @@ impl Storage {
                     .body(reqwest::Body::wrap_stream(body))
             }
         };
-        let response = self.watched(request, size, &progress).await?;
-        let status = response.status().as_u16();
-        if response.status().is_success() {
-            return Ok(status);
-        }
-        Err(refused(response).await)
+        let response = self.success(request, size, &progress).await?;
+        Ok(response.status().as_u16())
     }
 
     /// A PUT of the next `len` bytes of `file` to `url` with `headers`, streamed, with an
@@ -192,11 +213,29 @@ impl Storage {
             .map_err(TransferError::Open)?;
         let progress = Arc::new(Progress::new());
         let request = self.put(url, headers, file, len, &progress);
-        let response = self.watched(request, len, &progress).await?;
-        if response.status().is_success() {
-            return Ok(response.headers().clone());
+        let response = self.success(request, len, &progress).await?;
+        Ok(response.headers().clone())
+    }
+
+    /// Sends `request` as [`Storage::watched`] does: a success answer, or why there is none
+    /// (the limiter told if the store pushed back).
+    async fn success(
+        &self,
+        request: reqwest::RequestBuilder,
+        size: u64,
+        progress: &Progress,
+    ) -> Result<reqwest::Response, TransferError> {
+        let answer = match self.watched(request, size, progress).await {
+            Ok(response) if response.status().is_success() => Ok(response),
+            Ok(response) => Err(refused(response).await),
+            Err(err) => Err(err),
+        };
+        if let (Err(err), Some(limiter)) = (&answer, &self.limiter)
+            && err.is_push_back()
+        {
+            limiter.pushed_back();
         }
-        Err(refused(response).await)
+        answer
     }
 
     /// Sends a request whose body moves `size` bytes, within its deadline, failing it when

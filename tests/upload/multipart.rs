@@ -557,3 +557,47 @@ async fn a_file_rewritten_mid_upload_aborts_that_upload_and_goes_again() {
     assert_eq!(records[0]["status"], "uploaded");
     assert_eq!(records[0]["sha256"], sha256_hex(&new));
 }
+
+/// A part the store does not answer (here the connection is reset mid-part) is retried by the
+/// part engine, and the run's adaptive limit hears of it as it hears of a whole file's 503 or
+/// timeout: the limit ends below where it started (128, cut to 70 % per window that saw one).
+/// Before, the part engine's own retries hid every such answer from the limit.
+#[tokio::test]
+async fn a_part_without_an_answer_lowers_the_run_limit() {
+    let weed = weed();
+    let bucket = weed.fresh_bucket("pushback").await;
+    let mut config = Config::new(weed.endpoint.trim_start_matches("http://"));
+    // Each connection is reset once 7 MiB went up it: the second 5 MiB part sent on one.
+    config.reset_after = Some(7 * MIB as u64);
+    // Slow enough (about 1.5 s for the file) for the limit's windows to pass during the run.
+    config.rate = Some(20_000_000);
+    let proxy = Proxy::start(config).await.unwrap();
+    let endpoint = format!("http://{}", proxy.local_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let big = content(30 * MIB, 3);
+    std::fs::write(src.join("image.sif"), &big).unwrap();
+    let manifest = dir.path().join("m.jsonl");
+
+    let r = run(upload(
+        &src,
+        &bucket,
+        &endpoint,
+        &[
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--parts-in-flight",
+            "2",
+        ],
+    ))
+    .await;
+    drop(proxy);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_parts_object(weed, &bucket, "p/image.sif", &big, 5 * MIB).await;
+    let (records, summary) = read_manifest(&manifest);
+    // The parts were retried inside the one attempt at the file.
+    assert_eq!(records[0]["attempts"], 1);
+    let limit = summary["uploads_limit"].as_u64().unwrap();
+    assert!((1..128).contains(&limit), "the limit stayed at {limit}");
+}
