@@ -601,3 +601,68 @@ async fn a_part_without_an_answer_lowers_the_run_limit() {
     let limit = summary["uploads_limit"].as_u64().unwrap();
     assert!((1..128).contains(&limit), "the limit stayed at {limit}");
 }
+
+/// Connections from this machine to `port` on 127.0.0.1 that are established, from
+/// `/proc/net/tcp`: each part in flight holds one, and a new one is opened only when all are
+/// busy (the pool reuses an idle one for the next part).
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[2] == remote && fields[3] == "01"
+        })
+        .count()
+}
+
+/// Big files at once share one budget of parts in flight, twice one file's: with 3 parts per
+/// file allowed, 4 files of 3 parts each never had more than 6 parts in flight (and 4 control
+/// requests, creates and completes, on a client of their own). Without the budget it was 12,
+/// and a library of big images at the adaptive limit's start (128 files × 8 parts) 1,024.
+#[tokio::test]
+async fn big_files_share_one_budget_of_parts_in_flight() {
+    if !Path::new("/proc/net/tcp").exists() {
+        eprintln!("skipped: no /proc/net/tcp to count connections in");
+        return;
+    }
+    let weed = weed();
+    let bucket = weed.fresh_bucket("budget").await;
+    // Slow enough that every file's parts are in flight together for a while.
+    let (proxy, endpoint) = throttled(weed, 30_000_000).await;
+    let port = proxy.local_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let files: Vec<Vec<u8>> = (0..4).map(|i| content(15 * MIB, 10 + i)).collect();
+    for (i, data) in files.iter().enumerate() {
+        std::fs::write(src.join(format!("image{i}.sif")), data).unwrap();
+    }
+
+    let child = spawn(&upload(
+        &src,
+        &bucket,
+        &endpoint,
+        &["--parts-in-flight", "3"],
+    ));
+    let (most, child) = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        let mut most = 0;
+        while child.try_wait().unwrap().is_none() {
+            most = most.max(established_to(port));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (most, child)
+    })
+    .await
+    .unwrap();
+    let (code, stderr) = finish(child).await;
+    drop(proxy);
+    assert_eq!(code, 0, "{stderr}");
+    for (i, data) in files.iter().enumerate() {
+        assert_parts_object(weed, &bucket, &format!("p/image{i}.sif"), data, 5 * MIB).await;
+    }
+    assert!(most <= 6 + 4, "{most} connections to the store at once");
+}
