@@ -91,8 +91,9 @@ pub const PARTS_IN_FLIGHT: usize = 8;
 /// Parts in flight across all files, as a multiple of [`PARTS_IN_FLIGHT`]: a library of big
 /// images is many multipart files at once, and 128 of them (the adaptive limit's start) at 8
 /// parts each would be 1,024 streams. 16 × 260 MiB to SeaweedFS on loopback, page cache warm:
-/// 8 parts for each of 16 files (128 streams) took 21.8–23.9 s with a peak RSS of 146 MB; 2
-/// files at a time (16 streams) 20.4 s and 96 MB; 2 parts each (32 streams) 19.9 s and 84 MB.
+/// 8 parts for each of 16 files (128 streams) took 21.8–23.9 s with a peak RSS of 143–145 MiB;
+/// 2 files at a time (16 streams) 20.4 s and 93 MiB; 2 parts each (32 streams) 19.9 s and 82
+/// MiB. With this budget: 20.9–24.1 s and 94–95 MiB (one 1 GiB file alone: 57 MiB).
 /// Twice one file's parts still fills a 100 ms path (window / RTT per stream).
 pub const ALL_PARTS_FACTOR: usize = 2;
 
