@@ -620,7 +620,7 @@ impl Failure {
     fn is_push_back(&self) -> bool {
         match self {
             Failure::Presign(err @ PresignError::Transient { .. }) => {
-                matches!(err.status(), None | Some(429 | 503 | 504))
+                crate::retry::pushes_back(err.status())
             }
             _ => false,
         }

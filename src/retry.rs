@@ -104,6 +104,13 @@ pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..=599).contains(&status)
 }
 
+/// Whether an answer's status (`None`: no answer in time, the connection dropped or refused)
+/// says the server is full, which the adaptive limit backs off on: 429, 503 (S3's SlowDown),
+/// 504, or no answer.
+pub fn pushes_back(status: Option<u16>) -> bool {
+    matches!(status, None | Some(429 | 503 | 504))
+}
+
 /// Parses a `Retry-After` value: delay seconds or an HTTP date (relative to `now`).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -197,6 +204,16 @@ mod tests {
         }
         for s in [200, 400, 401, 403, 404, 413] {
             assert!(!retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn push_backs_are_full_servers_and_no_answer() {
+        for s in [None, Some(429), Some(503), Some(504)] {
+            assert!(pushes_back(s), "{s:?}");
+        }
+        for s in [Some(200), Some(408), Some(500), Some(502), Some(403)] {
+            assert!(!pushes_back(s), "{s:?}");
         }
     }
 }

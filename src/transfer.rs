@@ -71,13 +71,10 @@ impl TransferError {
 
     /// Whether the store said it is full: 429, 503 (SlowDown), 504, or no answer in time.
     pub fn is_push_back(&self) -> bool {
-        matches!(
-            self,
-            TransferError::Transient {
-                status: None | Some(429 | 503 | 504),
-                ..
-            }
-        )
+        match self {
+            TransferError::Transient { status, .. } => crate::retry::pushes_back(*status),
+            _ => false,
+        }
     }
 
     /// The S3 error code of a refusal (`SignatureDoesNotMatch`, `BadDigest`, ...), if any.

@@ -140,7 +140,7 @@ impl Heads {
                 retry_after: crate::retry::retry_after_of(response.headers()),
                 message: format!("HTTP {status}"),
                 unanswered: false,
-                push_back: matches!(status, 429 | 503 | 504),
+                push_back: crate::retry::pushes_back(Some(status)),
             };
         }
         drop(response);
@@ -249,7 +249,7 @@ impl Heads {
                 retry_after,
                 message,
                 unanswered: false,
-                push_back: matches!(status, Some(429 | 503 | 504)),
+                push_back: crate::retry::pushes_back(status),
             }),
             other => unreachable!("an answer is a refusal or transient: {other}"),
         }
