@@ -313,3 +313,26 @@ pub fn pattern(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Sets both times of every file below `root` an hour back, and waits past the hash cache's
+/// racy margin, so that an upload's hashes are cached (a file's ctime cannot be set: it must
+/// simply be old enough).
+pub fn settle(root: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
+            file.set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(old)
+                    .set_modified(old),
+            )
+            .unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}

@@ -5,34 +5,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::mock::Mock;
 use super::read_manifest;
 use crate::serve::fixture::sha256_hex;
-use crate::util::{self, Run, pattern, tree, tree_of};
-
-/// Sets both times of every file below `root` an hour back, and waits past the hash cache's
-/// racy margin (a file's ctime cannot be set: it must simply be old enough).
-fn settle(root: &Path) {
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    for entry in walkdir::WalkDir::new(root) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_file() {
-            let file = std::fs::File::options()
-                .write(true)
-                .open(entry.path())
-                .unwrap();
-            file.set_times(
-                std::fs::FileTimes::new()
-                    .set_accessed(old)
-                    .set_modified(old),
-            )
-            .unwrap();
-        }
-    }
-    std::thread::sleep(Duration::from_millis(200));
-}
+use crate::util::{self, Run, pattern, settle, tree, tree_of};
 
 fn embedded_run(dir: &Path, extra: &[&str]) -> Run {
     let src = dir.join("src");

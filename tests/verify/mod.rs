@@ -5,29 +5,7 @@
 mod api;
 mod s3;
 
-use std::path::Path;
-use std::time::{Duration, SystemTime};
-
 use serde_json::Value;
-
-/// Sets both times of every file below `root` an hour back, and waits past the hash cache's
-/// racy margin, so that the upload's hashes are cached (a ctime cannot be set: it must simply
-/// be old enough).
-pub fn settle(root: &Path) {
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    for entry in walkdir::WalkDir::new(root) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_file() {
-            let file = std::fs::File::options()
-                .write(true)
-                .open(entry.path())
-                .unwrap();
-            file.set_times(std::fs::FileTimes::new().set_modified(old))
-                .unwrap();
-        }
-    }
-    std::thread::sleep(Duration::from_millis(200));
-}
 
 /// `--json` output: the object lines, and the summary (which must be the last line).
 pub fn json_lines(stdout: &str) -> (Vec<Value>, Value) {

@@ -13,8 +13,9 @@ use hashup::sign::{self, CHECKSUM_SHA256, META_SHA256};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{json_lines, settle};
+use super::json_lines;
 use crate::serve::fixture::{WEED_KEY, WEED_SECRET, Weed, http, sha256_hex, weed};
+use crate::util::settle;
 use crate::util::{self, Run, TestCommand, pattern, tree};
 
 fn b64(data: &[u8]) -> String {
