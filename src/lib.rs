@@ -29,6 +29,7 @@ pub mod naming;
 pub mod pipeline;
 pub mod presign;
 pub mod progress;
+pub mod request;
 pub mod retry;
 pub mod rlimit;
 pub mod select;

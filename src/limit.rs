@@ -295,6 +295,12 @@ impl Limiter {
         self.pushbacks.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Push-backs heard since the last window's decision.
+    #[cfg(test)]
+    pub(crate) fn pushbacks(&self) -> u64 {
+        self.pushbacks.load(Ordering::Relaxed)
+    }
+
     /// The current limit.
     pub fn limit(&self) -> usize {
         self.limit.load(Ordering::Relaxed)

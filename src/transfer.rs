@@ -91,6 +91,42 @@ impl TransferError {
     }
 }
 
+/// What a storage failure means to the request layer: a refusal of the credentials, the
+/// bucket or the clock ([`crate::presign::s3::FATAL_CODES`]) dooms the run; any other 403 is
+/// taken for an expired signature (signed again at once); 429, 503, 504 and no answer in time
+/// are push-back; other connection failures, 408 and 5xx are transient; the rest fail the
+/// object.
+impl crate::request::Classify for TransferError {
+    fn class(&self) -> crate::request::Class {
+        use crate::request::Class;
+        if self
+            .s3_code()
+            .is_some_and(|code| crate::presign::s3::FATAL_CODES.contains(&code))
+        {
+            return Class::Fatal;
+        }
+        match self {
+            TransferError::Forbidden(_) => Class::Resign,
+            TransferError::Transient { .. } if self.is_push_back() => Class::PushBack,
+            TransferError::Transient { .. } => Class::Transient,
+            TransferError::TooLarge { .. } | TransferError::Open(_) | TransferError::Refused(_) => {
+                Class::Object
+            }
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TransferError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn answered(&self) -> bool {
+        self.status().is_some()
+    }
+}
+
 /// The storage side's HTTP client.
 #[derive(Clone)]
 pub struct Storage {

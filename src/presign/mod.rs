@@ -105,6 +105,34 @@ impl PresignError {
     }
 }
 
+/// What an API failure means to the request layer: a refused token dooms the run; 429, 503,
+/// 504 and no answer in time are push-back; other connection failures, 408 and 5xx are
+/// transient; a refusal or an unusable answer fails the object.
+impl crate::request::Classify for PresignError {
+    fn class(&self) -> crate::request::Class {
+        use crate::request::Class;
+        match self {
+            PresignError::Fatal { .. } => Class::Fatal,
+            PresignError::Transient { status, .. } if crate::retry::pushes_back(*status) => {
+                Class::PushBack
+            }
+            PresignError::Transient { .. } => Class::Transient,
+            PresignError::Refused { .. } | PresignError::BadAnswer { .. } => Class::Object,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PresignError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn answered(&self) -> bool {
+        self.status().is_some()
+    }
+}
+
 /// Hands out upload targets.
 pub trait Presigner: Send + Sync {
     /// A target for object `name` whose content has SHA-256 `sha256` (lowercase hex).

@@ -52,7 +52,7 @@ pub const DEFAULT_REGION: &str = aws::DEFAULT_REGION;
 
 /// S3 error codes that doom every file of a run: the credentials, the bucket or this machine's
 /// clock are wrong, and signing again will not change that.
-const FATAL_CODES: [&str; 7] = [
+pub const FATAL_CODES: [&str; 7] = [
     "SignatureDoesNotMatch",
     "InvalidAccessKeyId",
     "InvalidToken",
