@@ -5,8 +5,98 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::hash::HashOptions;
+use crate::http::Timeouts;
+use crate::retry::RetryPolicy;
 use crate::select::SelectOptions;
 use crate::walk::WalkOptions;
+
+/// How long to wait for a connection, unless `--connect-timeout` says otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long nothing may move before a request fails, unless `--stall-timeout` says otherwise.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a command talks to its destination: retries, timeouts, extra trusted roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// Retries per request (an upload's: per file) after the first attempt.
+    pub retries: u32,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest time without a byte moving before a request fails.
+    pub stall_timeout: Duration,
+    /// A PEM bundle of extra CA certificates to trust, for the API and storage.
+    pub cacert: Option<PathBuf>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            retries: crate::retry::DEFAULT_RETRIES,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            cacert: None,
+        }
+    }
+}
+
+impl Network {
+    /// Every client's timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            stall: self.stall_timeout,
+        }
+    }
+
+    /// The retry policy: `retries`, with the default backoff.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// The hash cache: where it lives, and whether it is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cache {
+    /// Where the hash cache lives; `None`: the user's cache directory.
+    pub state_dir: Option<PathBuf>,
+    /// Use the hash cache (read and update it).
+    pub enabled: bool,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            state_dir: None,
+            enabled: true,
+        }
+    }
+}
+
+impl Cache {
+    /// The cache's directory ([`crate::hash::cache::dir`]); `env` looks a variable up.
+    pub fn dir(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        crate::hash::cache::dir(self.enabled, self.state_dir.as_deref(), env)
+    }
+}
+
+/// The local files a command reads, and how they are named as objects.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// Files and directories.
+    pub paths: Vec<PathBuf>,
+    /// How to walk directories.
+    pub walk: WalkOptions,
+    /// Which files to take: filters, `--files-from`, `--shard`.
+    pub select: SelectOptions,
+    /// Engine settings for hashing them.
+    pub hash: HashOptions,
+    /// Object naming.
+    pub naming: Naming,
+}
 
 /// How `hashup hash` prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,18 +206,14 @@ pub enum ProgressMode {
 /// `hashup upload PATH...`
 #[derive(Debug, Clone)]
 pub struct UploadConfig {
-    /// Files and directories to upload.
-    pub paths: Vec<PathBuf>,
-    /// How to walk directories.
-    pub walk: WalkOptions,
-    /// Which files to take: filters, `--files-from`, `--shard`.
-    pub select: SelectOptions,
-    /// Engine settings.
-    pub hash: HashOptions,
+    /// The files to upload and their names.
+    pub source: Source,
     /// Where targets come from.
     pub destination: Destination,
-    /// Object naming.
-    pub naming: Naming,
+    /// Retries, timeouts, trusted roots.
+    pub network: Network,
+    /// The hash cache.
+    pub cache: Cache,
     /// Uploads in flight at once: `N`, or `auto[:MAX]` to find the number while running.
     pub uploads: crate::limit::Concurrency,
     /// Direct S3 mode: files of at least this size go as multipart uploads.
@@ -136,12 +222,6 @@ pub struct UploadConfig {
     pub part_size: Option<u64>,
     /// Direct S3 mode: parts of one file in flight at once.
     pub parts_in_flight: usize,
-    /// Retries per file after the first attempt.
-    pub retries: u32,
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// Longest time without a byte moving before a request fails.
-    pub stall_timeout: Duration,
     /// The JSON Lines manifest: a journal appended to; files it records as stored are not
     /// sent again.
     pub manifest: Option<PathBuf>,
@@ -149,7 +229,7 @@ pub struct UploadConfig {
     pub restart: bool,
     /// Earlier manifests whose stored files are not sent again.
     pub previous: Vec<PathBuf>,
-    /// Also skip files the API lists with the same name and size.
+    /// Also skip files the destination lists with the same name and size.
     pub skip_existing: bool,
     /// Progress on stderr.
     pub progress: ProgressMode,
@@ -160,12 +240,6 @@ pub struct UploadConfig {
     pub drain_timeout: Duration,
     /// Print only errors: no progress, no summary.
     pub quiet: bool,
-    /// A PEM bundle of extra CA certificates to trust, for the API and storage.
-    pub cacert: Option<PathBuf>,
-    /// Where the hash cache lives; `None`: the user's cache directory.
-    pub state_dir: Option<PathBuf>,
-    /// Use the hash cache (read and update it).
-    pub hash_cache: bool,
     /// Walk and hash, print what would be uploaded, touch no network (but, with `delete`, the
     /// listing of what is stored).
     pub dry_run: bool,
@@ -179,39 +253,24 @@ pub struct UploadConfig {
 /// `hashup verify PATH...`: is every file stored, with its size and SHA-256?
 #[derive(Debug, Clone)]
 pub struct VerifyConfig {
-    /// Files and directories whose objects to check; may be empty with `manifest`.
-    pub paths: Vec<PathBuf>,
-    /// How to walk directories.
-    pub walk: WalkOptions,
-    /// Which files to take: filters, `--files-from`, `--shard`.
-    pub select: SelectOptions,
-    /// Engine settings for hashing the local files.
-    pub hash: HashOptions,
+    /// The files whose objects to check (no paths: what `manifest` records), named as the
+    /// upload named them.
+    pub source: Source,
     /// Where the objects are.
     pub destination: Destination,
-    /// Object naming, as the upload named them.
-    pub naming: Naming,
+    /// Retries, timeouts, trusted roots.
+    pub network: Network,
+    /// The hash cache.
+    pub cache: Cache,
     /// An upload manifest: without paths, what it records as stored is checked (no local file
     /// is read); with paths, it gives multipart objects' composite checksums.
     pub manifest: Option<PathBuf>,
     /// Requests in flight at once: `N`, or `auto[:MAX]`.
     pub requests: crate::limit::Concurrency,
-    /// Retries per request after the first attempt.
-    pub retries: u32,
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// Longest time without a byte moving before a request fails.
-    pub stall_timeout: Duration,
     /// Print only problems: no OK lines, no summary.
     pub quiet: bool,
     /// One JSON object per line instead of `name: STATUS` lines.
     pub json: bool,
-    /// A PEM bundle of extra CA certificates to trust, for the API and storage.
-    pub cacert: Option<PathBuf>,
-    /// Where the hash cache lives; `None`: the user's cache directory.
-    pub state_dir: Option<PathBuf>,
-    /// Use the hash cache (read and update it).
-    pub hash_cache: bool,
 }
 
 /// `hashup manifest summary|merge|diff`

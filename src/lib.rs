@@ -1,16 +1,27 @@
 //! hashup: high-throughput parallel SHA-256 hashing and bulk upload to object storage through
 //! presigned URLs.
 //!
-//! The stages, in pipeline order: [`walk`] (filtered by [`select`]) -> [`naming`] -> [`hash`]
-//! -> [`pipeline`] (the bridge to the uploader pool) -> [`presign`] -> [`transfer`] (with
-//! [`retry`], over [`http`]; big files in direct S3 mode: [`multipart`]) -> [`manifest`]; then,
-//! with `upload --delete`, [`mirror`] (what is stored and no file maps to, deleted). [`serve`]
-//! is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and direct S3 mode
-//! ([`presign::s3`]), whose credentials, region and endpoint [`aws`] finds as the AWS tools
-//! do. [`verify`] checks afterwards that what was uploaded is stored, with the
-//! same naming. [`utc`] and
-//! [`message`] are helpers every stage may use. [`wan`] is a TCP proxy
-//! that emulates a distant store (delay, window, bandwidth, resets) for benchmarks and tests.
+//! The crate in layers, each using only those below it (`docs/design.md` says more):
+//!
+//! - **Commands** ([`commands`]): one `run` per subcommand, from its plain [`config`] to an
+//!   [`exit`] code. `upload` drives the [`pipeline`] (and, with `--delete`, [`mirror`]);
+//!   `verify` drives [`verify`]; `hash` and `check` the engine alone.
+//! - **Stages**: [`walk`] (filtered by [`select`]) -> [`naming`] -> [`hash`] (the engine and its
+//!   cache) -> [`pipeline`] (the bridge to the uploader pool: presign, [`transfer`], big files
+//!   in [`multipart`]) -> [`manifest`] (the journal, which [`skip`] reads back); [`verify`]
+//!   compares what is expected with what is stored; [`mirror`] decides what `--delete` deletes.
+//! - **The remote** ([`remote`]): the destination resolved once (a PROMINENCE API, the embedded
+//!   store, direct S3 mode) into one value every command asks for targets, multipart, listings,
+//!   lookups, deletions, its key rule and size limit. Under it: [`request`] (the one retry loop:
+//!   classify, back off with [`retry`], tell the adaptive [`limit`], stop on Ctrl-C via
+//!   [`stop`]), [`presign`] (the API client and the local signer), [`sign`] (SigV4), [`aws`]
+//!   (credentials, region, endpoint as the AWS tools find them), [`http`] (clients, capped
+//!   answers).
+//! - **The server** ([`serve`]): the PROMINENCE-compatible presign endpoint and embedded store;
+//!   it shares [`sign`], [`jwt`] and [`keys`] with the client, nothing of its pipeline.
+//! - **Helpers** every layer may use: [`utc`], [`message`], [`progress`], [`sumfile`],
+//!   [`rlimit`]; and [`wan`], a TCP proxy that emulates a distant store (delay, window,
+//!   bandwidth, resets) for benchmarks and tests.
 
 pub mod aws;
 pub mod commands;
@@ -29,6 +40,7 @@ pub mod naming;
 pub mod pipeline;
 pub mod presign;
 pub mod progress;
+pub mod remote;
 pub mod request;
 pub mod retry;
 pub mod rlimit;

@@ -317,16 +317,28 @@ impl Limiter {
     }
 
     /// Adjusts the limit now and then, for as long as it is polled (a fixed limit returns at
-    /// once), publishing it in `shown`. `bytes` counts the file bytes put on the wire so far.
-    pub async fn control(self: Arc<Self>, bytes: Arc<AtomicU64>, shown: Arc<AtomicU64>) {
-        shown.store(self.limit() as u64, Ordering::Relaxed);
+    /// once), publishing it in `shown` if given. `bytes` counts the file bytes put on the wire
+    /// so far, where the work moves any (an upload's; `None`: requests without a body, judged
+    /// by completions alone).
+    pub async fn control(
+        self: Arc<Self>,
+        bytes: Option<Arc<AtomicU64>>,
+        shown: Option<Arc<AtomicU64>>,
+    ) {
+        let publish = || {
+            if let Some(shown) = &shown {
+                shown.store(self.limit() as u64, Ordering::Relaxed);
+            }
+        };
+        publish();
         let Concurrency::Auto { max } = self.mode else {
             return;
         };
         loop {
             tokio::time::sleep(self.window()).await;
-            self.adjust(max, bytes.load(Ordering::Relaxed), Instant::now());
-            shown.store(self.limit() as u64, Ordering::Relaxed);
+            let bytes = bytes.as_ref().map_or(0, |b| b.load(Ordering::Relaxed));
+            self.adjust(max, bytes, Instant::now());
+            publish();
         }
     }
 

@@ -71,6 +71,9 @@ pub enum Keys {
         /// The user the token stands for.
         user: String,
     },
+    /// Direct S3 mode's keys: `prefix/name` (the name alone with an empty prefix). One key per
+    /// name, as [`Keys::Names`], for planning.
+    Prefixed(String),
 }
 
 impl Keys {
@@ -82,6 +85,8 @@ impl Keys {
                 Cow::Owned(format!("uploads/{user}/{name}"))
             }
             Keys::Prominence { .. } => Cow::Owned(format!("uploads/{name}")),
+            Keys::Prefixed(prefix) if prefix.is_empty() => Cow::Borrowed(name),
+            Keys::Prefixed(prefix) => Cow::Owned(format!("{prefix}/{name}")),
         }
     }
 }

@@ -40,7 +40,8 @@ use crate::manifest::{Manifest, Record, Status, Summary};
 use crate::multipart::{Multipart, MultipartError};
 use crate::presign::{PresignError, Presigner, Target};
 use crate::progress::{Progress, Style, Tally};
-use crate::retry::{RetryPolicy, Retrying};
+use crate::request::{Class, Classify as _, Requests};
+use crate::retry::Retrying;
 use crate::skip::{AlreadyStored, Evidence};
 pub use crate::stop::StopLevel;
 use crate::stop::reached;
@@ -56,8 +57,9 @@ pub struct PipelineOptions {
     pub hash: HashOptions,
     /// Uploads in flight at once: fixed, or found while running ([`crate::limit`]).
     pub uploads: Concurrency,
-    /// Retries and backoff, for the API and for storage.
-    pub retry: RetryPolicy,
+    /// Retries and backoff, for the API and for storage; the destination's requests, which
+    /// know whether it has answered yet.
+    pub requests: Requests,
     /// How progress is shown on stderr.
     pub progress: Style,
     /// What is already stored: such files are recorded `skipped`, not sent.
@@ -96,9 +98,6 @@ struct Shared {
     announced: Mutex<StopLevel>,
     /// Set by a failure that dooms every file (401): the message, once.
     fatal: Mutex<Option<String>>,
-    /// Whether the API has answered any presign request: until it has, an API that cannot be
-    /// reached after every retry dooms the run rather than one file.
-    api_answered: AtomicBool,
     /// The abort came from a drain that outlasted its timeout, not from a second request.
     drain_expired: AtomicBool,
     /// Uploads in flight; told when the API or storage pushes back.
@@ -299,7 +298,6 @@ pub async fn run(
         stop: stop.clone(),
         announced: Mutex::new(StopLevel::Run),
         fatal: Mutex::new(None),
-        api_answered: AtomicBool::new(false),
         drain_expired: AtomicBool::new(false),
         limiter: limiter.clone(),
     });
@@ -307,8 +305,8 @@ pub async fn run(
         tokio::spawn(follow_stop(requests, level, drain_timeout, shared.clone())),
         tokio::spawn(announce_stops(shared.clone())),
         tokio::spawn(limiter.clone().control(
-            shared.tally.bytes_sent.clone(),
-            shared.tally.uploads_limit.clone(),
+            Some(shared.tally.bytes_sent.clone()),
+            Some(shared.tally.uploads_limit.clone()),
         )),
     ];
     let (hashed, bridge) = bridge(hasher)?;
@@ -618,12 +616,7 @@ impl Failure {
     /// refused or dropped connection). Storage tells the limiter itself, of every request
     /// including a big file's parts ([`Storage::telling`]).
     fn is_push_back(&self) -> bool {
-        match self {
-            Failure::Presign(err @ PresignError::Transient { .. }) => {
-                crate::retry::pushes_back(err.status())
-            }
-            _ => false,
-        }
+        matches!(self, Failure::Presign(err) if err.class() == Class::PushBack)
     }
 }
 
@@ -656,7 +649,7 @@ async fn upload_one(
     mut ahead: Ahead,
     started: Instant,
 ) -> Record {
-    let mut retry = Retrying::new(shared.options.retry);
+    let mut retry = Retrying::new(shared.options.requests.policy());
     let mut rehashes = 0u32;
     let mut http_status = None;
     // Why the last attempt did not succeed, for the record if the run stops before a retry.
@@ -774,7 +767,7 @@ async fn attempt(
     };
     let target = match answer {
         Ok(target) => {
-            shared.api_answered.store(true, Ordering::Relaxed);
+            shared.options.requests.mark_answered();
             target
         }
         Err(err) => {
@@ -815,13 +808,17 @@ async fn attempt(
 
 /// What a presign failure means for the file and the run.
 fn presign_failed(err: PresignError) -> Attempt {
-    match err {
-        PresignError::Fatal { message, .. } => Attempt::Fatal(message),
-        PresignError::Transient { retry_after, .. } => Attempt::Retry {
+    match err.class() {
+        Class::Fatal => Attempt::Fatal(err.to_string()),
+        Class::Transient | Class::PushBack => Attempt::Retry {
+            backoff: Some(err.retry_after()),
             failure: Failure::Presign(err),
-            backoff: Some(retry_after),
         },
-        err => Attempt::Failed(Failure::Presign(err)),
+        Class::Resign => Attempt::Retry {
+            backoff: None,
+            failure: Failure::Presign(err),
+        },
+        Class::Object => Attempt::Failed(Failure::Presign(err)),
     }
 }
 
@@ -876,11 +873,12 @@ fn send_failed(shared: &Shared, file: &HashedFile, err: TransferError) -> Attemp
 /// cannot be reached dooms the run rather than one file.
 fn out_of_retries(shared: &Shared, failure: Failure) -> Failure {
     match failure {
-        Failure::Presign(PresignError::Transient {
-            status: None,
-            message,
-            ..
-        }) if !shared.api_answered.load(Ordering::Relaxed) => {
+        Failure::Presign(err @ PresignError::Transient { .. })
+            if shared.options.requests.unreachable(&err) =>
+        {
+            let PresignError::Transient { message, .. } = err else {
+                unreachable!("matched above")
+            };
             let message = format!("cannot reach the PROMINENCE API: {message}");
             let _ = shared.set_fatal(&message);
             Failure::Fatal(message)

@@ -93,6 +93,17 @@ pub struct Requests {
     answered: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requests")
+            .field("policy", &self.policy)
+            .field("stop", &*self.stop.borrow())
+            .field("telling a limit", &self.limiter.is_some())
+            .field("answered", &self.answered())
+            .finish()
+    }
+}
+
 impl Requests {
     /// Requests retried by `policy`, stopping when `stop` rises above [`StopLevel::Run`].
     pub fn new(policy: RetryPolicy, stop: watch::Receiver<StopLevel>) -> Requests {
@@ -162,6 +173,13 @@ impl Requests {
         self.answered.store(true, Ordering::Relaxed);
     }
 
+    /// Whether a request that ran out of retries on `error` says the server cannot be reached:
+    /// it got no answer, and no request of the run ever has. Such a failure dooms the run
+    /// rather than one object.
+    pub fn unreachable(&self, error: &impl Classify) -> bool {
+        !error.answered() && !self.answered()
+    }
+
     /// Runs `attempt` until it succeeds, a failure is not worth another try, the retries run
     /// out, or the run is asked to stop (a backoff in progress is cut short). `attempt` builds
     /// its request afresh each time (a new signature, a new deadline).
@@ -172,7 +190,6 @@ impl Requests {
         Fut: Future<Output = Result<T, E>>,
     {
         let mut retrying = Retrying::new(self.policy);
-        let mut answered_once = false;
         loop {
             retrying.attempt();
             let error = match attempt().await {
@@ -183,7 +200,6 @@ impl Requests {
                 Err(error) => error,
             };
             if error.answered() {
-                answered_once = true;
                 self.mark_answered();
             }
             let class = error.class();
@@ -199,11 +215,11 @@ impl Requests {
                 Class::Transient | Class::PushBack => retrying.backoff(error.retry_after()),
             };
             let Some(delay) = delay else {
-                let out_of_retries = class != Class::Object;
+                let unreachable = class != Class::Object && self.unreachable(&error);
                 return Err(GaveUp::Failed {
                     error,
                     attempts: retrying.attempts(),
-                    unreachable: out_of_retries && !answered_once && !self.answered(),
+                    unreachable,
                 });
             };
             if self.stopping() {

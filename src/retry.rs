@@ -3,6 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
+/// Retries per request after the first attempt, unless `--retries` says otherwise.
+pub const DEFAULT_RETRIES: u32 = 5;
+
 /// The longest `Retry-After` honoured; a server asking for more gets this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -20,7 +23,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            retries: 5,
+            retries: DEFAULT_RETRIES,
             base: Duration::from_millis(200),
             cap: Duration::from_secs(20),
         }

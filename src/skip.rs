@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use crate::manifest::{Journal, Status};
-use crate::presign::prominence::Listed;
+use crate::remote::Listing;
 
 /// Why a file is skipped, as its record says.
 pub const IN_MANIFEST: &str = "already uploaded with this SHA-256 (manifest)";
@@ -89,18 +89,14 @@ impl AlreadyStored {
         }
     }
 
-    /// Adds objects from a listing: `GET /data` (`group` is `None`: the user's own uploads,
-    /// `uploads/<user>/...`, named without that prefix) or `GET /data/<group>` (named
-    /// `<group>/...` below `uploads/`). Only exact keys count: an own object named `sub/f` is
-    /// `uploads/<user>/sub/f`, which is not where a file named `sub/f` goes (the group path
-    /// `uploads/sub/f`), so own names with `/` are left out, as are group names without one.
-    pub fn add_listing(&mut self, group: Option<&str>, listed: impl IntoIterator<Item = Listed>) {
-        let own = group.is_none();
+    /// Adds the objects of a listing of the destination ([`crate::remote::Remote::list`]),
+    /// which holds exact keys only (see [`crate::remote::listing`]).
+    pub fn add_listing(&mut self, listing: &Listing) {
         self.listing.extend(
-            listed
-                .into_iter()
-                .filter(|l| l.name.contains('/') != own)
-                .map(|l| (l.name, l.size)),
+            listing
+                .objects
+                .iter()
+                .map(|object| (object.name.clone(), object.size)),
         );
     }
 
@@ -118,6 +114,7 @@ impl AlreadyStored {
 mod tests {
     use super::*;
     use crate::manifest::Record;
+    use crate::remote::Place;
 
     fn record(name: &str, status: Status, sha: Option<&str>) -> Record {
         Record {
@@ -133,6 +130,18 @@ mod tests {
             duration_ms: 0,
             checksum_sha256_composite: None,
         }
+    }
+
+    /// Adds a listing of one place holding one object.
+    fn list(stored: &mut AlreadyStored, place: Place, name: &str, size: u64) {
+        let mut listing = Listing::default();
+        let object = crate::remote::StoredObject {
+            name: name.into(),
+            key: None,
+            size,
+        };
+        listing.add(place, [object]);
+        stored.add_listing(&listing);
     }
 
     fn journal(records: Vec<Record>) -> Journal {
@@ -192,13 +201,7 @@ mod tests {
         assert_eq!(stored.stored("a", 3, "aa"), None, "deleted: send it again");
         assert_eq!(stored.stored("b", 3, "bb"), Some(Evidence::Journal));
         let mut listed = AlreadyStored::from_journals([&older], Some(&newer));
-        listed.add_listing(
-            None,
-            [Listed {
-                name: "a".into(),
-                size: 3,
-            }],
-        );
+        list(&mut listed, Place::Own, "a", 3);
         assert_eq!(
             listed.stored("a", 3, "aa"),
             None,
@@ -210,20 +213,8 @@ mod tests {
     fn the_listing_answers_only_for_names_the_manifests_do_not_know() {
         let known = journal(vec![record("a", Status::Uploaded, Some("aa"))]);
         let mut stored = AlreadyStored::from_journals([], Some(&known));
-        stored.add_listing(
-            None,
-            [Listed {
-                name: "a".into(),
-                size: 3,
-            }],
-        );
-        stored.add_listing(
-            Some("g"),
-            [Listed {
-                name: "g/x.sif".into(),
-                size: 10,
-            }],
-        );
+        list(&mut stored, Place::Own, "a", 3);
+        list(&mut stored, Place::Group("g".into()), "g/x.sif", 10);
         assert_eq!(
             stored.stored("a", 3, "a2"),
             None,
@@ -241,21 +232,9 @@ mod tests {
     fn listings_match_keys_not_names() {
         let mut stored = AlreadyStored::default();
         // uploads/<user>/sub/f is not uploads/sub/f.
-        stored.add_listing(
-            None,
-            [Listed {
-                name: "sub/f".into(),
-                size: 3,
-            }],
-        );
+        list(&mut stored, Place::Own, "sub/f", 3);
         assert_eq!(stored.stored("sub/f", 3, "ff"), None);
-        stored.add_listing(
-            Some("sub"),
-            [Listed {
-                name: "sub/f".into(),
-                size: 3,
-            }],
-        );
+        list(&mut stored, Place::Group("sub".into()), "sub/f", 3);
         assert_eq!(stored.stored("sub/f", 3, "ff"), Some(Evidence::Listing));
     }
 }

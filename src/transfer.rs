@@ -506,6 +506,57 @@ mod tests {
         assert_eq!(form.overhead, (form.head.len() + form.tail.len()) as u64);
     }
 
+    /// What each storage failure means to the request layer.
+    #[test]
+    fn storage_failures_are_classified_once() {
+        use crate::request::{Class, Classify as _};
+        let refusal = |status: u16, code: &str| Refusal {
+            status,
+            code: Some(code.into()),
+            message: code.into(),
+        };
+        let transient = |status: Option<u16>| TransferError::Transient {
+            status,
+            retry_after: Some(Duration::from_secs(3)),
+            message: "m".into(),
+        };
+        for (err, class, answered) in [
+            (
+                TransferError::Forbidden(refusal(403, "SignatureDoesNotMatch")),
+                Class::Fatal,
+                true,
+            ),
+            (
+                TransferError::Refused(refusal(404, "NoSuchBucket")),
+                Class::Fatal,
+                true,
+            ),
+            (
+                TransferError::Forbidden(refusal(403, "AccessDenied")),
+                Class::Resign,
+                true,
+            ),
+            (
+                TransferError::Refused(refusal(400, "BadDigest")),
+                Class::Object,
+                true,
+            ),
+            (TransferError::TooLarge { size: 1 }, Class::Object, false),
+            (transient(Some(503)), Class::PushBack, true),
+            (transient(Some(429)), Class::PushBack, true),
+            (transient(None), Class::PushBack, false),
+            (transient(Some(500)), Class::Transient, true),
+            (transient(Some(408)), Class::Transient, true),
+        ] {
+            assert_eq!(err.class(), class, "{err}");
+            assert_eq!(err.answered(), answered, "{err}");
+        }
+        assert_eq!(
+            transient(Some(503)).retry_after(),
+            Some(Duration::from_secs(3))
+        );
+    }
+
     #[tokio::test]
     async fn over_five_gib_fails_before_anything_is_opened_or_sent() {
         let storage = Storage::new(Timeouts {

@@ -1,13 +1,19 @@
 //! clap definitions shared by `hashup upload` and `hashup verify`: where the objects are (the
-//! PROMINENCE API, the embedded store, S3) and how files are named, so that both commands read
-//! the same flags the same way and always agree on an object's key.
+//! PROMINENCE API, the embedded store, S3), how files are named, how requests are sent and
+//! where the hash cache lives, so that both commands read the same flags the same way and
+//! always agree on an object's key.
 
 use std::path::PathBuf;
 use std::str::FromStr as _;
+use std::time::Duration;
 
 use clap::Args;
-use hashup::config::{Destination, Naming};
+use hashup::config::{self, Cache, Destination, Naming, Network, Source};
 use hashup::presign::s3::S3Location;
+use hashup::walk::WalkOptions;
+
+use super::hash::EngineArgs;
+use super::select::SelectArgs;
 
 /// Where the objects are: a PROMINENCE API (the default), the embedded store, or S3.
 #[derive(Debug, Args)]
@@ -86,6 +92,81 @@ impl NamingArgs {
         Naming {
             flatten: self.flatten,
             prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// The local files of a command: the paths, walked, selected and named by these flags.
+pub fn source(
+    paths: Vec<PathBuf>,
+    naming: &NamingArgs,
+    engine: &EngineArgs,
+    select: SelectArgs,
+) -> Source {
+    Source {
+        paths,
+        walk: WalkOptions {
+            follow_links: naming.follow,
+        },
+        select: select.options(),
+        hash: engine.options(),
+        naming: naming.naming(),
+    }
+}
+
+/// How requests are sent.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Retries per request (an upload's: per file) for connection errors, timeouts, 408, 429,
+    /// 5xx and expired URLs.
+    #[arg(long, value_name = "N", default_value_t = hashup::retry::DEFAULT_RETRIES)]
+    pub retries: u32,
+
+    /// Seconds to wait for a connection.
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_CONNECT_TIMEOUT.as_secs())]
+    pub connect_timeout: u64,
+
+    /// Seconds without a byte moving before a request fails. Every request also has a deadline
+    /// for the whole of it: connect and stall timeouts plus its bytes at 64 KiB/s, so a server
+    /// trickling a byte at a time cannot hold it forever.
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_STALL_TIMEOUT.as_secs())]
+    pub stall_timeout: u64,
+
+    /// Trust the CA certificates in this PEM file too (for the API and storage).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+}
+
+impl NetworkArgs {
+    /// The core's network settings.
+    pub fn network(self) -> Network {
+        Network {
+            retries: self.retries,
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+            stall_timeout: Duration::from_secs(self.stall_timeout),
+            cacert: self.cacert,
+        }
+    }
+}
+
+/// Where the hash cache lives.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Keep the hash cache in DIR [default: $XDG_CACHE_HOME/hashup, else ~/.cache/hashup].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+
+    /// Read every file, and neither use nor update the hash cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The core's cache settings.
+    pub fn cache(self) -> Cache {
+        Cache {
+            state_dir: self.state,
+            enabled: !self.no_cache,
         }
     }
 }

@@ -52,6 +52,60 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Upload and verify read the network and cache flags alike, with the library's defaults.
+    #[test]
+    fn network_and_cache_defaults_are_the_librarys() {
+        let upload = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["hashup", "upload", "x"].iter().chain(args)).unwrap();
+            let Command::Upload(args) = cli.command else {
+                panic!("not upload");
+            };
+            let config = args.into_config();
+            (config.network, config.cache)
+        };
+        let verify = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["hashup", "verify", "x"].iter().chain(args)).unwrap();
+            let Command::Verify(args) = cli.command else {
+                panic!("not verify");
+            };
+            let config = args.into_config();
+            (config.network, config.cache)
+        };
+        let defaults = (
+            hashup::config::Network::default(),
+            hashup::config::Cache::default(),
+        );
+        assert_eq!(upload(&[]), defaults);
+        assert_eq!(verify(&[]), defaults);
+        let set = [
+            "--retries",
+            "2",
+            "--connect-timeout",
+            "3",
+            "--stall-timeout",
+            "4",
+            "--cacert",
+            "ca.pem",
+            "--state",
+            "st",
+            "--no-cache",
+        ];
+        let expected = (
+            hashup::config::Network {
+                retries: 2,
+                connect_timeout: std::time::Duration::from_secs(3),
+                stall_timeout: std::time::Duration::from_secs(4),
+                cacert: Some("ca.pem".into()),
+            },
+            hashup::config::Cache {
+                state_dir: Some("st".into()),
+                enabled: false,
+            },
+        );
+        assert_eq!(upload(&set), expected);
+        assert_eq!(verify(&set), expected);
+    }
+
     /// The multipart defaults shown in `--help` are the library's.
     #[test]
     fn multipart_defaults_are_the_librarys() {
@@ -103,8 +157,8 @@ mod tests {
                 region: None,
             }
         );
-        assert_eq!(config.naming.prefix.as_deref(), Some("lab"));
-        assert!(config.walk.follow_links && config.hash_cache && !config.json);
+        assert_eq!(config.source.naming.prefix.as_deref(), Some("lab"));
+        assert!(config.source.walk.follow_links && config.cache.enabled && !config.json);
         assert!(parse(&["--s3", "s3://b", "--manifest", "m.jsonl"]).is_ok());
         assert!(parse(&["--files-from", "list"]).is_ok());
         assert!(

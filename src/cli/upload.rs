@@ -7,9 +7,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use hashup::config::{ProgressMode, UploadConfig};
 use hashup::limit::Concurrency;
-use hashup::walk::WalkOptions;
 
-use super::destination::{DestinationArgs, NamingArgs};
+use super::destination::{CacheArgs, DestinationArgs, NamingArgs, NetworkArgs, source};
 use super::hash::EngineArgs;
 use super::select::SelectArgs;
 
@@ -78,19 +77,8 @@ pub struct UploadArgs {
         value_parser = clap::value_parser!(u32).range(1..=64), requires = "s3")]
     pub parts_in_flight: u32,
 
-    /// Retries per file for connection errors, timeouts, 408, 429, 5xx and expired URLs.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub retries: u32,
-
-    /// Seconds to wait for a connection.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub connect_timeout: u64,
-
-    /// Seconds without a byte moving before a request fails. Every request also has a deadline
-    /// for the whole of it: connect and stall timeouts plus its bytes at 64 KiB/s, so a server
-    /// trickling a byte at a time cannot hold it forever.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub stall_timeout: u64,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// Seconds the first Ctrl-C (or SIGTERM) waits for the uploads in flight before aborting
     /// them as a second one would.
@@ -111,8 +99,9 @@ pub struct UploadArgs {
     #[arg(long, value_name = "FILE")]
     pub previous: Vec<PathBuf>,
 
-    /// Also skip files the API already lists with the same name and size (uploaded by anyone).
-    #[arg(long, conflicts_with = "s3")]
+    /// Also skip files the destination already lists with the same name and size (uploaded by
+    /// anyone).
+    #[arg(long)]
     pub skip_existing: bool,
 
     /// Progress on stderr.
@@ -127,17 +116,8 @@ pub struct UploadArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Keep the hash cache in DIR [default: $XDG_CACHE_HOME/hashup, else ~/.cache/hashup].
-    #[arg(long, value_name = "DIR")]
-    pub state: Option<PathBuf>,
-
-    /// Read every file, and neither use nor update the hash cache.
-    #[arg(long)]
-    pub no_cache: bool,
-
-    /// Trust the CA certificates in this PEM file too (for the API and storage).
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// Walk and hash, print `<sha256>  <name>` for what would be uploaded (files the manifests
     /// record as uploaded left out); no network (with --delete, only the listing of what is
@@ -179,21 +159,14 @@ impl UploadArgs {
     /// Converts the parsed flags into the core's plain configuration.
     pub fn into_config(self) -> UploadConfig {
         UploadConfig {
-            paths: self.paths,
-            walk: WalkOptions {
-                follow_links: self.naming.follow,
-            },
-            select: self.select.options(),
-            hash: self.engine.options(),
-            naming: self.naming.naming(),
+            source: source(self.paths, &self.naming, &self.engine, self.select),
             destination: self.destination.destination(),
+            network: self.network.network(),
+            cache: self.cache.cache(),
             uploads: self.uploads,
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
             parts_in_flight: self.parts_in_flight as usize,
-            retries: self.retries,
-            connect_timeout: Duration::from_secs(self.connect_timeout),
-            stall_timeout: Duration::from_secs(self.stall_timeout),
             manifest: self.manifest,
             restart: self.restart,
             previous: self.previous,
@@ -207,9 +180,6 @@ impl UploadArgs {
             progress_every: Duration::from_secs(self.progress_every),
             drain_timeout: Duration::from_secs(self.drain_timeout),
             quiet: self.quiet,
-            cacert: self.cacert,
-            state_dir: self.state,
-            hash_cache: !self.no_cache,
             dry_run: self.dry_run,
             delete: self.delete,
             max_delete: self.max_delete,

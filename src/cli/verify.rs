@@ -2,14 +2,12 @@
 
 use std::path::PathBuf;
 use std::str::FromStr as _;
-use std::time::Duration;
 
 use clap::Args;
 use hashup::config::VerifyConfig;
 use hashup::limit::Concurrency;
-use hashup::walk::WalkOptions;
 
-use super::destination::{DestinationArgs, NamingArgs};
+use super::destination::{CacheArgs, DestinationArgs, NamingArgs, NetworkArgs, source};
 use super::hash::EngineArgs;
 use super::select::SelectArgs;
 
@@ -54,17 +52,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N|auto[:MAX]", default_value = "auto", value_parser = Concurrency::from_str)]
     pub requests: Concurrency,
 
-    /// Retries per request for connection errors, timeouts, 408, 429 and 5xx.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub retries: u32,
-
-    /// Seconds to wait for a connection.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub connect_timeout: u64,
-
-    /// Seconds without a byte moving before a request fails.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub stall_timeout: u64,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 
     /// Print only problems: no OK lines and no summary.
     #[arg(short, long)]
@@ -75,17 +64,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Keep the hash cache in DIR [default: $XDG_CACHE_HOME/hashup, else ~/.cache/hashup].
-    #[arg(long, value_name = "DIR")]
-    pub state: Option<PathBuf>,
-
-    /// Read every file, and neither use nor update the hash cache.
-    #[arg(long)]
-    pub no_cache: bool,
-
-    /// Trust the CA certificates in this PEM file too (for the API and storage).
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     #[command(flatten)]
     pub select: SelectArgs,
@@ -95,24 +75,14 @@ impl VerifyArgs {
     /// Converts the parsed flags into the core's plain configuration.
     pub fn into_config(self) -> VerifyConfig {
         VerifyConfig {
-            paths: self.paths,
-            walk: WalkOptions {
-                follow_links: self.naming.follow,
-            },
-            select: self.select.options(),
-            hash: self.engine.options(),
-            naming: self.naming.naming(),
+            source: source(self.paths, &self.naming, &self.engine, self.select),
             destination: self.destination.destination(),
+            network: self.network.network(),
+            cache: self.cache.cache(),
             manifest: self.manifest,
             requests: self.requests,
-            retries: self.retries,
-            connect_timeout: Duration::from_secs(self.connect_timeout),
-            stall_timeout: Duration::from_secs(self.stall_timeout),
             quiet: self.quiet,
             json: self.json,
-            cacert: self.cacert,
-            state_dir: self.state,
-            hash_cache: !self.no_cache,
         }
     }
 }

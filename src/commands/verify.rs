@@ -13,35 +13,28 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::keep_writing;
-use super::upload::embedded::{self, EMBEDDED_USER};
-use super::upload::resolve::{Reach, Resolved, cache_dir_for};
-use super::upload::{open_cache, save_cache};
-use crate::config::{Destination, VerifyConfig};
+use crate::config::VerifyConfig;
 use crate::exit::ExitCode;
-use crate::hash::{FileEntry, FileError, HashOptions, HashResult, Hasher, SizeLimit};
-use crate::http::Timeouts;
+use crate::hash::cache::{HashCache, open_or_warn, save_or_warn};
+use crate::hash::{FileEntry, FileError, HashOptions, HashResult, Hasher};
 use crate::limit::Limiter;
-use crate::naming::Keys;
-use crate::presign::prominence::Prominence;
 use crate::progress::human_bytes;
-use crate::retry::RetryPolicy;
+use crate::remote::{KeyRule, Reach, Remote};
+use crate::request::Requests;
 use crate::select::Selection;
-use crate::verify::listing::Listing;
-use crate::verify::s3::Heads;
 use crate::verify::{self, Checked, Evidence, Expected, Item, Report, Store, Verdict};
-use crate::walk::Walk;
 
 /// Runs `hashup verify`: usage, credentials and names are checked before any request.
 pub fn run(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
     let env = |name: &str| std::env::var(name).ok();
-    let local = !config.paths.is_empty() || config.select.files_from.is_some();
+    let local = !config.source.paths.is_empty() || config.source.select.files_from.is_some();
     if !local && config.manifest.is_none() {
         anyhow::bail!("nothing to verify: give PATHs, --files-from or --manifest");
     }
     if !local
-        && (config.select != Default::default()
-            || config.naming != Default::default()
-            || config.walk.follow_links)
+        && (config.source.select != Default::default()
+            || config.source.naming != Default::default()
+            || config.source.walk.follow_links)
     {
         anyhow::bail!(
             "selection and naming flags choose and name local files: give PATHs with them \
@@ -49,18 +42,21 @@ pub fn run(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
         );
     }
     let selection = local
-        .then(|| Selection::prepare(&config.select, SystemTime::now(), env, io::stdin().lock()))
+        .then(|| {
+            Selection::prepare(
+                &config.source.select,
+                SystemTime::now(),
+                env,
+                io::stdin().lock(),
+            )
+        })
         .transpose()?;
-    let reach = Reach::resolve_for(&config.destination, config.cacert.as_deref(), &env)?;
-    if let Destination::Embedded { store } = &config.destination
-        && let Err(err) = std::fs::metadata(store)
-    {
-        anyhow::bail!(
-            "--embedded {}: no store there ({})",
-            store.display(),
-            crate::message::plain_io_message(&err)
-        );
-    }
+    let reach = Reach::resolve(
+        &config.destination,
+        config.network.cacert.as_deref(),
+        true,
+        &env,
+    )?;
     let journal = match &config.manifest {
         // The error names the file (and the line).
         Some(path) => Some(crate::manifest::read(path).map_err(|err| {
@@ -68,16 +64,14 @@ pub fn run(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
-    let keys = match &reach.destination {
-        Resolved::Direct(s3) => KeyRule::S3(s3.clone()),
-        Resolved::Embedded { .. } => KeyRule::Names(Keys::Prominence {
-            user: EMBEDDED_USER.into(),
-        }),
-        Resolved::Api { .. } => KeyRule::Names(Keys::Names),
-    };
     let plan = match &selection {
         Some(selection) => {
-            let Some(entries) = plan(config, selection, &keys) else {
+            let Some(entries) = super::plan(
+                &config.source,
+                selection,
+                &config.destination,
+                "nothing was verified",
+            ) else {
                 return Ok(ExitCode::Fatal);
             };
             Plan::Files(entries)
@@ -89,48 +83,27 @@ pub fn run(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
         }
     };
     let composites = journal.as_ref().map(verify::composites).unwrap_or_default();
-    let cache = match (&plan, &reach.destination) {
-        // Only direct S3 mode compares SHA-256s, so only it hashes.
-        (Plan::Files(_), Resolved::Direct(_)) => open_cache(cache_dir_for(
-            config.hash_cache,
-            config.state_dir.as_deref(),
-            &env,
-        )),
+    // Local files are hashed only where the lookups can tell a SHA-256 to compare with.
+    let hashes = reach.lookups_compare_sha256();
+    let cache = match &plan {
+        Plan::Files(_) if hashes => open_or_warn(config.cache.dir(&env)),
         _ => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(check(config, reach, keys, plan, composites, cache.clone()));
+    let result = runtime.block_on(check(
+        config,
+        reach,
+        hashes,
+        plan,
+        composites,
+        cache.clone(),
+    ));
     runtime.shutdown_background();
-    save_cache(cache.as_deref());
+    save_or_warn(cache.as_deref());
     result
-}
-
-/// How names become keys.
-enum KeyRule {
-    /// Direct S3 mode: `PREFIX/name`.
-    S3(Arc<crate::presign::s3::DirectS3>),
-    /// A PROMINENCE API or the embedded store.
-    Names(Keys),
-}
-
-impl KeyRule {
-    fn key(&self, name: &str) -> String {
-        match self {
-            KeyRule::S3(s3) => s3.location().key(name),
-            KeyRule::Names(keys) => keys.key(name).into_owned(),
-        }
-    }
-
-    /// For planning: which names share a key.
-    fn planning(&self) -> Keys {
-        match self {
-            KeyRule::S3(_) => Keys::Names,
-            KeyRule::Names(keys) => keys.clone(),
-        }
-    }
 }
 
 /// What is checked: local files, or what a manifest records.
@@ -162,31 +135,6 @@ impl Plan {
     }
 }
 
-/// Walks, selects and names the files exactly as `hashup upload` does; `None` (after saying why)
-/// when a name is unusable or taken twice.
-fn plan(
-    config: &VerifyConfig,
-    selection: &Selection,
-    keys: &KeyRule,
-) -> Option<Vec<Result<FileEntry, FileError>>> {
-    let walk = Walk::new(config.paths.clone(), config.walk.clone())
-        .with_listed(selection.listed.clone())
-        .selecting(selection.selector.clone());
-    match crate::naming::plan(walk, &config.naming, &keys.planning()) {
-        Ok(entries) => Some(selection.shard(entries)),
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("hashup: {problem}");
-            }
-            eprintln!(
-                "hashup: {} unusable object name(s); nothing was verified",
-                problems.len()
-            );
-            None
-        }
-    }
-}
-
 /// What was read of the local files.
 #[derive(Debug, Default)]
 struct LocalTally {
@@ -202,48 +150,24 @@ struct LocalTally {
 async fn check(
     config: &VerifyConfig,
     reach: Reach,
-    keys: KeyRule,
+    hashes: bool,
     plan: Plan,
     composites: HashMap<(String, String), String>,
-    cache: Option<Arc<crate::hash::cache::HashCache>>,
+    cache: Option<Arc<HashCache>>,
 ) -> anyhow::Result<ExitCode> {
-    let timeouts = Timeouts {
-        connect: config.connect_timeout,
-        stall: config.stall_timeout,
-    };
-    let retry = RetryPolicy {
-        retries: config.retries,
-        ..RetryPolicy::default()
-    };
+    let timeouts = config.network.timeouts();
+    let retry = config.network.retry();
     let requests = config.requests.within(crate::limit::uploads_that_fit());
     let limiter = Limiter::new(requests);
-    // Only direct S3 mode compares SHA-256s, so only it hashes local files.
-    let hashes = matches!(reach.destination, Resolved::Direct(_));
     let hashed = hashes && matches!(plan, Plan::Files(_));
-    let store: Arc<dyn Store> = match reach.destination {
-        Resolved::Direct(s3) => Arc::new(Heads::new(
-            s3,
-            timeouts,
-            &reach.storage_tls,
-            retry,
-            limiter.clone(),
-        )?),
-        Resolved::Api { url, token, tls } => {
-            let api = Prominence::with_tls(&url, &token, timeouts, &tls)?;
-            Arc::new(
-                Listing::fetch(&api, plan.names(), retry)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-            )
-        }
-        Resolved::Embedded { store } => {
-            let server = embedded::start_for(&store, plan.names()).await?;
-            let api = Prominence::new(&server.url, &server.token, timeouts)?;
-            let listing = Listing::fetch(&api, plan.names(), retry).await;
-            server.stop().await?;
-            Arc::new(listing.map_err(anyhow::Error::msg)?)
-        }
-    };
+    // verify has no Ctrl-C handling of its own: the default action ends it.
+    let sending = Requests::unstoppable(retry).telling(limiter.clone());
+    let remote = Remote::connect(reach, plan.names(), timeouts, sending).await?;
+    // Through the API the listings are fetched here, once; the embedded store is then done.
+    let lookups = remote.lookups(plan.names()).await;
+    let keys = remote.key_rule();
+    remote.close().await?;
+    let store: Arc<dyn Store> = Arc::new(lookups.map_err(anyhow::Error::msg)?);
 
     let planned = plan.len() as u64;
     let local = Arc::new(LocalTally::default());
@@ -255,11 +179,8 @@ async fn check(
         Plan::Files(entries) if hashes => {
             let hash = HashOptions {
                 cache,
-                max_size: Some(SizeLimit {
-                    bytes: crate::multipart::MAX_OBJECT_SIZE,
-                    why: "over S3's 5 TiB object limit (not read)",
-                }),
-                ..config.hash.clone()
+                max_size: Some(crate::remote::resolve::size_limit(&config.destination)),
+                ..config.source.hash.clone()
             };
             let local = local.clone();
             let hashed = Hasher::spawn(entries, &hash).context("cannot start hashing threads")?;

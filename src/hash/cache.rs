@@ -287,6 +287,71 @@ fn decode(r: &[u8]) -> Option<(FileStamp, [u8; 32])> {
     Some((stamp, r[56..88].try_into().expect("32 bytes")))
 }
 
+/// The hash cache's directory: `state_dir` (`--state DIR`), else `$XDG_CACHE_HOME/hashup`, else
+/// `$HOME/.cache/hashup`; `None` when not `use_cache` (`--no-cache`) or when neither variable
+/// is set. One cache for every command, so `hashup verify` after an upload reads no file.
+pub fn dir(
+    use_cache: bool,
+    state_dir: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    if !use_cache {
+        return None;
+    }
+    if let Some(dir) = state_dir {
+        return Some(dir.to_path_buf());
+    }
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let base = set("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| set("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("hashup"))
+}
+
+/// The hash cache in `dir` ([`dir`]); problems are warnings on stderr (the run reads every
+/// file instead), never errors.
+pub fn open_or_warn(dir: Option<PathBuf>) -> Option<std::sync::Arc<HashCache>> {
+    let dir = dir?;
+    match HashCache::open(&dir) {
+        Ok(cache) => {
+            match cache.loaded() {
+                Loaded::Corrupt { record } => eprintln!(
+                    "hashup: warning: hash cache {} is damaged (record {record} fails its check): \
+                     not trusting any of it; this run rebuilds it",
+                    cache.path().display()
+                ),
+                Loaded::OtherFormat => eprintln!(
+                    "hashup: warning: hash cache {} has another format or version: this run rebuilds it",
+                    cache.path().display()
+                ),
+                Loaded::New | Loaded::Clean | Loaded::TornTail => {}
+            }
+            Some(std::sync::Arc::new(cache))
+        }
+        Err(err) => {
+            eprintln!(
+                "hashup: warning: cannot use the hash cache in {}: {}; reading every file",
+                dir.display(),
+                crate::message::plain_io_message(&err)
+            );
+            None
+        }
+    }
+}
+
+/// Saves the hash cache, if there is one; a failure is a warning on stderr.
+pub fn save_or_warn(cache: Option<&HashCache>) {
+    if let Some(cache) = cache
+        && let Err(err) = cache.save()
+    {
+        eprintln!(
+            "hashup: warning: cannot update the hash cache {}: {}",
+            cache.path().display(),
+            crate::message::plain_io_message(&err)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,5 +472,26 @@ mod tests {
         let cache = HashCache::open(dir.path()).unwrap();
         assert_eq!(cache.loaded(), &Loaded::OtherFormat);
         assert_eq!(cache.get(&stamp(1)), None);
+    }
+
+    #[test]
+    fn the_cache_lives_in_state_then_xdg_then_home() {
+        let one = |name: &'static str, value: &'static str| {
+            move |n: &str| (n == name).then(|| value.to_string())
+        };
+        assert_eq!(
+            dir(true, None, &one("XDG_CACHE_HOME", "/x")),
+            Some(PathBuf::from("/x/hashup"))
+        );
+        assert_eq!(
+            dir(true, None, &one("HOME", "/h")),
+            Some(PathBuf::from("/h/.cache/hashup"))
+        );
+        assert_eq!(dir(true, None, &|_: &str| None), None);
+        assert_eq!(
+            dir(true, Some(Path::new("/s")), &one("HOME", "/h")),
+            Some(PathBuf::from("/s"))
+        );
+        assert_eq!(dir(false, Some(Path::new("/s")), &one("HOME", "/h")), None);
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! The deletion set is pure data, worked out here from three things:
 //!
-//! - **What is stored** ([`StoredObject`]): a listing of the destination ([`remote`]): in direct
+//! - **What is stored** ([`StoredObject`]): a listing of the destination ([`crate::remote::Remote::list`]): in direct
 //!   S3 mode the keys under `PREFIX/` (and `--prefix`), with PROMINENCE the user's own uploads
 //!   (`GET /data`, only without `--prefix`) and the groups the run's names are in
 //!   (`GET /data/<group>`).
@@ -21,7 +21,9 @@
 //! stopped or interrupted one: an unreadable directory would make its files look removed);
 //! [`check_usage`] refuses options under which the run sees only part of the tree.
 
-pub mod remote;
+pub mod execute;
+
+pub use crate::remote::{KeyMap, StoredObject};
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -107,35 +109,6 @@ pub fn files(n: u64) -> String {
     }
 }
 
-/// An object as a listing gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredObject {
-    /// Its object name, as file records name objects (direct S3 mode: the key without the
-    /// `--s3` prefix; PROMINENCE: the listed name).
-    pub name: String,
-    /// The storage key, where known (see [`crate::manifest::Deleted::key`]).
-    pub key: Option<String>,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// How object names map to storage keys, for telling which stored objects a file maps to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyMap {
-    /// One key per name: direct S3 mode (`PREFIX/name`); names are compared.
-    Names,
-    /// PROMINENCE for a known user (the embedded store's): [`Keys::Prominence`].
-    Prominence {
-        /// The user.
-        user: String,
-    },
-    /// A PROMINENCE API whose user name is not known here. An own upload `x` is
-    /// `uploads/<user>/x`, a group upload `s/x` is `uploads/s/x`: the same key when group `s`
-    /// is the user's own name. So each protects the other: a stored `x` is kept when a file is
-    /// named `s/x` for any one-segment `s`, and a stored `s/x` when a file is named `x`.
-    ProminenceUnknownUser,
-}
-
 /// The keys this run's files map to.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -209,24 +182,6 @@ impl Planned {
             Some(_) => false,
         }
     }
-}
-
-/// The group paths to list for PROMINENCE names: the group of every name with `/`, less those
-/// below another one listed (a group's listing holds everything under its path).
-pub fn listing_groups<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let groups: std::collections::BTreeSet<&str> = names
-        .into_iter()
-        .filter_map(|name| name.rsplit_once('/').map(|(group, _)| group))
-        .collect();
-    groups
-        .iter()
-        .filter(|group| {
-            !group
-                .match_indices('/')
-                .any(|(at, _)| groups.contains(&group[..at]))
-        })
-        .map(|group| group.to_string())
-        .collect()
 }
 
 /// Which stored objects are the run's to judge: those under its `--prefix` whose names its
@@ -450,20 +405,6 @@ mod tests {
             !unknown.keeps("v/x"),
             "two groups are two keys: u/x does not keep v/x"
         );
-    }
-
-    #[test]
-    fn groups_are_listed_once_at_their_top() {
-        let names = [
-            "a.sif",
-            "g1/x",
-            "g1/sub/y",
-            "g1x/z",
-            "lab/sub/deep/w",
-            "lab/sub/v",
-        ];
-        assert_eq!(listing_groups(names), ["g1", "g1x", "lab/sub"]);
-        assert!(listing_groups(["a", "b"]).is_empty());
     }
 
     #[test]

@@ -150,3 +150,56 @@ pub trait Presigner: Send + Sync {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Class, Classify as _};
+
+    /// What each API failure means to the request layer.
+    #[test]
+    fn api_failures_are_classified_once() {
+        let transient = |status: Option<u16>| PresignError::Transient {
+            status,
+            retry_after: Some(Duration::from_secs(2)),
+            message: "m".into(),
+        };
+        for (err, class, answered) in [
+            (
+                PresignError::Fatal {
+                    status: Some(401),
+                    message: "token refused".into(),
+                },
+                Class::Fatal,
+                true,
+            ),
+            (
+                PresignError::Refused {
+                    status: 403,
+                    message: "not a member".into(),
+                },
+                Class::Object,
+                true,
+            ),
+            (
+                PresignError::BadAnswer {
+                    status: 200,
+                    message: "not JSON".into(),
+                },
+                Class::Object,
+                true,
+            ),
+            (transient(Some(429)), Class::PushBack, true),
+            (transient(Some(504)), Class::PushBack, true),
+            (transient(None), Class::PushBack, false),
+            (transient(Some(502)), Class::Transient, true),
+        ] {
+            assert_eq!(err.class(), class, "{err}");
+            assert_eq!(err.answered(), answered, "{err}");
+        }
+        assert_eq!(
+            transient(Some(502)).retry_after(),
+            Some(Duration::from_secs(2))
+        );
+    }
+}

@@ -165,7 +165,8 @@ impl Prominence {
         })
     }
 
-    /// `GET /data` (the user's own uploads) or `GET /data/<group>` (a group's).
+    /// `GET /data` (the user's own uploads) or `GET /data/<group>` (a group's), once (the
+    /// remote retries it: [`crate::remote::api`]).
     pub async fn list(&self, group: Option<&str>) -> Result<Vec<Listed>, PresignError> {
         let url = match group {
             None => format!("{}/data", self.base),
@@ -180,29 +181,6 @@ impl Prominence {
                 message: crate::message::server_text(&format!("not a listing: {err}")),
             }),
             s => Err(classify(s, retry_after, &text)),
-        }
-    }
-
-    /// [`Prominence::list`], asked again after transient failures (honouring Retry-After) until
-    /// `retry` runs out: the listing, or the last failure with the attempts made. Upload's
-    /// `--skip-existing`, `verify` and `upload --delete` each decide what a refusal means.
-    pub async fn list_retrying(
-        &self,
-        group: Option<&str>,
-        retry: crate::retry::RetryPolicy,
-    ) -> Result<Vec<Listed>, (PresignError, u32)> {
-        let mut retrying = crate::retry::Retrying::new(retry);
-        loop {
-            retrying.attempt();
-            match self.list(group).await {
-                Ok(listed) => return Ok(listed),
-                Err(PresignError::Transient { retry_after, .. })
-                    if let Some(delay) = retrying.backoff(retry_after) =>
-                {
-                    tokio::time::sleep(delay).await;
-                }
-                Err(err) => return Err((err, retrying.attempts())),
-            }
         }
     }
 

@@ -3,8 +3,8 @@
 //!
 //! What is expected of an object ([`Expected`]) comes from a local file (hashed through the hash
 //! cache, named as `hashup upload` names it) or from an upload manifest's record. What is stored
-//! ([`Stored`]) comes from a [`Store`]: in direct S3 mode a `HEAD` per object ([`s3`]), through
-//! the PROMINENCE API its listings ([`listing`]). [`compare`] turns the two into a [`Verdict`],
+//! ([`Stored`]) comes from a [`Store`], the remote's lookups ([`crate::remote::Lookups`]): in
+//! direct S3 mode a `HEAD` per object, through the PROMINENCE API its listings. [`compare`] turns the two into a [`Verdict`],
 //! naming the [`Evidence`] an `OK` rests on:
 //!
 //! - [`Evidence::Checksum`]: the store's own `x-amz-checksum-sha256`, which it computed from the
@@ -20,14 +20,12 @@
 //! [`run`] drives the lookups, many in flight under a [`Limiter`], and hands the results back in
 //! input order.
 
-pub mod listing;
-pub mod s3;
+pub use crate::remote::{Lookup, LookupError, Stored};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -52,19 +50,6 @@ pub struct Expected {
     pub sha256: Option<[u8; 32]>,
     /// The composite checksum a manifest recorded for a multipart upload of this content.
     pub composite: Option<String>,
-}
-
-/// What the store says it holds. Header values are server text, already made printable
-/// ([`crate::message::server_text`]).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stored {
-    /// Size in bytes.
-    pub size: u64,
-    /// `x-amz-meta-prominence_sha256`: the hex SHA-256 the uploader wrote.
-    pub sha256: Option<String>,
-    /// `x-amz-checksum-sha256`: base64 SHA-256 of a single upload's body, or a multipart
-    /// upload's composite `base64-N`.
-    pub checksum: Option<String>,
 }
 
 /// What an `OK` rests on, strongest first (see the module docs).
@@ -322,29 +307,16 @@ impl Checked {
     }
 }
 
-/// What a store answered about one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    /// It holds the object.
-    Found(Stored),
-    /// It does not.
-    Missing,
-}
-
-/// Why a store gave no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LookupError {
-    /// Every other lookup would fail the same way (credentials refused, no such bucket, the
-    /// store unreachable): the run stops with this message.
-    Fatal(String),
-    /// This object's lookup failed (after its retries); the others go on.
-    Failed(String),
-}
-
 /// Where stored objects are looked up.
 pub trait Store: Send + Sync {
     /// What is stored under `expected`'s key (or name).
     fn look<'a>(&'a self, expected: &'a Expected) -> BoxFuture<'a, Result<Lookup, LookupError>>;
+}
+
+impl Store for crate::remote::Lookups {
+    fn look<'a>(&'a self, expected: &'a Expected) -> BoxFuture<'a, Result<Lookup, LookupError>> {
+        crate::remote::Lookups::look(self, &expected.name, &expected.key)
+    }
 }
 
 /// What [`run`] is fed, in the order results are wanted.
@@ -378,11 +350,7 @@ pub async fn run(
 ) -> Result<(), String> {
     let window = (4 * ceiling).max(4096) as u64;
     // The adaptive limit learns from files per second; HEADs move no file bytes.
-    let controller = tokio::spawn(
-        limiter
-            .clone()
-            .control(Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))),
-    );
+    let controller = tokio::spawn(limiter.clone().control(None, None));
     let result = async {
         let mut tasks = tokio::task::JoinSet::new();
         let mut waiting: BTreeMap<u64, Report> = BTreeMap::new();

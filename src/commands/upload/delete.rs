@@ -8,10 +8,10 @@ use crate::config::UploadConfig;
 use crate::exit::ExitCode;
 use crate::hash::{FileEntry, FileError};
 use crate::manifest::{DeleteSummary, Manifest};
-use crate::mirror::remote::{Event, Halt, Remote, RemoteError};
+use crate::mirror::execute::{Event, Halt};
 use crate::mirror::{self, Planned, Scope};
 use crate::pipeline::StopLevel;
-use crate::retry::RetryPolicy;
+use crate::remote::{Remote, RemoteError};
 use crate::select::Selection;
 
 /// What the mirror step knows before anything is sent: the run's object names and its scope.
@@ -35,20 +35,15 @@ impl Mirror {
             .filter_map(|entry| match entry {
                 Ok(entry) => entry.name.to_str().map(str::to_string),
                 // A walk's skip or error carries the name below its root.
-                Err(err) => crate::naming::object_name(&err.name, &config.naming).ok(),
+                Err(err) => crate::naming::object_name(&err.name, &config.source.naming).ok(),
             })
             .collect();
         Mirror {
             names,
-            scope: Scope::new(&config.naming, selection.selector.clone()),
+            scope: Scope::new(&config.source.naming, selection.selector.clone()),
             max_delete: config.max_delete,
             quiet: config.quiet,
         }
-    }
-
-    /// The PROMINENCE groups to list.
-    fn groups(&self) -> Vec<String> {
-        mirror::listing_groups(self.names.iter().map(String::as_str))
     }
 
     /// Lists, decides and deletes (or, `dry_run`, prints `delete NAME` per object). `incomplete`
@@ -60,12 +55,11 @@ impl Mirror {
         incomplete: Option<String>,
         dry_run: bool,
         manifest: &Manifest,
-        retry: RetryPolicy,
         stop: tokio::sync::watch::Receiver<StopLevel>,
     ) -> (DeleteSummary, ExitCode) {
         let started = std::time::Instant::now();
         let (mut summary, code) = self
-            .decide_and_delete(remote, incomplete, dry_run, manifest, retry, stop)
+            .decide_and_delete(remote, incomplete, dry_run, manifest, stop)
             .await;
         summary.elapsed_ms = started.elapsed().as_millis() as u64;
         (summary, code)
@@ -77,7 +71,6 @@ impl Mirror {
         incomplete: Option<String>,
         dry_run: bool,
         manifest: &Manifest,
-        retry: RetryPolicy,
         stop: tokio::sync::watch::Receiver<StopLevel>,
     ) -> (DeleteSummary, ExitCode) {
         let nothing = if dry_run {
@@ -99,8 +92,15 @@ impl Mirror {
             );
             return (summary, code);
         }
-        let stored = match remote.list(&self.scope, &self.groups(), retry).await {
-            Ok(stored) => stored,
+        let names = self.names.iter().map(String::as_str);
+        let listed = remote.list(names, self.scope.prefix()).await;
+        // A place the API refused to list hides objects that may be gone: delete nothing.
+        let listed = listed.and_then(|listing| match listing.refused.first() {
+            Some((_, why)) => Err(RemoteError::Failed(why.clone())),
+            None => Ok(listing),
+        });
+        let stored = match listed {
+            Ok(listing) => listing.objects,
             Err(err) => {
                 let code = match err {
                     RemoteError::Fatal(_) => ExitCode::Fatal,
@@ -165,7 +165,7 @@ impl Mirror {
             Event::Deleted(_) => {}
             Event::Failed(object, why) => eprintln!("hashup: {}: not deleted: {why}", object.name),
         };
-        let done = mirror::remote::execute(remote, &gone, manifest, retry, stop, &tell).await;
+        let done = mirror::execute::execute(remote, &gone, manifest, stop, &tell).await;
         summary.deleted = done.deleted;
         summary.failed = done.failed;
         let code = match done.halt {

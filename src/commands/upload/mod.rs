@@ -3,39 +3,26 @@
 //! mirror step (`delete.rs`) follows, before the summary line.
 
 mod delete;
-pub(crate) mod embedded;
 mod report;
-pub mod resolve;
 
-use std::collections::BTreeSet;
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 
-pub use embedded::EMBEDDED_USER;
-use resolve::{Reach, Resolved};
-
 use crate::config::UploadConfig;
 use crate::exit::ExitCode;
-use crate::hash::cache::{HashCache, Loaded};
-use crate::hash::{FileEntry, FileError, HashOptions, Hasher, SizeLimit};
-use crate::http::Timeouts;
+use crate::hash::cache::{open_or_warn, save_or_warn};
+use crate::hash::{FileEntry, FileError, HashOptions, Hasher};
 use crate::manifest::{self, Manifest, OpenUpload};
-use crate::mirror::remote::Remote;
-use crate::multipart::{Multipart, MultipartOptions};
-use crate::naming::Keys;
+use crate::multipart::MultipartOptions;
 use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
-use crate::presign::prominence::{Listed, Prominence};
-use crate::presign::{PresignError, Presigner};
 use crate::progress::Style;
-use crate::retry::RetryPolicy;
+use crate::remote::{Reach, Remote};
+use crate::request::Requests;
 use crate::select::Selection;
 use crate::skip::AlreadyStored;
-use crate::transfer::{MAX_OBJECT_SIZE, Storage};
-use crate::walk::Walk;
 
 /// How often the hash cache is saved during a run.
 const CACHE_SAVE_EVERY: Duration = Duration::from_secs(5);
@@ -46,11 +33,12 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let env = |name: &str| std::env::var(name).ok();
     // --delete refuses options that show the run only part of the tree.
     if config.delete {
-        crate::mirror::check_usage(&config.select, &config.naming).map_err(anyhow::Error::msg)?;
+        crate::mirror::check_usage(&config.source.select, &config.source.naming)
+            .map_err(anyhow::Error::msg)?;
     }
     // Usage first: bad globs, a shard index missing from the environment, an unreadable list.
     let selection = Selection::prepare(
-        &config.select,
+        &config.source.select,
         SystemTime::now(),
         env,
         std::io::stdin().lock(),
@@ -59,42 +47,37 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     // A dry run touches no network and needs none (but --delete's listing).
     let reach = match config.dry_run && !config.delete {
         true => None,
-        false => Some(Reach::resolve(config, &env)?),
+        false => Some(Reach::resolve(
+            &config.destination,
+            config.network.cacert.as_deref(),
+            false,
+            &env,
+        )?),
     };
-    let Some(entries) = plan(config, &selection) else {
+    let Some(entries) = super::plan(
+        &config.source,
+        &selection,
+        &config.destination,
+        "nothing was uploaded",
+    ) else {
         return Ok(ExitCode::Fatal);
     };
     let mirror = config
         .delete
         .then(|| delete::Mirror::prepare(config, &selection, &entries));
     let (stored, open_uploads) = already_stored(config)?;
-    let cache = open_cache(resolve::cache_dir(config, &env));
+    let cache = open_or_warn(config.cache.dir(&env));
     let hash = HashOptions {
         cache: cache.clone(),
-        max_size: Some(match config.destination {
-            // Direct S3 mode sends big files in parts.
-            crate::config::Destination::S3 { .. } => SizeLimit {
-                bytes: crate::multipart::MAX_OBJECT_SIZE,
-                why: "over S3's 5 TiB object limit (not read)",
-            },
-            _ => SizeLimit {
-                bytes: MAX_OBJECT_SIZE,
-                why: "over the 5 GiB one presigned upload can carry (not read); direct S3 mode (--s3) sends larger files in parts",
-            },
-        }),
-        ..config.hash.clone()
+        max_size: Some(crate::remote::resolve::size_limit(&config.destination)),
+        ..config.source.hash.clone()
     };
     if config.dry_run {
-        // With --delete the embedded store is started to be listed: it needs the groups.
-        let groups_of = match (&mirror, &config.destination) {
-            (Some(_), crate::config::Destination::Embedded { .. }) => entries
-                .iter()
-                .filter_map(|e| e.as_ref().ok().cloned().map(Ok))
-                .collect(),
-            _ => Vec::new(),
-        };
+        // With --delete the destination is listed (the embedded store started for it, with
+        // the names' groups).
+        let names = names(&entries);
         let printed = dry_run(entries, &hash, &stored);
-        save_cache(cache.as_deref());
+        save_or_warn(cache.as_deref());
         let Some(failed) = printed? else {
             return Ok(ExitCode::Success); // stdout closed
         };
@@ -106,7 +89,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
             return Ok(code);
         };
         let incomplete = (failed > 0).then(|| format!("{} failed", crate::mirror::files(failed)));
-        let deleting = dry_run_deletions(config, &mirror, reach, &groups_of, incomplete)?;
+        let deleting = dry_run_deletions(config, &mirror, reach, &names, incomplete)?;
         return Ok(worse(code, deleting));
     }
     let reach = reach.expect("only a dry run without --delete leaves the destination unresolved");
@@ -124,17 +107,14 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         }
         stop
     };
-    if let Resolved::Api { token, .. } = &reach.destination {
+    if let Some(token) = reach.api_token() {
         report::warn_if_token_outlived(token, &entries, &hash);
     }
     let manifest = Arc::new(open_manifest(config)?);
     let options = PipelineOptions {
         hash,
         uploads: config.uploads.within(crate::limit::uploads_that_fit()),
-        retry: RetryPolicy {
-            retries: config.retries,
-            ..RetryPolicy::default()
-        },
+        requests: Requests::new(config.network.retry(), stop.clone()),
         progress: progress_style(config),
         stored: Arc::default(),
         drain_timeout: config.drain_timeout,
@@ -152,7 +132,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     ))?;
     // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
     runtime.shutdown_background();
-    save_cache(cache.as_deref());
+    save_or_warn(cache.as_deref());
     Ok(worse(exit_code(config, &report), deleting))
 }
 
@@ -172,94 +152,41 @@ fn dry_run_deletions(
     config: &UploadConfig,
     mirror: &delete::Mirror,
     reach: Reach,
-    entries: &[Result<FileEntry, FileError>],
+    names: &[String],
     incomplete: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let retry = RetryPolicy {
-        retries: config.retries,
-        ..RetryPolicy::default()
-    };
+    let requests = Requests::unstoppable(config.network.retry());
     let code = runtime.block_on(async {
-        let (remote, embedded) = remote(config, reach, entries).await?;
-        let never = tokio::sync::watch::channel(StopLevel::Run).1;
+        let names = names.iter().map(String::as_str);
+        let remote =
+            Remote::connect(reach, names, config.network.timeouts(), requests.clone()).await?;
         let (_, code) = mirror
-            .run(&remote, incomplete, true, &Manifest::none(), retry, never)
+            .run(
+                &remote,
+                incomplete,
+                true,
+                &Manifest::none(),
+                requests.stop().clone(),
+            )
             .await;
-        if let Some(server) = embedded {
-            server.stop().await?;
-        }
+        remote.close().await?;
         anyhow::Ok(code)
     })?;
     runtime.shutdown_background();
     Ok(code)
 }
 
-/// `--dry-run --delete`'s remote: what the destination lists through (the embedded store is
-/// started for it, with the groups of `entries`, and must be stopped after).
-async fn remote(
-    config: &UploadConfig,
-    reach: Reach,
-    entries: &[Result<FileEntry, FileError>],
-) -> anyhow::Result<(Remote, Option<embedded::Embedded>)> {
-    let timeouts = Timeouts {
-        connect: config.connect_timeout,
-        stall: config.stall_timeout,
-    };
-    Ok(match reach.destination {
-        Resolved::Api { url, token, tls } => (
-            Remote::Api {
-                api: Arc::new(Prominence::with_tls(&url, &token, timeouts, &tls)?),
-                user: None,
-            },
-            None,
-        ),
-        Resolved::Embedded { store } => {
-            let server = embedded::start(&store, entries).await?;
-            let api = Prominence::new(&server.url, &server.token, timeouts)?;
-            (
-                Remote::Api {
-                    api: Arc::new(api),
-                    user: Some(EMBEDDED_USER.into()),
-                },
-                Some(server),
-            )
-        }
-        Resolved::Direct(s3) => (Remote::s3(s3, timeouts, &reach.storage_tls)?, None),
-    })
-}
-
-/// Walks, selects and names the files; `None` (after saying why) when a name is unusable or
-/// taken twice, before anything is hashed.
-fn plan(config: &UploadConfig, selection: &Selection) -> Option<Vec<Result<FileEntry, FileError>>> {
-    let walk = Walk::new(config.paths.clone(), config.walk.clone())
-        .with_listed(selection.listed.clone())
-        .selecting(selection.selector.clone());
-    // Only the embedded store's user is known before the run; PROMINENCE's rule maps names to
-    // keys per user, direct S3 mode one key per name.
-    let keys = match &config.destination {
-        crate::config::Destination::Embedded { .. } => Keys::Prominence {
-            user: EMBEDDED_USER.into(),
-        },
-        _ => Keys::Names,
-    };
-    // Sharded after naming, so every shard refuses the same duplicates.
-    match crate::naming::plan(walk, &config.naming, &keys) {
-        Ok(entries) => Some(selection.shard(entries)),
-        Err(problems) => {
-            for problem in &problems {
-                eprintln!("hashup: {problem}");
-            }
-            eprintln!(
-                "hashup: {} unusable object name(s); nothing was uploaded",
-                problems.len()
-            );
-            None
-        }
-    }
+/// The object names of the planned files.
+fn names(entries: &[Result<FileEntry, FileError>]) -> Vec<String> {
+    entries
+        .iter()
+        .flatten()
+        .filter_map(|e| e.name.to_str().map(str::to_string))
+        .collect()
 }
 
 /// The manifest journal: appended to (resumed), or started afresh with `--restart`.
@@ -314,62 +241,36 @@ async fn upload(
         mut stored,
         open_uploads,
     } = journal;
-    let timeouts = Timeouts {
-        connect: config.connect_timeout,
-        stall: config.stall_timeout,
+    let names = names(&entries);
+    let remote = Remote::connect(
+        reach,
+        names.iter().map(String::as_str),
+        config.network.timeouts(),
+        options.requests.clone(),
+    )
+    .await?;
+    let storage = remote.storage()?;
+    let presigner = remote.presigner();
+    let multipart = MultipartOptions {
+        threshold: config.multipart_threshold,
+        part_size: config.part_size,
+        parts_in_flight: config.parts_in_flight,
+        retry: options.requests.policy(),
     };
-    let storage = Storage::with_tls(timeouts, &reach.storage_tls)?;
-    let mut embedded = None;
-    let mut remote = None;
-    let (api, presigner): (Option<Arc<Prominence>>, Arc<dyn Presigner>) = match reach.destination {
-        Resolved::Api { url, token, tls } => {
-            let api = Arc::new(Prominence::with_tls(&url, &token, timeouts, &tls)?);
-            remote = Some(Remote::Api {
-                api: api.clone(),
-                user: None,
-            });
-            (Some(api.clone()), api)
-        }
-        Resolved::Embedded { store } => {
-            let server = embedded::start(&store, &entries).await?;
-            let api = Arc::new(Prominence::new(&server.url, &server.token, timeouts)?);
-            embedded = Some(server);
-            remote = Some(Remote::Api {
-                api: api.clone(),
-                user: Some(EMBEDDED_USER.into()),
-            });
-            (Some(api.clone()), api)
-        }
-        Resolved::Direct(s3) => {
-            if mirror.is_some() {
-                remote = Some(Remote::s3(s3.clone(), timeouts, &reach.storage_tls)?);
-            }
-            let multipart = Multipart::new(
-                s3.clone(),
-                timeouts,
-                &reach.storage_tls,
-                MultipartOptions {
-                    threshold: config.multipart_threshold,
-                    part_size: config.part_size,
-                    parts_in_flight: config.parts_in_flight,
-                    retry: options.retry,
-                },
-                manifest.clone(),
-                open_uploads,
-            )?;
-            multipart.sweep(config.restart, SystemTime::now()).await;
-            options.multipart = Some(Arc::new(multipart));
-            (None, s3)
-        }
-    };
+    if let Some(multipart) = remote.multipart(multipart, manifest.clone(), open_uploads)? {
+        multipart.sweep(config.restart, SystemTime::now()).await;
+        options.multipart = Some(Arc::new(multipart));
+    }
     if config.skip_existing {
-        let api = api.context(
-            "--skip-existing needs the PROMINENCE API's listing; in direct S3 mode the \
-             manifests (--manifest, --previous) say what is stored",
-        )?;
-        for (group, listed) in list_stored(&api, &entries, &options.retry).await? {
-            stored.add_listing(group.as_deref(), listed);
+        let prefix = config.source.naming.prefix.as_deref();
+        let listing = remote
+            .list(names.iter().map(String::as_str), prefix)
+            .await
+            .map_err(|err| anyhow::anyhow!("--skip-existing: cannot list what is stored: {err}"))?;
+        for (_, why) in &listing.refused {
+            eprintln!("hashup: warning: {why}; its files are not checked against the listing");
         }
+        stored.add_listing(&listing);
     }
     options.stored = Arc::new(stored);
     // Save the hash cache every few seconds: a killed run loses little hashing.
@@ -380,12 +281,11 @@ async fn upload(
             loop {
                 tick.tick().await;
                 let cache = cache.clone();
-                let _ = tokio::task::spawn_blocking(move || save_cache(Some(&cache))).await;
+                let _ = tokio::task::spawn_blocking(move || save_or_warn(Some(&cache))).await;
             }
         })
     });
     let multipart = options.multipart.clone();
-    let retry = options.retry;
     let summary_written = options.journal_summary;
     let report = pipeline::run(
         entries,
@@ -405,10 +305,10 @@ async fn upload(
     let mut deleting = ExitCode::Success;
     let report = match report {
         Ok(mut report) => {
-            if let (Some(mirror), Some(remote)) = (mirror, remote) {
+            if let Some(mirror) = mirror {
                 let incomplete = crate::mirror::incomplete(&report.summary, report.interrupted);
                 let (summary, code) = mirror
-                    .run(&remote, incomplete, false, &manifest, retry, stop)
+                    .run(&remote, incomplete, false, &manifest, stop)
                     .await;
                 report.summary.delete = Some(summary);
                 deleting = code;
@@ -420,9 +320,7 @@ async fn upload(
         }
         Err(err) => Err(err),
     };
-    if let Some(server) = embedded {
-        server.stop().await?;
-    }
+    remote.close().await?;
     Ok((report?, deleting))
 }
 
@@ -521,80 +419,6 @@ impl StopSignals {
     }
 }
 
-/// The hash cache in `dir` ([`resolve::cache_dir`]); problems are warnings (the run reads every
-/// file instead), never errors.
-pub(crate) fn open_cache(dir: Option<PathBuf>) -> Option<Arc<HashCache>> {
-    let dir = dir?;
-    match HashCache::open(&dir) {
-        Ok(cache) => {
-            match cache.loaded() {
-                Loaded::Corrupt { record } => eprintln!(
-                    "hashup: warning: hash cache {} is damaged (record {record} fails its check): \
-                     not trusting any of it; this run rebuilds it",
-                    cache.path().display()
-                ),
-                Loaded::OtherFormat => eprintln!(
-                    "hashup: warning: hash cache {} has another format or version: this run rebuilds it",
-                    cache.path().display()
-                ),
-                Loaded::New | Loaded::Clean | Loaded::TornTail => {}
-            }
-            Some(Arc::new(cache))
-        }
-        Err(err) => {
-            eprintln!(
-                "hashup: warning: cannot use the hash cache in {}: {}; reading every file",
-                dir.display(),
-                crate::message::plain_io_message(&err)
-            );
-            None
-        }
-    }
-}
-
-pub(crate) fn save_cache(cache: Option<&HashCache>) {
-    if let Some(cache) = cache
-        && let Err(err) = cache.save()
-    {
-        eprintln!(
-            "hashup: warning: cannot update the hash cache {}: {}",
-            cache.path().display(),
-            crate::message::plain_io_message(&err)
-        );
-    }
-}
-
-/// The API's listings covering every name, each with the group it lists (`None`: the user's
-/// own): `GET /data` for names without `/`, and
-/// `GET /data/<group>` for each group path. A group the user may not list (403) is warned
-/// about and left out; a 401 or an API that cannot be reached stops the run.
-async fn list_stored(
-    api: &Prominence,
-    entries: &[Result<FileEntry, FileError>],
-    retry: &RetryPolicy,
-) -> anyhow::Result<Vec<(Option<String>, Vec<Listed>)>> {
-    let groups: BTreeSet<Option<String>> = entries
-        .iter()
-        .flatten()
-        .filter_map(|e| e.name.to_str())
-        .map(|name| name.rsplit_once('/').map(|(group, _)| group.to_string()))
-        .collect();
-    let mut listed = Vec::new();
-    for group in groups {
-        match api.list_retrying(group.as_deref(), *retry).await {
-            Ok(objects) => listed.push((group, objects)),
-            Err((PresignError::Refused { status, message }, _)) => eprintln!(
-                "hashup: warning: cannot list {}: HTTP {status}: {message}; its files are not checked against the listing",
-                group
-                    .as_deref()
-                    .map_or("your uploads".to_string(), |g| format!("group {g}"))
-            ),
-            Err((err, _)) => anyhow::bail!("--skip-existing: cannot list what is stored: {err}"),
-        }
-    }
-    Ok(listed)
-}
-
 /// `--dry-run`: `<sha256>  <object name>` per file that would be sent, in walk order; files the
 /// manifests (`--manifest`, `--previous`) record as uploaded are left out and counted. No
 /// network, so `--skip-existing`'s listing is not asked. The files that failed, or `None`
@@ -636,46 +460,4 @@ fn dry_run(
         eprintln!("hashup: {already} files left out: the manifests record them as uploaded");
     }
     Ok(Some(failed))
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// An upload config with every flag at its default, to `..` from.
-    pub(crate) fn config() -> UploadConfig {
-        UploadConfig {
-            paths: vec![],
-            walk: Default::default(),
-            select: Default::default(),
-            hash: Default::default(),
-            destination: crate::config::Destination::Embedded {
-                store: "store".into(),
-            },
-            naming: Default::default(),
-            uploads: crate::limit::Concurrency::Auto {
-                max: crate::limit::AUTO_MAX,
-            },
-            multipart_threshold: crate::multipart::DEFAULT_THRESHOLD,
-            part_size: None,
-            parts_in_flight: crate::multipart::PARTS_IN_FLIGHT,
-            retries: 5,
-            connect_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_secs(60),
-            manifest: None,
-            restart: false,
-            previous: vec![],
-            skip_existing: false,
-            progress: Default::default(),
-            progress_every: Duration::from_secs(5),
-            drain_timeout: Duration::from_secs(30),
-            quiet: false,
-            cacert: None,
-            state_dir: None,
-            hash_cache: true,
-            dry_run: false,
-            delete: false,
-            max_delete: crate::mirror::DEFAULT_MAX_DELETE,
-        }
-    }
 }

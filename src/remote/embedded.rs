@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::hash::{FileEntry, FileError};
 use crate::serve::auth::{Identity, Tokens};
 use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
 
@@ -29,20 +28,8 @@ impl Embedded {
 }
 
 /// Starts `serve`'s embedded store on a loopback port with a one-run token whose groups cover
-/// every directory in the names (PROMINENCE reads `a/b` as group `a`'s object `b`).
-pub async fn start(
-    store: &std::path::Path,
-    entries: &[Result<FileEntry, FileError>],
-) -> anyhow::Result<Embedded> {
-    start_for(
-        store,
-        entries.iter().flatten().filter_map(|e| e.name.to_str()),
-    )
-    .await
-}
-
-/// [`start`] for objects known by name (`hashup verify --manifest` has no file entries).
-pub async fn start_for<'a>(
+/// every directory in `names` (PROMINENCE reads `a/b` as group `a`'s object `b`).
+pub async fn start<'a>(
     store: &std::path::Path,
     names: impl IntoIterator<Item = &'a str>,
 ) -> anyhow::Result<Embedded> {

@@ -1,7 +1,7 @@
-//! The upload command's settings resolved once, before anything runs (ripgrep's low-level ->
-//! high-level arguments): which destination, with its credentials and TLS; where the hash
-//! cache lives. Every environment variable `hashup upload` reads is read here, through one
-//! lookup function, so the rest of the command never asks the environment.
+//! A destination resolved once, before anything runs (ripgrep's low-level -> high-level
+//! arguments): its credentials and TLS settings, checked without touching the network; and
+//! the rules a run plans with before it connects (how names become keys, the largest file).
+//! Every environment variable a destination reads is read here, through one lookup function.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,8 +9,10 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
-use crate::config::{Destination, UploadConfig};
+use crate::config::Destination;
+use crate::hash::SizeLimit;
 use crate::http::Tls;
+use crate::naming::Keys;
 use crate::presign::prominence;
 use crate::presign::s3::DirectS3;
 
@@ -47,16 +49,12 @@ pub struct Reach {
 
 impl Reach {
     /// Loads and checks credentials and TLS roots: an expired JWT, missing AWS keys or an
-    /// unreadable `--cacert` stop the run here, before any work.
-    pub fn resolve(config: &UploadConfig, env: Env) -> anyhow::Result<Reach> {
-        Reach::resolve_for(&config.destination, config.cacert.as_deref(), env)
-    }
-
-    /// [`Reach::resolve`] for any command with a destination and `--cacert` (`hashup verify`
-    /// reaches the same stores).
-    pub fn resolve_for(
+    /// unreadable `--cacert` stop the run here, before any work. `must_exist`: an embedded
+    /// store that is not there is an error (a command that only reads from it).
+    pub fn resolve(
         destination: &Destination,
         cacert: Option<&Path>,
+        must_exist: bool,
         env: Env,
     ) -> anyhow::Result<Reach> {
         let storage_tls = Tls {
@@ -89,9 +87,18 @@ impl Reach {
                 }
                 Resolved::Api { url, token, tls }
             }
-            Destination::Embedded { store } => Resolved::Embedded {
-                store: store.clone(),
-            },
+            Destination::Embedded { store } => {
+                if must_exist && let Err(err) = std::fs::metadata(store) {
+                    anyhow::bail!(
+                        "--embedded {}: no store there ({})",
+                        store.display(),
+                        crate::message::plain_io_message(&err)
+                    );
+                }
+                Resolved::Embedded {
+                    store: store.clone(),
+                }
+            }
             Destination::S3 {
                 location,
                 endpoint,
@@ -110,26 +117,48 @@ impl Reach {
     }
 }
 
-/// The hash cache's directory: `--state DIR`, else `$XDG_CACHE_HOME/hashup`, else
-/// `$HOME/.cache/hashup`; `None` with `--no-cache` or when neither variable is set.
-pub fn cache_dir(config: &UploadConfig, env: Env) -> Option<PathBuf> {
-    cache_dir_for(config.hash_cache, config.state_dir.as_deref(), env)
+impl Reach {
+    /// The bearer token, when the destination is a PROMINENCE API (to warn when it will expire
+    /// before the run can end).
+    pub fn api_token(&self) -> Option<&str> {
+        match &self.destination {
+            Resolved::Api { token, .. } => Some(token),
+            Resolved::Embedded { .. } | Resolved::Direct(_) => None,
+        }
+    }
+
+    /// Whether the destination's lookups tell an object's SHA-256 (direct S3 mode's `HEAD`);
+    /// else only its size (a PROMINENCE listing), and local files need not be hashed to compare.
+    pub fn lookups_compare_sha256(&self) -> bool {
+        matches!(self.destination, Resolved::Direct(_))
+    }
 }
 
-/// [`cache_dir`] for any command with `--state` and `--no-cache` (`use_cache` false): one cache
-/// for every command, so `hashup verify` after an upload reads no file.
-pub fn cache_dir_for(use_cache: bool, state_dir: Option<&Path>, env: Env) -> Option<PathBuf> {
-    if !use_cache {
-        return None;
+/// How a destination's names become keys when a run plans them, before it connects: only the
+/// embedded store's user is known then; PROMINENCE's rule maps names to keys per user, direct
+/// S3 mode one key per name.
+pub fn planning_keys(destination: &Destination) -> Keys {
+    match destination {
+        Destination::Embedded { .. } => Keys::Prominence {
+            user: super::embedded::EMBEDDED_USER.into(),
+        },
+        Destination::Prominence { .. } | Destination::S3 { .. } => Keys::Names,
     }
-    if let Some(dir) = state_dir {
-        return Some(dir.to_path_buf());
+}
+
+/// The largest file a destination takes: direct S3 mode sends big files in parts, up to S3's
+/// 5 TiB; a presigned upload carries one request's 5 GiB.
+pub fn size_limit(destination: &Destination) -> SizeLimit {
+    match destination {
+        Destination::S3 { .. } => SizeLimit {
+            bytes: crate::multipart::MAX_OBJECT_SIZE,
+            why: "over S3's 5 TiB object limit (not read)",
+        },
+        Destination::Prominence { .. } | Destination::Embedded { .. } => SizeLimit {
+            bytes: crate::transfer::MAX_OBJECT_SIZE,
+            why: "over the 5 GiB one presigned upload can carry (not read); direct S3 mode (--s3) sends larger files in parts",
+        },
     }
-    let set = |name: &str| env(name).filter(|v| !v.is_empty());
-    let base = set("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| set("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("hashup"))
 }
 
 /// `PROMINENCE_SSL_VERIFY=False` (as the reference CLI reads it; `false` and `0` too).
@@ -162,32 +191,5 @@ mod tests {
             );
         }
         assert!(!ssl_verify_off(&|_: &str| None));
-    }
-
-    #[test]
-    fn the_cache_lives_in_state_then_xdg_then_home() {
-        let config = crate::commands::upload::tests::config();
-        assert_eq!(
-            cache_dir(&config, &one("XDG_CACHE_HOME", "/x")),
-            Some(PathBuf::from("/x/hashup"))
-        );
-        assert_eq!(
-            cache_dir(&config, &one("HOME", "/h")),
-            Some(PathBuf::from("/h/.cache/hashup"))
-        );
-        assert_eq!(cache_dir(&config, &|_: &str| None), None);
-        let state = UploadConfig {
-            state_dir: Some("/s".into()),
-            ..config.clone()
-        };
-        assert_eq!(
-            cache_dir(&state, &one("HOME", "/h")),
-            Some(PathBuf::from("/s"))
-        );
-        let off = UploadConfig {
-            hash_cache: false,
-            ..state
-        };
-        assert_eq!(cache_dir(&off, &one("HOME", "/h")), None);
     }
 }
