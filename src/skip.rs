@@ -17,8 +17,8 @@ use crate::remote::Listing;
 
 /// Why a file is skipped, as its record says.
 pub const IN_MANIFEST: &str = "already uploaded with this SHA-256 (manifest)";
-/// Why a file is skipped after the listing matched.
-pub const IN_LISTING: &str = "already stored with this size (listed by the API)";
+/// Why a file is skipped after the destination's listing matched.
+pub const IN_LISTING: &str = "already stored with this size (listed by the destination)";
 
 /// Where the evidence that a file is stored came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

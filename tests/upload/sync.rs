@@ -321,7 +321,7 @@ fn skip_existing_trusts_the_api_listing_for_name_and_size() {
             )
         })
         .collect();
-    const LISTED: &str = "already stored with this size (listed by the API)";
+    const LISTED: &str = "already stored with this size (listed by the destination)";
     let listed = Some(LISTED);
     assert_eq!(
         outcome,

@@ -127,12 +127,23 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         stored,
         open_uploads,
     };
-    let (report, deleting) = runtime.block_on(upload(
+    let stopped = stop.clone();
+    let ran = runtime.block_on(upload(
         config, reach, entries, journal, options, mirror, stop,
-    ))?;
+    ));
     // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
     runtime.shutdown_background();
     save_or_warn(cache.as_deref());
+    let (report, deleting) = match ran {
+        Ok(ran) => ran,
+        // A step before the pipeline (a listing, the sweep of stale uploads) cut short by a
+        // stop request: interrupted, not a failure of the destination.
+        Err(err) if *stopped.borrow() > StopLevel::Run => {
+            eprintln!("hashup: interrupted: {err:#}");
+            return Ok(ExitCode::Interrupted);
+        }
+        Err(err) => return Err(err),
+    };
     Ok(worse(exit_code(config, &report), deleting))
 }
 
