@@ -8,8 +8,8 @@
 //! is the PROMINENCE-compatible server; [`sign`] is SigV4, shared by it and direct S3 mode
 //! ([`presign::s3`]), whose credentials, region and endpoint [`aws`] finds as the AWS tools
 //! do. [`verify`] checks afterwards that what was uploaded is stored, with the
-//! same naming. [`utc`] and
-//! [`message`] are helpers every stage may use. [`wan`] is a TCP proxy
+//! same naming. [`utc`], [`message`], [`keys`], [`jwt`] and [`s3xml`] (the S3 XML
+//! documents) are leaves every stage, client or server, may use. [`wan`] is a TCP proxy
 //! that emulates a distant store (delay, window, bandwidth, resets) for benchmarks and tests.
 
 pub mod aws;
@@ -32,6 +32,7 @@ pub mod progress;
 pub mod request;
 pub mod retry;
 pub mod rlimit;
+pub mod s3xml;
 pub mod select;
 pub mod serve;
 pub mod sign;
