@@ -1,6 +1,7 @@
 //! The one JWT claim hashup reads, without verifying the token: its expiry. The
 //! client refuses to start a run with an expired token (as the reference CLI does)
-//! and `serve` refuses expired tokens from its tokens file.
+//! and `serve` refuses expired tokens from its tokens file. A leaf shared by both sides: it
+//! imports nothing of hashup's.
 
 use base64::Engine as _;
 

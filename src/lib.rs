@@ -18,9 +18,10 @@
 //!   (credentials, region, endpoint as the AWS tools find them), [`http`] (clients, capped
 //!   answers).
 //! - **The server** ([`serve`]): the PROMINENCE-compatible presign endpoint and embedded store;
-//!   it shares [`sign`], [`jwt`] and [`keys`] with the client, nothing of its pipeline.
-//! - **Helpers** every layer may use: [`utc`], [`message`], [`progress`], [`sumfile`],
-//!   [`rlimit`]; and [`wan`], a TCP proxy that emulates a distant store (delay, window,
+//!   it shares [`sign`] and the leaves below with the client, nothing of its pipeline.
+//! - **Leaves** every layer, client or server, may use: [`utc`], [`message`], [`keys`],
+//!   [`jwt`], [`s3xml`] (the S3 XML documents); and [`progress`], [`sumfile`], [`rlimit`],
+//!   [`wan`], a TCP proxy that emulates a distant store (delay, window,
 //!   bandwidth, resets) for benchmarks and tests.
 
 pub mod aws;
@@ -44,6 +45,7 @@ pub mod remote;
 pub mod request;
 pub mod retry;
 pub mod rlimit;
+pub mod s3xml;
 pub mod select;
 pub mod serve;
 pub mod sign;

@@ -777,7 +777,7 @@ async fn attempt(
     };
     // Send only bytes that still are the bytes hashed, checked after the presign round trip
     // (right before the first byte goes).
-    match current_stamp(&file.path) {
+    match current_stamp(&file.path).await {
         Ok(stamp) if stamp == file.stamp => {}
         Ok(_) => return Attempt::Changed("the file changed after it was hashed".into()),
         Err(err) => return Attempt::Failed(Failure::Stat(err)),
@@ -789,7 +789,7 @@ async fn attempt(
     {
         Ok(status) => {
             *http_status = Some(status);
-            match current_stamp(&file.path) {
+            match current_stamp(&file.path).await {
                 Ok(stamp) if stamp == file.stamp => Attempt::Uploaded(None),
                 // The store hashed what it received and took it only because it matched: it
                 // holds exactly the bytes hashed, whatever became of the file since (deleted,
@@ -801,7 +801,7 @@ async fn attempt(
         }
         Err(err) => {
             *http_status = err.status().or(*http_status);
-            send_failed(shared, file, err)
+            send_failed(shared, file, err).await
         }
     }
 }
@@ -843,7 +843,7 @@ fn parts_failed(shared: &Shared, err: MultipartError) -> Attempt {
 }
 
 /// What a send failure means for the file and the run.
-fn send_failed(shared: &Shared, file: &HashedFile, err: TransferError) -> Attempt {
+async fn send_failed(shared: &Shared, file: &HashedFile, err: TransferError) -> Attempt {
     if let Some(message) = err
         .refusal()
         .and_then(|refusal| shared.presigner.fatal_refusal(refusal))
@@ -852,7 +852,10 @@ fn send_failed(shared: &Shared, file: &HashedFile, err: TransferError) -> Attemp
     }
     // Changed while it was sent: storage may have refused exactly that (a verifying store
     // answers 400 BadDigest). Hash again and send again.
-    if current_stamp(&file.path).is_ok_and(|stamp| stamp != file.stamp) {
+    if current_stamp(&file.path)
+        .await
+        .is_ok_and(|stamp| stamp != file.stamp)
+    {
         return Attempt::Changed(format!("the file changed while it was sent ({err})"));
     }
     match err {
@@ -918,8 +921,12 @@ fn record(
     }
 }
 
-fn current_stamp(path: &Path) -> std::io::Result<FileStamp> {
-    std::fs::metadata(path).map(|meta| FileStamp::of(&meta))
+/// The file's stamp now, stat'ed on a blocking thread (`tokio::fs`): a stat on a slow or hung
+/// file system must not hold up a runtime worker and the uploads on it.
+async fn current_stamp(path: &Path) -> std::io::Result<FileStamp> {
+    tokio::fs::metadata(path)
+        .await
+        .map(|meta| FileStamp::of(&meta))
 }
 
 /// Hashes a file again (on a blocking thread) after it changed. A file that changes while it

@@ -11,7 +11,11 @@
 //!   little time left is not asked on every signature);
 //! - less than [`MUST_REFRESH`] left (nothing signed for a long while, or the background
 //!   refreshes failed): the caller waits for a refresh, and if that fails too, gets an error
-//!   rather than keys that S3 would refuse.
+//!   rather than keys that S3 would refuse. On a multi-thread tokio runtime that wait (for
+//!   the turn to ask, and for the answer) runs in `block_in_place`: the worker's other tasks
+//!   move to another thread first, so the runtime keeps running while it lasts.
+//!
+//! The lock on the keys themselves is only held to copy or replace them, never across a fetch.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -156,7 +160,12 @@ impl LiveCredentials {
             self.refresh_in_background();
             return Ok(current.credentials);
         }
-        // Wait for a refresh: one caller asks, the others find its result.
+        outside_the_runtime(|| self.wait_for_refresh(source, now))
+    }
+
+    /// Blocks until keys good at `now` are stored: one caller asks the source, the others
+    /// wait for their turn and find its result.
+    fn wait_for_refresh(&self, source: &Source, now: SystemTime) -> Result<Credentials, String> {
         let _turn = self.0.waiting.lock().expect("not poisoned");
         let current = self.peek();
         if current
@@ -214,6 +223,19 @@ impl LiveCredentials {
                 std::thread::spawn(move || block_on(task));
             }
         }
+    }
+}
+
+/// Runs `blocking`, which may wait on a lock and the network, without holding up a tokio
+/// runtime's other tasks: on a multi-thread runtime through [`tokio::task::block_in_place`],
+/// which hands this worker's tasks to another thread first. Elsewhere it simply runs: plain
+/// threads (and the runtime's blocking threads) may block, and a current-thread runtime has
+/// no other thread to hand its tasks to. (hashup's runtimes are multi-thread; it uses no
+/// `LocalSet`, in which `block_in_place` would panic.)
+fn outside_the_runtime<R>(blocking: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(blocking),
+        _ => blocking(),
     }
 }
 
@@ -343,6 +365,56 @@ mod tests {
             .build()
             .unwrap();
         let got = runtime.block_on(async { live.get(SystemTime::now()) });
+        assert_eq!(got.unwrap().access_key_id, "NEW");
+    }
+
+    #[test]
+    fn waiting_for_a_refresh_holds_up_no_other_task() {
+        // An agent that says when the request is in, and answers only when told to.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/creds", listener.local_addr().unwrap());
+        let (arrived, request_in) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            arrived.send(()).unwrap();
+            let _ = released.recv();
+            let body = fresh_answer();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        let live = LiveCredentials::refreshing(container(&url), keys("OLD", Duration::ZERO));
+        // One worker: were it blocked by the wait, no other task could run until it ends.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let waiting = runtime.spawn(async move { live.get(SystemTime::now()) });
+        request_in
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the refresh asks the agent");
+        let (ran, other_ran) = std::sync::mpsc::channel();
+        runtime.spawn(async move { ran.send(()).ok() });
+        let other = other_ran.recv_timeout(Duration::from_secs(5));
+        release.send(()).unwrap();
+        assert!(
+            other.is_ok(),
+            "another task waited for the refresh to finish"
+        );
+        let got = runtime.block_on(waiting).unwrap();
         assert_eq!(got.unwrap().access_key_id, "NEW");
     }
 

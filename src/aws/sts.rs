@@ -70,7 +70,7 @@ struct XmlCredentials {
 #[derive(Deserialize)]
 struct ErrorResponse {
     #[serde(rename = "Error")]
-    error: crate::http::S3ErrorBody,
+    error: crate::s3xml::S3ErrorBody,
 }
 
 /// Characters a form value keeps as they are (RFC 3986 unreserved).
@@ -183,7 +183,7 @@ fn refusal(status: u16, text: &str) -> FetchError {
     let error = quick_xml::de::from_str::<ErrorResponse>(text)
         .ok()
         .map(|r| r.error)
-        .or_else(|| crate::http::S3ErrorBody::parse(text))
+        .or_else(|| crate::s3xml::S3ErrorBody::parse(text))
         .unwrap_or_default();
     let code = error.code.as_deref().map(str::trim);
     let detail = match (code, error.message.as_deref()) {

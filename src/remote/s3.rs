@@ -27,11 +27,12 @@ use std::time::{Duration, SystemTime};
 
 use super::listing::{Listing, Place, StoredObject};
 use super::{Lookup, LookupError, RemoteError, Stored};
-use crate::http::{ListBucketResult, Refusal, Timeouts, Tls};
+use crate::http::{Refusal, Timeouts, Tls};
 use crate::message::server_text;
 use crate::presign::Presigner;
 use crate::presign::s3::{DirectS3, Signed};
 use crate::request::{Class, Classify, GaveUp, Requests};
+use crate::s3xml::ListBucketResult;
 use crate::sign::{CHECKSUM_SHA256, META_SHA256};
 use crate::transfer::TransferError;
 

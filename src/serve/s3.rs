@@ -10,7 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::URL_LIFETIME;
 use super::storage::{ObjectInfo, Presigned};
-use crate::http::ListBucketResult;
+use crate::s3xml::ListBucketResult;
 use crate::sign::{self, Credentials, PostRequest, UrlRequest};
 
 /// Where the S3 backend stores objects.

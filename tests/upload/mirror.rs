@@ -13,8 +13,8 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::SystemTime;
 
-use hashup::http::ListBucketResult;
 use hashup::presign::s3::DirectS3;
+use hashup::s3xml::ListBucketResult;
 use serde_json::{Value, json};
 
 use crate::serve::fixture::{
