@@ -96,21 +96,31 @@ impl NamingArgs {
     }
 }
 
-/// The local files of a command: the paths, walked, selected and named by these flags.
-pub fn source(
-    paths: Vec<PathBuf>,
-    naming: &NamingArgs,
-    engine: &EngineArgs,
-    select: SelectArgs,
-) -> Source {
-    Source {
-        paths,
-        walk: WalkOptions {
-            follow_links: naming.follow,
-        },
-        select: select.options(),
-        hash: engine.options(),
-        naming: naming.naming(),
+/// How a command's local files are named, read and selected.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    #[command(flatten)]
+    pub naming: NamingArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+impl SourceArgs {
+    /// The core's source: `paths`, walked, selected and named by these flags.
+    pub fn source(self, paths: Vec<PathBuf>) -> Source {
+        Source {
+            paths,
+            walk: WalkOptions {
+                follow_links: self.naming.follow,
+            },
+            select: self.select.options(),
+            hash: self.engine.options(),
+            naming: self.naming.naming(),
+        }
     }
 }
 

@@ -8,9 +8,7 @@ use clap::{Args, ValueEnum};
 use hashup::config::{ProgressMode, UploadConfig};
 use hashup::limit::Concurrency;
 
-use super::destination::{CacheArgs, DestinationArgs, NamingArgs, NetworkArgs, source};
-use super::hash::EngineArgs;
-use super::select::SelectArgs;
+use super::destination::{CacheArgs, DestinationArgs, NetworkArgs, SourceArgs};
 
 /// Progress on stderr.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,10 +49,7 @@ pub struct UploadArgs {
     pub destination: DestinationArgs,
 
     #[command(flatten)]
-    pub naming: NamingArgs,
-
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub source: SourceArgs,
 
     /// Uploads in flight at once: N, or `auto` to find the number while running (it starts at
     /// 128 and doubles while throughput rises, backs off when the API or storage pushes back
@@ -139,9 +134,6 @@ pub struct UploadArgs {
     #[arg(long, value_name = "N", default_value_t = hashup::mirror::DEFAULT_MAX_DELETE,
         requires = "delete")]
     pub max_delete: u64,
-
-    #[command(flatten)]
-    pub select: SelectArgs,
 }
 
 /// A size S3 allows for a part: 5 MiB to 5 GiB.
@@ -159,7 +151,7 @@ impl UploadArgs {
     /// Converts the parsed flags into the core's plain configuration.
     pub fn into_config(self) -> UploadConfig {
         UploadConfig {
-            source: source(self.paths, &self.naming, &self.engine, self.select),
+            source: self.source.source(self.paths),
             destination: self.destination.destination(),
             network: self.network.network(),
             cache: self.cache.cache(),

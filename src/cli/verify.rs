@@ -7,9 +7,7 @@ use clap::Args;
 use hashup::config::VerifyConfig;
 use hashup::limit::Concurrency;
 
-use super::destination::{CacheArgs, DestinationArgs, NamingArgs, NetworkArgs, source};
-use super::hash::EngineArgs;
-use super::select::SelectArgs;
+use super::destination::{CacheArgs, DestinationArgs, NetworkArgs, SourceArgs};
 
 /// Flags of `hashup verify`.
 #[derive(Debug, Args)]
@@ -36,10 +34,7 @@ pub struct VerifyArgs {
     pub destination: DestinationArgs,
 
     #[command(flatten)]
-    pub naming: NamingArgs,
-
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    pub source: SourceArgs,
 
     /// An upload manifest. Without PATHs: check what it records as stored (names, sizes,
     /// SHA-256s), reading no local file. With PATHs: the composite checksums of multipart
@@ -66,16 +61,13 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub cache: CacheArgs,
-
-    #[command(flatten)]
-    pub select: SelectArgs,
 }
 
 impl VerifyArgs {
     /// Converts the parsed flags into the core's plain configuration.
     pub fn into_config(self) -> VerifyConfig {
         VerifyConfig {
-            source: source(self.paths, &self.naming, &self.engine, self.select),
+            source: self.source.source(self.paths),
             destination: self.destination.destination(),
             network: self.network.network(),
             cache: self.cache.cache(),

@@ -99,11 +99,13 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // A third Ctrl-C means something is stuck: the run is dropped where it stands.
+    let (give_up, given_up) = tokio::sync::oneshot::channel::<()>();
     let stop = {
         let _context = runtime.enter();
         let (stop_tx, stop) = tokio::sync::watch::channel(StopLevel::Run);
         if let Some(signals) = StopSignals::install() {
-            tokio::spawn(signals.listen(stop_tx));
+            tokio::spawn(signals.listen(stop_tx, give_up));
         }
         stop
     };
@@ -128,11 +130,20 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         open_uploads,
     };
     let stopped = stop.clone();
-    let ran = runtime.block_on(upload(
-        config, reach, entries, journal, options, mirror, stop,
-    ));
+    let ran = runtime.block_on(async {
+        tokio::select! {
+            ran = upload(config, reach, entries, journal, options, mirror, stop) => Some(ran),
+            Ok(()) = given_up => None,
+        }
+    });
     // Uploads aborted by a second Ctrl-C may still hold a connection: don't wait for them.
     runtime.shutdown_background();
+    let Some(ran) = ran else {
+        eprintln!(
+            "hashup: interrupted three times: exiting now; the manifest may lack its summary"
+        );
+        return Ok(ExitCode::Interrupted);
+    };
     save_or_warn(cache.as_deref());
     let (report, deleting) = match ran {
         Ok(ran) => ran,
@@ -415,18 +426,19 @@ impl StopSignals {
         }
     }
 
-    /// Raises the stop level on each signal: drain, then abort; a third one exits at once
-    /// (something is stuck).
-    async fn listen(mut self, stop: tokio::sync::watch::Sender<StopLevel>) {
+    /// Raises the stop level on each signal: drain, then abort; a third one gives the run up
+    /// at once (something is stuck): the command returns without waiting for it.
+    async fn listen(
+        mut self,
+        stop: tokio::sync::watch::Sender<StopLevel>,
+        give_up: tokio::sync::oneshot::Sender<()>,
+    ) {
         for level in [StopLevel::Drain, StopLevel::Abort] {
             self.next().await;
             let _ = stop.send(level);
         }
         self.next().await;
-        eprintln!(
-            "hashup: interrupted three times: exiting now; the manifest may lack its summary"
-        );
-        std::process::exit(ExitCode::Interrupted as i32);
+        let _ = give_up.send(());
     }
 }
 
