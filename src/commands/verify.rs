@@ -220,9 +220,7 @@ async fn check(
     output.finish();
     // A feeder still running stops at its next send: the receiver is gone.
     drop(feeder);
-    if let Err(fatal) = result {
-        anyhow::bail!(fatal);
-    }
+    result?;
     if let Some(err) = output.error.take() {
         return Err(err).context("cannot write to standard output");
     }

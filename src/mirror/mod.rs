@@ -40,43 +40,56 @@ use crate::select::{SelectOptions, Selector};
 /// again with a higher `--max-delete`.
 pub const DEFAULT_MAX_DELETE: u64 = 100;
 
-/// Refuses options under which a run sees only part of the tree, so that every object of the
-/// other part would look removed; and the combinations whose filters cannot be applied to a
+/// An option `--delete` cannot be used with: the run would see only part of the tree (so
+/// every object of the other part would look removed), or a filter cannot be applied to a
 /// stored name. The message names the flag and the documented way.
-pub fn check_usage(select: &SelectOptions, naming: &Naming) -> Result<(), String> {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    /// `--shard K/N` with N > 1.
+    #[error(
+        "--delete cannot be used with --shard (of {0}): a shard sees only its part of the \
+         tree, so every other shard's objects would look removed. Mirror with one run over \
+         the whole tree; after sharded uploads, merge their manifests (hashup manifest merge \
+         shard-*.jsonl -o all.jsonl) and run once without --shard, with --delete --previous \
+         all.jsonl: it sends nothing again and deletes what no file maps to"
+    )]
+    Shard(u64),
+    /// `--files-from`.
+    #[error(
+        "--delete cannot be used with --files-from: a list names only some files, so every \
+         other stored object would look removed; give the directories to mirror as arguments"
+    )]
+    FilesFrom,
+    /// `--newer-than`.
+    #[error(
+        "--delete cannot be used with --newer-than: older files are left out of the run, so \
+         their objects would look removed"
+    )]
+    NewerThan,
+    /// `--flatten` with filters that look at directories.
+    #[error(
+        "--delete with --flatten: a stored name is only a base name, so --exclude, \
+         --exclude-hidden and --include patterns with `/` cannot be checked against it (they \
+         may have left out whole directories); drop --flatten or those filters"
+    )]
+    FlattenFilters,
+}
+
+/// Refuses options under which a run sees only part of the tree, and the combinations whose
+/// filters cannot be applied to a stored name ([`UsageError`]).
+pub fn check_usage(select: &SelectOptions, naming: &Naming) -> Result<(), UsageError> {
     if let Some(shard) = select.shard.filter(|s| s.count > 1) {
-        return Err(format!(
-            "--delete cannot be used with --shard (of {}): a shard sees only its part of the \
-             tree, so every other shard's objects would look removed. Mirror with one run over \
-             the whole tree; after sharded uploads, merge their manifests (hashup manifest merge \
-             shard-*.jsonl -o all.jsonl) and run once without --shard, with --delete --previous \
-             all.jsonl: it sends nothing again and deletes what no file maps to",
-            shard.count
-        ));
+        return Err(UsageError::Shard(shard.count));
     }
     if select.files_from.is_some() {
-        return Err(
-            "--delete cannot be used with --files-from: a list names only some files, \
-             so every other stored object would look removed; give the directories to mirror \
-             as arguments"
-                .into(),
-        );
+        return Err(UsageError::FilesFrom);
     }
     if select.newer_than.is_some() {
-        return Err(
-            "--delete cannot be used with --newer-than: older files are left out of \
-             the run, so their objects would look removed"
-                .into(),
-        );
+        return Err(UsageError::NewerThan);
     }
     let path_globs = select.include.iter().any(|g| g.contains('/'));
     if naming.flatten && (!select.exclude.is_empty() || select.exclude_hidden || path_globs) {
-        return Err(
-            "--delete with --flatten: a stored name is only a base name, so --exclude, \
-             --exclude-hidden and --include patterns with `/` cannot be checked against it \
-             (they may have left out whole directories); drop --flatten or those filters"
-                .into(),
-        );
+        return Err(UsageError::FlattenFilters);
     }
     Ok(())
 }
@@ -410,7 +423,9 @@ mod tests {
     #[test]
     fn partial_views_are_refused_by_flag() {
         let plain = Naming::default();
-        let ok = |select: &SelectOptions, naming: &Naming| check_usage(select, naming);
+        let ok = |select: &SelectOptions, naming: &Naming| {
+            check_usage(select, naming).map_err(|e| e.to_string())
+        };
         assert_eq!(ok(&SelectOptions::default(), &plain), Ok(()));
         let shard = |count| SelectOptions {
             shard: Some(Shard {

@@ -337,17 +337,23 @@ pub enum Report {
     Skipped(String),
 }
 
+/// A lookup whose failure dooms every other (credentials refused, no such bucket, the store
+/// unreachable): what the store said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreFailed(pub String);
+
 /// Drives the lookups: takes items in order, looks up to the limiter's limit of them up at once,
 /// and calls `emit` with each result in input order until it returns `false` (its output went
 /// away). `ceiling` is the most lookups that can ever be in flight; results wait for an earlier
-/// one at most a few times that many. `Err` is a fatal lookup's message: the run stops at once.
+/// one at most a few times that many. `Err` is a fatal lookup: the run stops at once.
 pub async fn run(
     mut items: tokio::sync::mpsc::Receiver<Item>,
     store: Arc<dyn Store>,
     limiter: Arc<Limiter>,
     ceiling: usize,
     mut emit: impl FnMut(Report) -> bool,
-) -> Result<(), String> {
+) -> Result<(), StoreFailed> {
     let window = (4 * ceiling).max(4096) as u64;
     // The adaptive limit learns from files per second; HEADs move no file bytes.
     let controller = tokio::spawn(limiter.clone().control(None, None));
@@ -371,7 +377,7 @@ pub async fn run(
                     let (seq, expected, lookup): (u64, Expected, Result<Lookup, LookupError>) =
                         joined.expect("a lookup task does not panic");
                     let lookup = match lookup {
-                        Err(LookupError::Fatal(why)) => return Err(why),
+                        Err(LookupError::Fatal(why)) => return Err(StoreFailed(why)),
                         Err(LookupError::Failed(why)) => Err(why),
                         Ok(found) => Ok(found),
                     };
@@ -735,7 +741,7 @@ mod tests {
             true
         })
         .await;
-        assert_eq!(result, Err("credentials refused".to_string()));
+        assert_eq!(result, Err(StoreFailed("credentials refused".into())));
         assert_eq!(emitted, 0);
     }
 }

@@ -33,8 +33,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let env = |name: &str| std::env::var(name).ok();
     // --delete refuses options that show the run only part of the tree.
     if config.delete {
-        crate::mirror::check_usage(&config.source.select, &config.source.naming)
-            .map_err(anyhow::Error::msg)?;
+        crate::mirror::check_usage(&config.source.select, &config.source.naming)?;
     }
     // Usage first: bad globs, a shard index missing from the environment, an unreadable list.
     let selection = Selection::prepare(
