@@ -1,0 +1,332 @@
+//! Multipart upload in direct S3 mode: one big file sent as parts in parallel, each part's
+//! SHA-256 checked by the store, completed into one object; resumed from the journal after a
+//! crash.
+//!
+//! ```text
+//!   resume?  journal's open upload, same stamp and SHA-256 -> ListParts -> parts to skip
+//!   create   POST ?uploads   x-amz-checksum-algorithm: SHA256, x-amz-meta-prominence_sha256: hex
+//!   parts    in order: hash the part (pread, blocking thread; also feeds a whole-file SHA-256)
+//!            -> PUT ?partNumber=N&uploadId=ID with x-amz-checksum-sha256 (at most
+//!            `parts_in_flight` at once, each retried on its own) -> journal {"part": ...}
+//!   check    whole-file SHA-256 == the hash pass's, stamp unchanged; else abort, hash again
+//!   complete POST ?uploadId=ID, the parts' ETags and checksums -> composite checksum "...-N"
+//! ```
+//!
+//! **Why SHA-256 twice.** S3 keeps SHA-256 for a multipart object only as a composite (the
+//! SHA-256 of the parts' SHA-256s), so the whole file's goes in its metadata at create time,
+//! from the hash pass; each part carries its own, which the store verifies (400 BadDigest on a
+//! mismatch). The parts are hashed again right before they go (one sequential read, which also
+//! recomputes the whole-file SHA-256): an object is only completed when the bytes its parts
+//! carried hash to the SHA-256 in its metadata, even if the file changed without its stamp
+//! showing it. Memory stays bounded: one 1 MiB read buffer for hashing, and each part streams
+//! from the file in the transfer's 256 KiB chunks.
+//!
+//! **What is left behind.** Parts cost storage until completed or aborted. A file that changed,
+//! a part the store refused, or an upload with no journal to resume from (no `--manifest`) is
+//! aborted (AbortMultipartUpload), also when a second Ctrl-C drops it mid-way (the abort then
+//! runs before the command exits: [`Multipart::settle`]). With a journal, an upload stopped by
+//! Ctrl-C, a crash or a network that stays down is left for the next run to resume; that run
+//! aborts the journal's uploads that are stale (file changed, older than [`STALE_AFTER`], or
+//! `--restart`) before it starts ([`Multipart::sweep`]).
+//!
+//! **Sizes** (S3's rules: parts of 5 MiB to 5 GiB, the last one smaller; at most 10,000
+//! parts; objects up to 5 TiB). The defaults were measured with a release build against
+//! SeaweedFS 4.48 on 2 shared cores, through `hashup-wan-proxy` (4 MiB window; 3 runs each,
+//! `hashup upload F --s3 ... --multipart-threshold 5MiB --part-size P --parts-in-flight N`
+//! against `--multipart-threshold 5GiB`, 2026-11-27):
+//!
+//! - 512 MiB at 50 ms RTT: one PUT 7.1 s (75 MB/s, window/RTT); parts of 8, 16, 32 MiB with 4
+//!   in flight 3.7–4.0 s (the store's CPU is then the limit: ~140 MB/s, as on loopback), 64 MiB
+//!   parts 5.9–6.4 s (8 parts: too few to keep 4 streams busy to the end). 16 MiB: half the
+//!   requests and journal lines of 8 MiB, for the same speed ([`DEFAULT_PART_SIZE`]).
+//! - Parts in flight, 512 MiB, 16 MiB parts: at 100 ms, one PUT 13.7 s, 4 in flight 5.6–7.0 s,
+//!   8 in flight 4.0–4.8 s; at 50 ms 2 in flight 5.8–6.0 s, 4 and 8 alike (3.7–6.1 s, the
+//!   store's CPU). Eight streams reach twice what four do on a long link
+//!   ([`PARTS_IN_FLIGHT`]).
+//! - By file size at 50 ms (one PUT / 4 parts in flight): 64 MiB 1.04 / 0.77–1.07 s, 128 MiB
+//!   1.94 / 1.42–1.60 s, 256 MiB 3.8 / 2.6–3.2 s; at 100 ms 64 MiB 1.9 / 1.1 s (8 in flight),
+//!   128 MiB 3.6 / 1.7 s. On loopback (no RTT) a 1 GiB file took 6.8–10 s either way.
+//!   Parts pay from about 128 MiB, but a file sent in one PUT keeps its own SHA-256 as the
+//!   object's stored checksum (a multipart object only gets the composite), which direct
+//!   mode's tests hold files up to 128 MiB to; and a file of a few seconds gains little from
+//!   a resume. So [`DEFAULT_THRESHOLD`] is 256 MiB: a quarter slower (under a second at
+//!   50 ms) for files of 128–256 MiB, and `--multipart-threshold` lowers it for long links.
+
+mod control;
+mod create;
+mod error;
+mod finish;
+mod parts;
+mod plan;
+mod resume;
+
+pub use error::{MultipartError, Step};
+pub use finish::composite;
+pub use plan::{
+    DEFAULT_PART_SIZE, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, Plan, part_size,
+};
+pub use resume::STALE_AFTER;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use self::control::Control;
+use self::finish::abort_request;
+use crate::hash::{FileStamp, HashedFile};
+use crate::http::{Timeouts, Tls};
+use crate::manifest::{Ending, Manifest, OpenUpload, UploadEnded, UploadLine};
+use crate::presign::Presigner as _;
+use crate::presign::s3::DirectS3;
+use crate::retry::RetryPolicy;
+use crate::stop::StopLevel;
+use crate::transfer::Storage;
+
+/// Files from this size up go in parts (direct S3 mode); see the module docs for why.
+pub const DEFAULT_THRESHOLD: u64 = 256 << 20;
+
+/// Parts of one file in flight at once.
+pub const PARTS_IN_FLIGHT: usize = 8;
+
+/// Parts in flight across all files, as a multiple of [`PARTS_IN_FLIGHT`]: a library of big
+/// images is many multipart files at once, and 128 of them (the adaptive limit's start) at 8
+/// parts each would be 1,024 streams. 16 × 260 MiB to SeaweedFS on loopback, page cache warm:
+/// 8 parts for each of 16 files (128 streams) took 21.8–23.9 s with a peak RSS of 143–145 MiB;
+/// 2 files at a time (16 streams) 20.4 s and 93 MiB; 2 parts each (32 streams) 19.9 s and 82
+/// MiB. With this budget: 20.9–24.1 s and 94–95 MiB (one 1 GiB file alone: 57 MiB).
+/// Twice one file's parts still fills a 100 ms path (window / RTT per stream).
+pub const ALL_PARTS_FACTOR: usize = 2;
+
+/// How long the aborts of uploads dropped mid-way may take once the run is over.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Settings of the multipart path.
+#[derive(Debug, Clone, Copy)]
+pub struct MultipartOptions {
+    /// Files of at least this size go in parts.
+    pub threshold: u64,
+    /// Bytes per part; `None`: [`DEFAULT_PART_SIZE`] (raised for files over 10,000 parts).
+    pub part_size: Option<u64>,
+    /// Parts of one file in flight at once.
+    pub parts_in_flight: usize,
+    /// Retries of each request (each part on its own).
+    pub retry: RetryPolicy,
+}
+
+impl Default for MultipartOptions {
+    fn default() -> Self {
+        MultipartOptions {
+            threshold: DEFAULT_THRESHOLD,
+            part_size: None,
+            parts_in_flight: PARTS_IN_FLIGHT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A completed multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// CompleteMultipartUpload's status.
+    pub status: u16,
+    /// The composite checksum, `base64(SHA-256 of the parts' SHA-256s)-N`.
+    pub composite: String,
+}
+
+/// The multipart engine of one run: signs with the run's [`DirectS3`], journals in its
+/// manifest, knows the uploads that manifest left open.
+pub struct Multipart {
+    s3: Arc<DirectS3>,
+    /// For the small requests (create, list, complete, abort); parts go through the run's
+    /// [`Storage`], which counts the bytes sent.
+    control: Control,
+    options: MultipartOptions,
+    manifest: Arc<Manifest>,
+    /// Open uploads from the journal that may be resumed, by object name.
+    resumable: Mutex<BTreeMap<String, OpenUpload>>,
+    /// Aborts of uploads dropped mid-way (a second Ctrl-C), awaited by [`Multipart::settle`].
+    cleanup: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Parts in flight across all files ([`ALL_PARTS_FACTOR`] × parts in flight per file).
+    all_parts: Arc<tokio::sync::Semaphore>,
+}
+
+impl fmt::Debug for Multipart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Multipart")
+            .field("location", self.s3.location())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Multipart {
+    /// An engine for `s3`, journalling in `manifest`; `open` are the uploads the journal left
+    /// open (see [`Multipart::sweep`]).
+    pub fn new(
+        s3: Arc<DirectS3>,
+        timeouts: Timeouts,
+        tls: &Tls,
+        options: MultipartOptions,
+        manifest: Arc<Manifest>,
+        open: Vec<OpenUpload>,
+    ) -> reqwest::Result<Multipart> {
+        let resumable = open
+            .into_iter()
+            .map(|u| (u.started.name.clone(), u))
+            .collect();
+        let parts_in_flight = options.parts_in_flight.max(1);
+        Ok(Multipart {
+            s3,
+            control: Control {
+                client: crate::http::client(timeouts, tls)?,
+                timeouts,
+            },
+            options: MultipartOptions {
+                parts_in_flight,
+                ..options
+            },
+            manifest,
+            resumable: Mutex::new(resumable),
+            cleanup: Mutex::default(),
+            all_parts: Arc::new(tokio::sync::Semaphore::new(
+                parts_in_flight * ALL_PARTS_FACTOR,
+            )),
+        })
+    }
+
+    /// Whether a file of `size` bytes goes in parts.
+    pub fn applies(&self, size: u64) -> bool {
+        size >= self.options.threshold
+    }
+    /// Waits (a bounded time) for the aborts of uploads dropped mid-way.
+    pub async fn settle(&self) {
+        let handles = std::mem::take(&mut *self.cleanup.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = futures_util::future::join_all(handles);
+        let _ = tokio::time::timeout(SETTLE_TIMEOUT, all).await;
+    }
+
+    /// Uploads `file` in parts through `storage`, resuming the journal's upload of it if there
+    /// is one. `stop` is the run's: after a Drain no request is retried, and with a journal no
+    /// new part starts (the upload is left to resume).
+    pub async fn upload(
+        &self,
+        storage: &Storage,
+        file: &HashedFile,
+        stop: watch::Receiver<StopLevel>,
+    ) -> Result<Completed, MultipartError> {
+        let size = file.stamp.size;
+        if part_size(size, self.options.part_size).is_none() {
+            return Err(MultipartError::TooLarge { size });
+        }
+        // Only bytes that still are the bytes hashed: checked right before anything is sent.
+        match current_stamp(&file.path) {
+            Ok(stamp) if stamp == file.stamp => {}
+            Ok(_) => return Err(changed("the file changed after it was hashed")),
+            Err(err) => return Err(MultipartError::Read(err)),
+        }
+        let name = file.name.to_string_lossy();
+        let key = self.s3.location().key(&name);
+        let (upload, stored) = match self.resume(&name, &key, file, &stop).await? {
+            Some(resumed) => resumed,
+            None => (
+                self.create(&name, &key, file, &stop).await?,
+                BTreeMap::new(),
+            ),
+        };
+        let mut open = Open {
+            engine: self,
+            key: &key,
+            id: &upload.id,
+            settled: false,
+        };
+        let result = self
+            .send_parts(storage, file, &key, &upload, stored, &stop)
+            .await;
+        let result = match result {
+            Ok(parts) => self.complete(&key, &upload, file, parts, &stop).await,
+            Err(err) => Err(err),
+        };
+        match &result {
+            Ok(_) => self.journal(&UploadLine::MultipartEnd(UploadEnded {
+                upload_id: upload.id.clone(),
+                outcome: Ending::Completed,
+            })),
+            // Resumable: a stop request or a network that stayed down, with a journal. (A
+            // refusal of the credentials may be fixed by the next run too.)
+            Err(err)
+                if self.manifest.is_journal()
+                    && (err.is_transient()
+                        || err
+                            .refusal()
+                            .is_some_and(|r| self.s3.fatal_refusal(r).is_some())) => {}
+            Err(_) => {
+                self.abort(&key, &upload.id).await;
+            }
+        }
+        open.settled = true;
+        result
+    }
+
+    /// Writes a journal line; a journal that cannot be written costs only the resume (the
+    /// file records report a manifest that fails).
+    fn journal(&self, line: &UploadLine) {
+        let _ = self.manifest.upload_line(line);
+    }
+
+    fn lock_resumable(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, OpenUpload>> {
+        self.resumable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An upload being sent.
+struct Upload {
+    id: String,
+    plan: Plan,
+}
+
+/// An upload not yet completed or dealt with: dropped like this (a second Ctrl-C drops the
+/// whole file's future), it is left to resume when journalled, else aborted in the background
+/// before the command exits ([`Multipart::settle`]).
+struct Open<'a> {
+    engine: &'a Multipart,
+    key: &'a str,
+    id: &'a str,
+    settled: bool,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.settled || self.engine.manifest.is_journal() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (control, s3, retry) = (
+            self.engine.control.clone(),
+            self.engine.s3.clone(),
+            self.engine.options.retry,
+        );
+        let (key, id) = (self.key.to_string(), self.id.to_string());
+        let handle = runtime.spawn(async move {
+            abort_request(&control, &s3, &key, &id, retry).await;
+        });
+        self.engine
+            .cleanup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+}
+
+fn current_stamp(path: &Path) -> std::io::Result<FileStamp> {
+    std::fs::metadata(path).map(|meta| FileStamp::of(&meta))
+}
+
+fn changed(why: &str) -> MultipartError {
+    MultipartError::Changed(why.to_string())
+}
