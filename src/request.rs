@@ -106,10 +106,7 @@ impl Requests {
 
     /// Requests that are never asked to stop (a command without signal handling).
     pub fn unstoppable(policy: RetryPolicy) -> Requests {
-        let (tx, stop) = watch::channel(StopLevel::Run);
-        // The sender is dropped: `stop` keeps its value and never changes.
-        drop(tx);
-        Requests::new(policy, stop)
+        Requests::new(policy, never_stops())
     }
 
     /// The same, telling `limiter` when the server pushes back.
@@ -135,6 +132,12 @@ impl Requests {
             stop,
             ..self.clone()
         }
+    }
+
+    /// The same, never asked to stop: for clean-up that must still run after a stop request
+    /// (aborting a multipart upload that would otherwise be left behind).
+    pub fn unstopped(&self) -> Requests {
+        self.with_stop(never_stops())
     }
 
     /// The retry policy.
@@ -218,6 +221,14 @@ impl Requests {
             }
         }
     }
+}
+
+/// A stop level that stays at [`StopLevel::Run`]: its sender is dropped, so it keeps its value
+/// and never changes.
+fn never_stops() -> watch::Receiver<StopLevel> {
+    let (tx, stop) = watch::channel(StopLevel::Run);
+    drop(tx);
+    stop
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! What can go wrong with a multipart upload, and at which request.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::http::Refusal;
+use crate::request::{Class, Classify};
 use crate::transfer::TransferError;
 
 /// Which request of a multipart upload.
@@ -109,5 +111,68 @@ impl MultipartError {
                 ..
             } | MultipartError::Interrupted { .. }
         )
+    }
+}
+
+/// What a failed request means, as the storage error inside says ([`TransferError`]'s
+/// [`Classify`]); anything else (a signature that cannot be made, an answer that makes no sense)
+/// fails the upload at once.
+impl Classify for MultipartError {
+    fn class(&self) -> Class {
+        match self {
+            MultipartError::Request { error, .. } => error.class(),
+            _ => Class::Object,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            MultipartError::Request { error, .. } => error.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn answered(&self) -> bool {
+        match self {
+            MultipartError::Request { error, .. } => error.answered(),
+            MultipartError::BadAnswer { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_classified_by_the_storage_error_inside() {
+        let request = |error| MultipartError::Request {
+            step: Step::Part(1),
+            error,
+        };
+        let forbidden = |code: &str| {
+            let body = format!("<Error><Code>{code}</Code><Message>m</Message></Error>");
+            TransferError::Forbidden(Refusal::of(403, &body))
+        };
+        assert_eq!(request(forbidden("AccessDenied")).class(), Class::Resign);
+        assert_eq!(
+            request(forbidden("InvalidAccessKeyId")).class(),
+            Class::Fatal
+        );
+        let slow = request(TransferError::Transient {
+            status: Some(500),
+            retry_after: Some(Duration::from_secs(3)),
+            message: "m".into(),
+        });
+        assert_eq!(
+            (slow.class(), slow.retry_after(), slow.answered()),
+            (Class::Transient, Some(Duration::from_secs(3)), true)
+        );
+        let unsigned = MultipartError::Sign("no credentials".into());
+        assert_eq!(
+            (unsigned.class(), unsigned.answered()),
+            (Class::Object, false)
+        );
     }
 }
