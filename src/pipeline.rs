@@ -37,7 +37,7 @@ use crate::hash::{
 };
 use crate::limit::{Concurrency, Limiter};
 use crate::manifest::{Manifest, Record, Status, Summary};
-use crate::multipart::{Multipart, MultipartError};
+use crate::multipart::{Multipart, MultipartError, Source};
 use crate::presign::{PresignError, Presigner, Target};
 use crate::progress::{Progress, Style, Tally};
 use crate::retry::{RetryPolicy, Retrying};
@@ -757,7 +757,7 @@ async fn attempt(
 ) -> Attempt {
     if let Some(parts) = in_parts(shared, file) {
         let sent = parts
-            .upload(&shared.storage, file, shared.stop.clone())
+            .upload(&shared.storage, &source(file), shared.stop.clone())
             .await;
         *http_status = sent
             .as_ref()
@@ -829,6 +829,16 @@ fn presign_failed(err: PresignError) -> Attempt {
 fn in_parts<'a>(shared: &'a Shared, file: &HashedFile) -> Option<&'a Multipart> {
     let parts = shared.options.multipart.as_deref()?;
     parts.applies(file.stamp.size).then_some(parts)
+}
+
+/// What the multipart engine is told of `file`.
+fn source(file: &HashedFile) -> Source {
+    Source {
+        path: file.path.clone(),
+        name: file.name.to_string_lossy().into_owned(),
+        stamp: file.stamp,
+        sha256: file.sha256,
+    }
 }
 
 /// What a multipart failure means for the file and the run (the engine retried already).

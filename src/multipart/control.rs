@@ -1,16 +1,9 @@
 //! The small requests (create, list, complete, abort): their client, sending, and reading
 //! their XML answers. Parts go through the run's [`crate::transfer::Storage`] instead.
 
-use std::time::Duration;
-
-use tokio::sync::watch;
-
 use super::{Multipart, MultipartError, Step};
 use crate::http::{Timeouts, root_element};
-use crate::presign::Presigner as _;
-use crate::presign::s3::{DirectS3, Signed};
-use crate::retry::{RetryPolicy, Retrying};
-use crate::stop::StopLevel;
+use crate::presign::s3::Signed;
 use crate::transfer::TransferError;
 
 impl Multipart {
@@ -24,51 +17,6 @@ impl Multipart {
         send_signed(&self.control, signed, body)
             .await
             .map_err(|error| MultipartError::Request { step, error })
-    }
-}
-
-/// Runs `send` until it succeeds, retrying what is worth it: a transient failure after a
-/// backoff (at least the server's `Retry-After`), a 403 that is not a refusal of the
-/// credentials at once (`send` signs afresh). Nothing is retried once the run is asked to stop.
-pub(super) async fn with_retries<T, F, Fut>(
-    policy: RetryPolicy,
-    s3: &DirectS3,
-    stop: &watch::Receiver<StopLevel>,
-    mut send: F,
-) -> Result<T, MultipartError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, MultipartError>>,
-{
-    let mut retry = Retrying::new(policy);
-    loop {
-        retry.attempt();
-        let err = match send().await {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
-        if *stop.borrow() > StopLevel::Run {
-            return Err(err);
-        }
-        let delay = match &err {
-            MultipartError::Request {
-                error: TransferError::Forbidden(refusal),
-                ..
-            } if s3.fatal_refusal(refusal).is_none() => retry.again().then_some(Duration::ZERO),
-            MultipartError::Request {
-                error: TransferError::Transient { retry_after, .. },
-                ..
-            } => retry.backoff(*retry_after),
-            _ => None,
-        };
-        let Some(delay) = delay else {
-            return Err(err);
-        };
-        let mut stop = stop.clone();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|level| *level > StopLevel::Run) => return Err(err),
-        }
     }
 }
 
@@ -106,6 +54,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(text: &str, root: &str) -> O
     quick_xml::de::from_str(text).ok()
 }
 
+/// The start of an answer that makes no sense, for the message.
 pub(super) fn start_of(text: &str) -> String {
     text.chars().take(120).collect()
 }

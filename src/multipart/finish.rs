@@ -1,72 +1,42 @@
 //! The end of an upload: CompleteMultipartUpload (S3's composite checksum, and the error an
 //! answer of 200 may carry), or AbortMultipartUpload.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::watch;
 
-use super::control::{Control, parse, send_signed, start_of, with_retries};
-use super::{Completed, Multipart, MultipartError, Step, Upload, changed, current_stamp};
-use crate::hash::HashedFile;
+use super::control::{Control, parse, send_signed, start_of};
+use super::{
+    Completed, Ending, Multipart, MultipartError, PartSent, Source, Step, Upload, changed,
+};
 use crate::http::{Refusal, root_element};
-use crate::manifest::{Ending, PartSent, UploadEnded, UploadLine};
+use crate::presign::Presigner as _;
 use crate::presign::s3::DirectS3;
-use crate::retry::{RetryPolicy, Retrying};
-use crate::stop::StopLevel;
+use crate::request::{GaveUp, Requests};
 use crate::transfer::TransferError;
 
 impl Multipart {
-    /// CompleteMultipartUpload, after checking the file is unchanged; the composite checksum.
+    /// CompleteMultipartUpload, after checking the file is unchanged; the composite checksum,
+    /// checked against the store's.
     pub(super) async fn complete(
         &self,
         key: &str,
         upload: &Upload,
-        file: &HashedFile,
+        file: &Source,
         parts: Vec<PartSent>,
-        stop: &watch::Receiver<StopLevel>,
+        requests: &Requests,
     ) -> Result<Completed, MultipartError> {
-        match current_stamp(&file.path) {
-            Ok(stamp) if stamp == file.stamp => {}
-            _ => return Err(changed("the file changed while it was sent")),
+        if !file.unchanged().await.unwrap_or(false) {
+            return Err(changed("the file changed while it was sent"));
         }
         let ours = composite(&parts);
-        let body = complete_body(&parts);
-        let (status, text) = with_retries(self.options.retry, &self.s3, stop, || {
-            let signed = self
-                .s3
-                .complete_multipart(key, &upload.id, SystemTime::now())
-                .map_err(MultipartError::Sign);
-            let body = body.clone();
-            async move {
-                let text = self.call(&signed?, Some(body), Step::Complete).await?;
-                // S3 may answer 200 and still fail: the error is in the body.
-                match error_in(&text) {
-                    Some(error) => Err(MultipartError::Request {
-                        step: Step::Complete,
-                        error,
-                    }),
-                    None => Ok((200, text)),
-                }
-            }
-        })
-        .await?;
-        #[derive(Deserialize)]
-        struct Result {
-            #[serde(rename = "ChecksumSHA256", default)]
-            checksum_sha256: Option<String>,
-        }
-        let answered =
-            parse::<Result>(&text, "CompleteMultipartUploadResult").ok_or_else(|| {
-                MultipartError::BadAnswer {
-                    step: Step::Complete,
-                    message: format!("not a CompleteMultipartUploadResult: {:?}", start_of(&text)),
-                }
-            })?;
-        if let Some(theirs) = answered.checksum_sha256.filter(|c| !c.is_empty())
+        let text = self
+            .complete_request(key, &upload.id, &complete_body(&parts), requests)
+            .await?;
+        if let Some(theirs) = stored_composite(&text)?
             && theirs != ours
         {
             return Err(MultipartError::BadAnswer {
@@ -75,53 +45,152 @@ impl Multipart {
             });
         }
         Ok(Completed {
-            status,
+            status: 200,
             composite: ours,
         })
     }
+
+    /// CompleteMultipartUpload with `body`, until it succeeds or the retries run out: S3 may
+    /// answer 200 and still fail (the error is in the body), which is retried like any failure.
+    async fn complete_request(
+        &self,
+        key: &str,
+        upload_id: &str,
+        body: &str,
+        requests: &Requests,
+    ) -> Result<String, MultipartError> {
+        requests
+            .send(|| async {
+                let signed = self
+                    .s3
+                    .complete_multipart(key, upload_id, SystemTime::now())
+                    .map_err(MultipartError::Sign)?;
+                let text = self
+                    .call(&signed, Some(body.to_string()), Step::Complete)
+                    .await?;
+                match error_in(&text) {
+                    Some(error) => Err(MultipartError::Request {
+                        step: Step::Complete,
+                        error,
+                    }),
+                    None => Ok(text),
+                }
+            })
+            .await
+            .map_err(GaveUp::into_error)
+    }
+
+    /// Deals with an upload `result` left: completed, it is journalled as such; failed, it is
+    /// aborted, unless a later run can resume it: with a journal, after a stop request or a
+    /// network that stayed down (or a refusal of the credentials, which the next run may have
+    /// fixed).
+    pub(super) async fn end(
+        &self,
+        key: &str,
+        upload_id: &str,
+        result: &Result<Completed, MultipartError>,
+    ) {
+        match result {
+            Ok(_) => self.journal(|j| j.ended(upload_id, Ending::Completed)),
+            Err(err)
+                if self.journal.resumable()
+                    && (err.is_transient()
+                        || err
+                            .refusal()
+                            .is_some_and(|r| self.s3.fatal_refusal(r).is_some())) => {}
+            Err(_) => {
+                self.abort(key, upload_id).await;
+            }
+        }
+    }
+
     /// AbortMultipartUpload (a few quick tries), journalled; whether the store no longer has
     /// the upload.
     pub(super) async fn abort(&self, key: &str, upload_id: &str) -> bool {
-        let gone = abort_request(&self.control, &self.s3, key, upload_id, self.options.retry).await;
+        let gone = abort_request(&self.control, &self.s3, &self.aborts, key, upload_id).await;
         if gone {
-            self.journal(&UploadLine::MultipartEnd(UploadEnded {
-                upload_id: upload_id.to_string(),
-                outcome: Ending::Aborted,
-            }));
+            self.journal(|j| j.ended(upload_id, Ending::Aborted));
         }
         gone
     }
 }
 
-/// AbortMultipartUpload with up to three quick tries; whether the store no longer has the
-/// upload (aborted now, or already gone: 404 NoSuchUpload).
+/// An upload not yet completed or dealt with: dropped like this (a second Ctrl-C drops the
+/// whole file's future), it is left to resume when journalled, else aborted in the background
+/// before the command exits ([`Multipart::settle`]).
+pub(super) struct Open<'a> {
+    engine: &'a Multipart,
+    key: &'a str,
+    id: &'a str,
+    settled: bool,
+}
+
+impl<'a> Open<'a> {
+    pub(super) fn new(engine: &'a Multipart, key: &'a str, id: &'a str) -> Self {
+        Open {
+            engine,
+            key,
+            id,
+            settled: false,
+        }
+    }
+
+    /// The upload was dealt with ([`Multipart::end`]): nothing is left to do when dropped.
+    pub(super) fn settled(&mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.settled || self.engine.journal.resumable() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (control, s3, aborts) = (
+            self.engine.control.clone(),
+            self.engine.s3.clone(),
+            self.engine.aborts.clone(),
+        );
+        let (key, id) = (self.key.to_string(), self.id.to_string());
+        let handle = runtime.spawn(async move {
+            abort_request(&control, &s3, &aborts, &key, &id).await;
+        });
+        self.engine
+            .cleanup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+}
+
+/// AbortMultipartUpload, retried by `aborts` (a few quick tries, also after a stop request);
+/// whether the store no longer has the upload (aborted now, or already gone: 404 NoSuchUpload).
 pub(super) async fn abort_request(
     control: &Control,
     s3: &DirectS3,
+    aborts: &Requests,
     key: &str,
     upload_id: &str,
-    policy: RetryPolicy,
 ) -> bool {
-    let mut retry = Retrying::new(RetryPolicy {
-        retries: policy.retries.min(2),
-        ..policy
-    });
-    loop {
-        retry.attempt();
-        let Ok(signed) = s3.abort_multipart(key, upload_id, SystemTime::now()) else {
-            return false;
-        };
-        let delay = match send_signed(control, &signed, None).await {
-            Ok(_) => return true,
-            Err(err) if err.status() == Some(404) => return true,
-            Err(TransferError::Transient { retry_after, .. }) => retry.backoff(retry_after),
-            Err(TransferError::Forbidden(_)) => retry.again().then_some(Duration::ZERO),
-            Err(_) => None,
-        };
-        match delay {
-            Some(delay) => tokio::time::sleep(delay).await,
-            None => return false,
-        }
+    let sent = aborts
+        .send(|| async {
+            let signed = s3
+                .abort_multipart(key, upload_id, SystemTime::now())
+                .map_err(MultipartError::Sign)?;
+            send_signed(control, &signed, None)
+                .await
+                .map_err(|error| MultipartError::Request {
+                    step: Step::Abort,
+                    error,
+                })
+        })
+        .await;
+    match sent {
+        Ok(_) => true,
+        Err(gave_up) => gave_up.error().status() == Some(404),
     }
 }
 
@@ -145,6 +214,22 @@ fn error_in(text: &str) -> Option<TransferError> {
     } else {
         TransferError::Refused(refusal)
     })
+}
+
+/// The composite checksum in a CompleteMultipartUploadResult, if the store gave one.
+fn stored_composite(text: &str) -> Result<Option<String>, MultipartError> {
+    #[derive(Deserialize)]
+    struct Result {
+        #[serde(rename = "ChecksumSHA256", default)]
+        checksum_sha256: Option<String>,
+    }
+    let answered = parse::<Result>(text, "CompleteMultipartUploadResult").ok_or_else(|| {
+        MultipartError::BadAnswer {
+            step: Step::Complete,
+            message: format!("not a CompleteMultipartUploadResult: {:?}", start_of(text)),
+        }
+    })?;
+    Ok(answered.checksum_sha256.filter(|c| !c.is_empty()))
 }
 
 /// The CompleteMultipartUpload body: each part's number, ETag and SHA-256, in order.

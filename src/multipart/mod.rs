@@ -56,32 +56,32 @@ mod control;
 mod create;
 mod error;
 mod finish;
+mod journal;
 mod parts;
 mod plan;
 mod resume;
+mod source;
 
 pub use error::{MultipartError, Step};
 pub use finish::composite;
+pub use journal::{Ending, OpenUpload, PartSent, PartsJournal, UploadStarted};
 pub use plan::{
     DEFAULT_PART_SIZE, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, Plan, part_size,
 };
 pub use resume::STALE_AFTER;
+pub use source::Source;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use self::control::Control;
-use self::finish::abort_request;
-use crate::hash::{FileStamp, HashedFile};
 use crate::http::{Timeouts, Tls};
-use crate::manifest::{Ending, Manifest, OpenUpload, UploadEnded, UploadLine};
-use crate::presign::Presigner as _;
 use crate::presign::s3::DirectS3;
+use crate::request::Requests;
 use crate::retry::RetryPolicy;
 use crate::stop::StopLevel;
 use crate::transfer::Storage;
@@ -113,8 +113,6 @@ pub struct MultipartOptions {
     pub part_size: Option<u64>,
     /// Parts of one file in flight at once.
     pub parts_in_flight: usize,
-    /// Retries of each request (each part on its own).
-    pub retry: RetryPolicy,
 }
 
 impl Default for MultipartOptions {
@@ -123,7 +121,6 @@ impl Default for MultipartOptions {
             threshold: DEFAULT_THRESHOLD,
             part_size: None,
             parts_in_flight: PARTS_IN_FLIGHT,
-            retry: RetryPolicy::default(),
         }
     }
 }
@@ -137,15 +134,19 @@ pub struct Completed {
     pub composite: String,
 }
 
-/// The multipart engine of one run: signs with the run's [`DirectS3`], journals in its
-/// manifest, knows the uploads that manifest left open.
+/// The multipart engine of one run: signs with the run's [`DirectS3`], records its uploads in a
+/// [`PartsJournal`], knows the uploads that journal left open.
 pub struct Multipart {
     s3: Arc<DirectS3>,
     /// For the small requests (create, list, complete, abort); parts go through the run's
     /// [`Storage`], which counts the bytes sent.
     control: Control,
+    /// Every request's retries (each part on its own); per upload, stopped with the run.
+    requests: Requests,
+    /// An abort's: a few quick tries, also after a stop request.
+    aborts: Requests,
     options: MultipartOptions,
-    manifest: Arc<Manifest>,
+    journal: Arc<dyn PartsJournal>,
     /// Open uploads from the journal that may be resumed, by object name.
     resumable: Mutex<BTreeMap<String, OpenUpload>>,
     /// Aborts of uploads dropped mid-way (a second Ctrl-C), awaited by [`Multipart::settle`].
@@ -164,14 +165,16 @@ impl fmt::Debug for Multipart {
 }
 
 impl Multipart {
-    /// An engine for `s3`, journalling in `manifest`; `open` are the uploads the journal left
-    /// open (see [`Multipart::sweep`]).
+    /// An engine for `s3`, sending with `requests` (which must not tell the run's limit of
+    /// push-back: the parts' [`Storage`] does), recording in `journal`; `open` are the uploads
+    /// the journal left open (see [`Multipart::sweep`]).
     pub fn new(
         s3: Arc<DirectS3>,
         timeouts: Timeouts,
         tls: &Tls,
         options: MultipartOptions,
-        manifest: Arc<Manifest>,
+        requests: Requests,
+        journal: Arc<dyn PartsJournal>,
         open: Vec<OpenUpload>,
     ) -> reqwest::Result<Multipart> {
         let resumable = open
@@ -179,17 +182,25 @@ impl Multipart {
             .map(|u| (u.started.name.clone(), u))
             .collect();
         let parts_in_flight = options.parts_in_flight.max(1);
+        let policy = requests.policy();
         Ok(Multipart {
             s3,
             control: Control {
                 client: crate::http::client(timeouts, tls)?,
                 timeouts,
             },
+            aborts: requests
+                .with_policy(RetryPolicy {
+                    retries: policy.retries.min(2),
+                    ..policy
+                })
+                .unstopped(),
+            requests,
             options: MultipartOptions {
                 parts_in_flight,
                 ..options
             },
-            manifest,
+            journal,
             resumable: Mutex::new(resumable),
             cleanup: Mutex::default(),
             all_parts: Arc::new(tokio::sync::Semaphore::new(
@@ -202,12 +213,6 @@ impl Multipart {
     pub fn applies(&self, size: u64) -> bool {
         size >= self.options.threshold
     }
-    /// Waits (a bounded time) for the aborts of uploads dropped mid-way.
-    pub async fn settle(&self) {
-        let handles = std::mem::take(&mut *self.cleanup.lock().unwrap_or_else(|e| e.into_inner()));
-        let all = futures_util::future::join_all(handles);
-        let _ = tokio::time::timeout(SETTLE_TIMEOUT, all).await;
-    }
 
     /// Uploads `file` in parts through `storage`, resuming the journal's upload of it if there
     /// is one. `stop` is the run's: after a Drain no request is retried, and with a journal no
@@ -215,66 +220,54 @@ impl Multipart {
     pub async fn upload(
         &self,
         storage: &Storage,
-        file: &HashedFile,
+        file: &Source,
         stop: watch::Receiver<StopLevel>,
     ) -> Result<Completed, MultipartError> {
-        let size = file.stamp.size;
-        if part_size(size, self.options.part_size).is_none() {
-            return Err(MultipartError::TooLarge { size });
-        }
-        // Only bytes that still are the bytes hashed: checked right before anything is sent.
-        match current_stamp(&file.path) {
-            Ok(stamp) if stamp == file.stamp => {}
-            Ok(_) => return Err(changed("the file changed after it was hashed")),
-            Err(err) => return Err(MultipartError::Read(err)),
-        }
-        let name = file.name.to_string_lossy();
-        let key = self.s3.location().key(&name);
-        let (upload, stored) = match self.resume(&name, &key, file, &stop).await? {
+        self.check(file).await?;
+        let requests = self.requests.with_stop(stop);
+        let key = self.s3.location().key(&file.name);
+        let (upload, stored) = match self.resume(&key, file, &requests).await? {
             Some(resumed) => resumed,
-            None => (
-                self.create(&name, &key, file, &stop).await?,
-                BTreeMap::new(),
-            ),
+            None => (self.create(&key, file, &requests).await?, BTreeMap::new()),
         };
-        let mut open = Open {
-            engine: self,
-            key: &key,
-            id: &upload.id,
-            settled: false,
-        };
-        let result = self
-            .send_parts(storage, file, &key, &upload, stored, &stop)
-            .await;
-        let result = match result {
-            Ok(parts) => self.complete(&key, &upload, file, parts, &stop).await,
+        let mut open = finish::Open::new(self, &key, &upload.id);
+        let result = match self
+            .send_parts(storage, file, &key, &upload, stored, &requests)
+            .await
+        {
+            Ok(parts) => self.complete(&key, &upload, file, parts, &requests).await,
             Err(err) => Err(err),
         };
-        match &result {
-            Ok(_) => self.journal(&UploadLine::MultipartEnd(UploadEnded {
-                upload_id: upload.id.clone(),
-                outcome: Ending::Completed,
-            })),
-            // Resumable: a stop request or a network that stayed down, with a journal. (A
-            // refusal of the credentials may be fixed by the next run too.)
-            Err(err)
-                if self.manifest.is_journal()
-                    && (err.is_transient()
-                        || err
-                            .refusal()
-                            .is_some_and(|r| self.s3.fatal_refusal(r).is_some())) => {}
-            Err(_) => {
-                self.abort(&key, &upload.id).await;
-            }
-        }
-        open.settled = true;
+        self.end(&key, &upload.id, &result).await;
+        open.settled();
         result
     }
 
-    /// Writes a journal line; a journal that cannot be written costs only the resume (the
+    /// Waits (a bounded time) for the aborts of uploads dropped mid-way.
+    pub async fn settle(&self) {
+        let handles = std::mem::take(&mut *self.cleanup.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = futures_util::future::join_all(handles);
+        let _ = tokio::time::timeout(SETTLE_TIMEOUT, all).await;
+    }
+
+    /// Whether `file` may go: within S3's limits, and still the bytes hashed (checked right
+    /// before anything is sent).
+    async fn check(&self, file: &Source) -> Result<(), MultipartError> {
+        let size = file.size();
+        if part_size(size, self.options.part_size).is_none() {
+            return Err(MultipartError::TooLarge { size });
+        }
+        match file.unchanged().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(changed("the file changed after it was hashed")),
+            Err(err) => Err(MultipartError::Read(err)),
+        }
+    }
+
+    /// Records in the journal; a journal that cannot be written costs only the resume (the
     /// file records report a manifest that fails).
-    fn journal(&self, line: &UploadLine) {
-        let _ = self.manifest.upload_line(line);
+    fn journal(&self, record: impl FnOnce(&dyn PartsJournal) -> std::io::Result<()>) {
+        let _ = record(&*self.journal);
     }
 
     fn lock_resumable(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, OpenUpload>> {
@@ -286,45 +279,6 @@ impl Multipart {
 struct Upload {
     id: String,
     plan: Plan,
-}
-
-/// An upload not yet completed or dealt with: dropped like this (a second Ctrl-C drops the
-/// whole file's future), it is left to resume when journalled, else aborted in the background
-/// before the command exits ([`Multipart::settle`]).
-struct Open<'a> {
-    engine: &'a Multipart,
-    key: &'a str,
-    id: &'a str,
-    settled: bool,
-}
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        if self.settled || self.engine.manifest.is_journal() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (control, s3, retry) = (
-            self.engine.control.clone(),
-            self.engine.s3.clone(),
-            self.engine.options.retry,
-        );
-        let (key, id) = (self.key.to_string(), self.id.to_string());
-        let handle = runtime.spawn(async move {
-            abort_request(&control, &s3, &key, &id, retry).await;
-        });
-        self.engine
-            .cleanup
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
-    }
-}
-
-fn current_stamp(path: &Path) -> std::io::Result<FileStamp> {
-    std::fs::metadata(path).map(|meta| FileStamp::of(&meta))
 }
 
 fn changed(why: &str) -> MultipartError {

@@ -1,8 +1,9 @@
-//! The parts: each hashed in order (feeding the whole file's SHA-256) and sent, a few at once.
+//! The parts: each hashed in order (which also recomputes the whole file's SHA-256) and sent, a
+//! few at once, each retried on its own; journalled as each is stored.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read as _;
+use std::io::{self, Read as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,16 +11,13 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::{JoinError, JoinSet};
 
-use super::control::with_retries;
-use super::{Multipart, MultipartError, Step, Upload, changed, current_stamp};
-use crate::hash::HashedFile;
-use crate::manifest::{PartSent, UploadLine};
+use super::source::blocking;
+use super::{Multipart, MultipartError, PartSent, Plan, Source, Step, Upload, changed};
 use crate::presign::s3::DirectS3;
-use crate::retry::RetryPolicy;
-use crate::stop::StopLevel;
+use crate::request::{GaveUp, Requests};
 use crate::transfer::Storage;
 
 /// Bytes read at once when hashing a part.
@@ -31,115 +29,69 @@ impl Multipart {
     pub(super) async fn send_parts(
         &self,
         storage: &Storage,
-        file: &HashedFile,
+        file: &Source,
         key: &str,
         upload: &Upload,
         mut stored: BTreeMap<u32, PartSent>,
-        stop: &watch::Receiver<StopLevel>,
+        requests: &Requests,
     ) -> Result<Vec<PartSent>, MultipartError> {
-        let plan = upload.plan;
-        let reader = Arc::new(File::open(&file.path).map_err(MultipartError::Read)?);
-        // The whole file's SHA-256, fed part by part (taken while a part is hashed).
-        let mut whole = Some(Sha256::new());
-        let mut done: Vec<PartSent> = Vec::new();
-        let mut in_flight = JoinSet::new();
-        let mut failure: Option<MultipartError> = None;
-        let journalled = self.manifest.is_journal();
-        let collect = |joined: Result<Result<PartSent, MultipartError>, tokio::task::JoinError>,
-                       done: &mut Vec<PartSent>,
-                       failure: &mut Option<MultipartError>| {
-            match joined {
-                Ok(Ok(part)) => {
-                    self.journal(&UploadLine::Part(part.clone()));
-                    done.push(part);
-                }
-                Ok(Err(err)) => {
-                    failure.get_or_insert(err);
-                }
+        let mut hashing = Hashing::open(file).await?;
+        let mut sending = Sending::new(self);
+        let sender = Arc::new(PartSender {
+            s3: self.s3.clone(),
+            storage: storage.clone(),
+            path: file.path.clone(),
+            key: key.to_string(),
+            upload_id: upload.id.clone(),
+            requests: requests.clone(),
+        });
+        for number in 1..=upload.plan.parts() {
+            let (offset, len) = upload.plan.range(number);
+            let checksum = match hashing.next(len).await {
+                Ok(checksum) => checksum,
                 Err(err) => {
-                    failure.get_or_insert(MultipartError::Sign(format!("part task: {err}")));
-                }
-            }
-        };
-        for number in 1..=plan.parts() {
-            let (offset, len) = plan.range(number);
-            let hashed = {
-                let (reader, so_far) = (reader.clone(), whole.take().unwrap_or_default());
-                tokio::task::spawn_blocking(move || hash_next(&reader, len, so_far))
-                    .await
-                    .map_err(|e| MultipartError::Read(std::io::Error::other(e.to_string())))?
-            };
-            let (digest, rest) = match hashed {
-                Ok(hashed) => hashed,
-                Err(err) => {
-                    failure.get_or_insert(MultipartError::Read(err));
+                    sending.fail(MultipartError::Read(err));
                     break;
                 }
             };
-            whole = Some(rest);
-            let checksum = BASE64.encode(digest);
             if let Some(part) = stored.remove(&number)
                 && part.size == len
                 && part.checksum_sha256 == checksum
             {
-                done.push(part);
+                sending.done.push(part);
                 continue;
             }
-            while in_flight.len() >= self.options.parts_in_flight {
-                let joined = in_flight.join_next().await.expect("a part in flight");
-                collect(joined, &mut done, &mut failure);
-            }
-            if failure.is_some() {
+            let Some(share) = sending.room(requests).await else {
                 break;
-            }
-            if journalled && *stop.borrow() > StopLevel::Run {
-                break;
-            }
-            // A share of the parts in flight across all files, held until this part is done;
-            // parts of this file finish meanwhile.
-            let share = loop {
-                tokio::select! {
-                    share = self.all_parts.clone().acquire_owned() => {
-                        break share.expect("the semaphore is never closed");
-                    }
-                    Some(joined) = in_flight.join_next() => {
-                        collect(joined, &mut done, &mut failure);
-                    }
-                }
             };
-            if failure.is_some() {
-                break;
-            }
-            let job = PartJob {
-                s3: self.s3.clone(),
-                storage: storage.clone(),
-                path: file.path.clone(),
-                key: key.to_string(),
-                upload_id: upload.id.clone(),
+            let part = Part {
                 number,
                 offset,
                 len,
                 checksum,
-                retry: self.options.retry,
-                stop: stop.clone(),
             };
-            in_flight.spawn(async move {
-                let sent = send_part(job).await;
-                drop(share);
-                sent
-            });
+            sending.start(sender.clone(), part, share);
         }
-        while let Some(joined) = in_flight.join_next().await {
-            collect(joined, &mut done, &mut failure);
-            // A refused part dooms the upload: the others need not finish.
-            if failure.as_ref().is_some_and(|f| !f.is_transient()) {
-                in_flight.abort_all();
-            }
-        }
+        sending.wait().await;
+        self.all_sent(file, upload.plan, sending, hashing).await
+    }
+
+    /// The parts in order if every one was stored and together they hash to the SHA-256 the
+    /// file was hashed to; else why not (a file that changed under a failed part: hash again).
+    async fn all_sent(
+        &self,
+        file: &Source,
+        plan: Plan,
+        sending: Sending<'_>,
+        hashing: Hashing,
+    ) -> Result<Vec<PartSent>, MultipartError> {
+        let Sending {
+            mut done, failure, ..
+        } = sending;
         if let Some(failure) = failure {
             // A part refused (BadDigest) or unreadable because the file changed under it: hash
             // it again.
-            if current_stamp(&file.path).ok() != Some(file.stamp) {
+            if !file.unchanged().await.unwrap_or(false) {
                 return Err(changed(&format!(
                     "the file changed while it was sent ({failure})"
                 )));
@@ -150,11 +102,10 @@ impl Multipart {
             return Err(MultipartError::Interrupted {
                 stored: done.len(),
                 parts: plan.parts(),
-                resumable: journalled,
+                resumable: self.journal.resumable(),
             });
         }
-        let whole = whole.unwrap_or_default().finalize();
-        if <[u8; 32]>::from(whole) != file.sha256 {
+        if hashing.whole() != file.sha256 {
             return Err(changed(
                 "the file changed after it was hashed (its parts hash to another SHA-256)",
             ));
@@ -164,61 +115,185 @@ impl Multipart {
     }
 }
 
-/// One part to send, owned (it runs as a task of its own).
-struct PartJob {
+/// The file read front to back, part by part, on a blocking thread: each part's SHA-256, and
+/// the whole file's.
+struct Hashing {
+    reader: Arc<File>,
+    /// The whole file's SHA-256 so far (taken while a part is hashed).
+    whole: Option<Sha256>,
+}
+
+impl Hashing {
+    async fn open(file: &Source) -> Result<Hashing, MultipartError> {
+        let path = file.path.clone();
+        let reader = blocking(move || File::open(path))
+            .await
+            .map_err(MultipartError::Read)?;
+        Ok(Hashing {
+            reader: Arc::new(reader),
+            whole: Some(Sha256::new()),
+        })
+    }
+
+    /// The base64 SHA-256 of the next `len` bytes.
+    async fn next(&mut self, len: u64) -> io::Result<String> {
+        let (reader, so_far) = (self.reader.clone(), self.whole.take().unwrap_or_default());
+        let (digest, whole) = blocking(move || hash_next(&reader, len, so_far)).await?;
+        self.whole = Some(whole);
+        Ok(BASE64.encode(digest))
+    }
+
+    /// The whole file's SHA-256, from the parts hashed.
+    fn whole(self) -> [u8; 32] {
+        self.whole.unwrap_or_default().finalize().into()
+    }
+}
+
+/// One file's parts on their way: those in flight, those stored, the first failure.
+struct Sending<'a> {
+    engine: &'a Multipart,
+    in_flight: JoinSet<Result<PartSent, MultipartError>>,
+    done: Vec<PartSent>,
+    failure: Option<MultipartError>,
+}
+
+impl<'a> Sending<'a> {
+    fn new(engine: &'a Multipart) -> Self {
+        Sending {
+            engine,
+            in_flight: JoinSet::new(),
+            done: Vec::new(),
+            failure: None,
+        }
+    }
+
+    fn fail(&mut self, err: MultipartError) {
+        self.failure.get_or_insert(err);
+    }
+
+    /// Waits for room for one more part: fewer than `parts_in_flight` of this file's, then a
+    /// share of all files' parts (held until the part is done; this file's parts finish
+    /// meanwhile). `None` when no more should start: a part failed, or with a journal the run
+    /// is stopping (the upload is left to resume).
+    async fn room(&mut self, requests: &Requests) -> Option<OwnedSemaphorePermit> {
+        while self.in_flight.len() >= self.engine.options.parts_in_flight {
+            let joined = self.in_flight.join_next().await.expect("a part in flight");
+            self.collect(joined);
+        }
+        if self.failure.is_some() || (self.engine.journal.resumable() && requests.stopping()) {
+            return None;
+        }
+        let share = loop {
+            tokio::select! {
+                share = self.engine.all_parts.clone().acquire_owned() => {
+                    break share.expect("the semaphore is never closed");
+                }
+                Some(joined) = self.in_flight.join_next() => self.collect(joined),
+            }
+        };
+        self.failure.is_none().then_some(share)
+    }
+
+    /// Sends `part` as a task of its own, holding `share` until it is done.
+    fn start(&mut self, sender: Arc<PartSender>, part: Part, share: OwnedSemaphorePermit) {
+        self.in_flight.spawn(async move {
+            let sent = sender.send(part).await;
+            drop(share);
+            sent
+        });
+    }
+
+    /// Waits for the parts in flight; once one is refused, the others are dropped: the upload
+    /// is doomed and they need not finish.
+    async fn wait(&mut self) {
+        while let Some(joined) = self.in_flight.join_next().await {
+            self.collect(joined);
+            if self.failure.as_ref().is_some_and(|f| !f.is_transient()) {
+                self.in_flight.abort_all();
+            }
+        }
+    }
+
+    /// A part's outcome: stored (and journalled), or the upload's failure if it is the first.
+    fn collect(&mut self, joined: Result<Result<PartSent, MultipartError>, JoinError>) {
+        match joined {
+            Ok(Ok(part)) => {
+                self.engine.journal(|j| j.part_sent(&part));
+                self.done.push(part);
+            }
+            Ok(Err(err)) => self.fail(err),
+            Err(err) => self.fail(MultipartError::Sign(format!("part task: {err}"))),
+        }
+    }
+}
+
+/// Sends the parts of one upload (shared by its parts' tasks).
+struct PartSender {
     s3: Arc<DirectS3>,
     storage: Storage,
     path: PathBuf,
     key: String,
     upload_id: String,
+    /// The upload's requests: retried, and stopped with the run.
+    requests: Requests,
+}
+
+/// One part to send.
+struct Part {
     number: u32,
     offset: u64,
     len: u64,
     /// Base64 SHA-256 of the part's bytes.
     checksum: String,
-    retry: RetryPolicy,
-    stop: watch::Receiver<StopLevel>,
 }
 
-/// UploadPart, signed afresh for every try; what the journal keeps of it.
-async fn send_part(job: PartJob) -> Result<PartSent, MultipartError> {
-    let step = Step::Part(job.number);
-    let job = &job;
-    let headers = with_retries(job.retry, &job.s3, &job.stop, || {
-        let signed = job
-            .s3
-            .upload_part(
-                &job.key,
-                &job.upload_id,
-                job.number,
-                &job.checksum,
-                SystemTime::now(),
-            )
-            .map_err(MultipartError::Sign);
-        async move {
-            let signed = signed?;
-            job.storage
-                .put_range(&signed.url, &signed.headers, &job.path, job.offset, job.len)
-                .await
-                .map_err(|error| MultipartError::Request { step, error })
-        }
-    })
-    .await?;
-    let etag = headers
-        .get(reqwest::header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| MultipartError::BadAnswer {
-            step,
-            message: "no ETag".into(),
-        })?;
-    Ok(PartSent {
-        upload_id: job.upload_id.clone(),
-        number: job.number,
-        size: job.len,
-        checksum_sha256: job.checksum.clone(),
-        etag: etag.to_string(),
-    })
+impl PartSender {
+    /// UploadPart, signed afresh for every try; what the journal keeps of it.
+    async fn send(&self, part: Part) -> Result<PartSent, MultipartError> {
+        let step = Step::Part(part.number);
+        let part = &part;
+        let headers = self
+            .requests
+            .send(|| async {
+                let signed = self
+                    .s3
+                    .upload_part(
+                        &self.key,
+                        &self.upload_id,
+                        part.number,
+                        &part.checksum,
+                        SystemTime::now(),
+                    )
+                    .map_err(MultipartError::Sign)?;
+                self.storage
+                    .put_range(
+                        &signed.url,
+                        &signed.headers,
+                        &self.path,
+                        part.offset,
+                        part.len,
+                    )
+                    .await
+                    .map_err(|error| MultipartError::Request { step, error })
+            })
+            .await
+            .map_err(GaveUp::into_error)?;
+        let etag = headers
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| MultipartError::BadAnswer {
+                step,
+                message: "no ETag".into(),
+            })?;
+        Ok(PartSent {
+            upload_id: self.upload_id.clone(),
+            number: part.number,
+            size: part.len,
+            checksum_sha256: part.checksum.clone(),
+            etag: etag.to_string(),
+        })
+    }
 }
 
 /// Reads the next `len` bytes of `file`: their SHA-256, and `whole` fed with them. Parts are

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use tokio::sync::watch;
 
-use super::control::{parse, start_of, with_retries};
-use super::{Multipart, MultipartError, Plan, Step, Upload, current_stamp};
-use crate::hash::HashedFile;
-use crate::manifest::{Ending, OpenUpload, PartSent, UploadEnded, UploadLine, UploadStarted};
-use crate::stop::StopLevel;
+use super::control::{parse, start_of};
+use super::source::stamp_now;
+use super::{
+    Ending, Multipart, MultipartError, PartSent, Plan, Source, Step, Upload, UploadStarted,
+};
+use crate::request::{GaveUp, Requests};
 
 /// A journalled upload older than this is aborted rather than resumed: a week is long enough
 /// for a retry of last night's run, and parts kept longer only cost storage.
@@ -26,42 +26,35 @@ impl Multipart {
     /// fails leaves the upload in the journal, for the next run to try again. Returns how many
     /// were aborted.
     pub async fn sweep(&self, restart: bool, now: SystemTime) -> usize {
-        let stale: Vec<OpenUpload> = {
-            let mut resumable = self.lock_resumable();
-            let names: Vec<String> = resumable
-                .iter()
-                .filter(|(_, u)| u.started.bucket == self.s3.location().bucket)
-                .filter(|(_, u)| restart || stale(&u.started, now))
-                .map(|(name, _)| name.clone())
-                .collect();
-            names
-                .iter()
-                .filter_map(|name| resumable.remove(name))
-                .collect()
-        };
+        let ours: Vec<UploadStarted> = self
+            .lock_resumable()
+            .values()
+            .filter(|u| u.started.bucket == self.s3.location().bucket)
+            .map(|u| u.started.clone())
+            .collect();
         let mut aborted = 0;
-        for upload in stale {
-            if self
-                .abort(&upload.started.key, &upload.started.upload_id)
-                .await
-            {
+        for started in ours {
+            if !restart && !stale(&started, now).await {
+                continue;
+            }
+            self.lock_resumable().remove(&started.name);
+            if self.abort(&started.key, &started.upload_id).await {
                 aborted += 1;
             }
         }
         aborted
     }
 
-    /// The journal's open upload of `name`, if it can be resumed: same bucket, key, stamp and
+    /// The journal's open upload of `file`, if it can be resumed: same bucket, key, stamp and
     /// SHA-256, and the store still has it; with the parts stored that the journal and ListParts
-    /// agree on. Any other open upload of `name` is aborted.
+    /// agree on. Any other open upload of `file` is aborted.
     pub(super) async fn resume(
         &self,
-        name: &str,
         key: &str,
-        file: &HashedFile,
-        stop: &watch::Receiver<StopLevel>,
+        file: &Source,
+        requests: &Requests,
     ) -> Result<Option<(Upload, BTreeMap<u32, PartSent>)>, MultipartError> {
-        let Some(open) = self.lock_resumable().remove(name) else {
+        let Some(open) = self.lock_resumable().remove(&file.name) else {
             return Ok(None);
         };
         let started = &open.started;
@@ -72,54 +65,33 @@ impl Multipart {
             size: started.size,
             part_size: started.part_size,
         };
-        let same = started.key == key
-            && started.stamp == file.stamp
-            && started.size == file.stamp.size
-            && started.sha256 == file.hex()
-            && plan.valid();
-        if !same {
+        if !(same_file(started, key, file) && plan.valid()) {
             self.abort(&started.key, &started.upload_id).await;
             return Ok(None);
         }
-        let listed = match self.list_parts(key, &started.upload_id, stop).await {
+        let listed = match self.list_parts(key, &started.upload_id, requests).await {
             Ok(listed) => listed,
             Err(err) if err.refusal().is_some_and(|r| r.status == 404) => {
                 // Completed or aborted by someone else, or expired: start afresh.
-                self.journal(&UploadLine::MultipartEnd(UploadEnded {
-                    upload_id: started.upload_id.clone(),
-                    outcome: Ending::Aborted,
-                }));
+                self.journal(|j| j.ended(&started.upload_id, Ending::Aborted));
                 return Ok(None);
             }
             Err(err) => {
                 // Try again next time: back in the map for a retry of this file.
-                self.lock_resumable().insert(name.to_string(), open);
+                self.lock_resumable().insert(file.name.clone(), open);
                 return Err(err);
             }
         };
-        let stored = open
-            .parts
-            .into_iter()
-            .filter(|(number, part)| {
-                listed.get(number).is_some_and(|(size, etag)| {
-                    *size == part.size && unquoted(etag) == unquoted(&part.etag)
-                })
-            })
-            .collect();
-        Ok(Some((
-            Upload {
-                id: started.upload_id.clone(),
-                plan,
-            },
-            stored,
-        )))
+        let id = started.upload_id.clone();
+        Ok(Some((Upload { id, plan }, stored(open.parts, &listed))))
     }
+
     /// ListParts, every page: part number -> (size, ETag).
     pub(super) async fn list_parts(
         &self,
         key: &str,
         upload_id: &str,
-        stop: &watch::Receiver<StopLevel>,
+        requests: &Requests,
     ) -> Result<BTreeMap<u32, (u64, String)>, MultipartError> {
         #[derive(Deserialize)]
         struct Listed {
@@ -142,14 +114,16 @@ impl Multipart {
         let mut parts = BTreeMap::new();
         let mut marker = None;
         loop {
-            let text = with_retries(self.options.retry, &self.s3, stop, || {
-                let signed = self
-                    .s3
-                    .list_parts(key, upload_id, marker, SystemTime::now())
-                    .map_err(MultipartError::Sign);
-                async move { self.call(&signed?, None, Step::ListParts).await }
-            })
-            .await?;
+            let text = requests
+                .send(|| async {
+                    let signed = self
+                        .s3
+                        .list_parts(key, upload_id, marker, SystemTime::now())
+                        .map_err(MultipartError::Sign)?;
+                    self.call(&signed, None, Step::ListParts).await
+                })
+                .await
+                .map_err(GaveUp::into_error)?;
             let page = parse::<Listed>(&text, "ListPartsResult").ok_or_else(|| {
                 MultipartError::BadAnswer {
                     step: Step::ListParts,
@@ -166,12 +140,36 @@ impl Multipart {
     }
 }
 
+/// Whether a journalled upload is of this `file` under this `key`: same stamp, size and SHA-256.
+fn same_file(started: &UploadStarted, key: &str, file: &Source) -> bool {
+    started.key == key
+        && started.stamp == file.stamp
+        && started.size == file.size()
+        && started.sha256 == file.hex()
+}
+
+/// The journal's parts that the store still has, as ListParts gave them (`listed`: number ->
+/// size and ETag).
+fn stored(
+    journalled: BTreeMap<u32, PartSent>,
+    listed: &BTreeMap<u32, (u64, String)>,
+) -> BTreeMap<u32, PartSent> {
+    journalled
+        .into_iter()
+        .filter(|(number, part)| {
+            listed.get(number).is_some_and(|(size, etag)| {
+                *size == part.size && unquoted(etag) == unquoted(&part.etag)
+            })
+        })
+        .collect()
+}
+
 /// Whether a journalled upload is too old to resume (or its time unreadable), or its file
 /// changed or is gone.
-fn stale(started: &UploadStarted, now: SystemTime) -> bool {
+async fn stale(started: &UploadStarted, now: SystemTime) -> bool {
     let old = crate::utc::parse_iso8601(&started.created)
         .is_none_or(|created| now.duration_since(created).unwrap_or_default() > STALE_AFTER);
-    old || current_stamp(Path::new(&started.path)).ok() != Some(started.stamp)
+    old || stamp_now(Path::new(&started.path)).await.ok() != Some(started.stamp)
 }
 
 fn unquoted(etag: &str) -> &str {
@@ -181,11 +179,11 @@ fn unquoted(etag: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::FileStamp;
     use crate::multipart::MIN_PART_SIZE;
+    use crate::stamp::FileStamp;
 
-    #[test]
-    fn stale_uploads_are_old_or_of_a_changed_file() {
+    #[tokio::test]
+    async fn stale_uploads_are_old_or_of_a_changed_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"data").unwrap();
@@ -202,19 +200,22 @@ mod tests {
             stamp,
             created: crate::utc::rfc3339_nanos(created),
         };
-        let stamp = current_stamp(&path).unwrap();
+        let stamp = FileStamp::read(&path).unwrap();
         let day = Duration::from_secs(24 * 3600);
-        assert!(!stale(&started(now - day, stamp), now));
+        assert!(!stale(&started(now - day, stamp), now).await);
         assert!(
-            stale(&started(now - 8 * day, stamp), now),
+            stale(&started(now - 8 * day, stamp), now).await,
             "older than 7 days"
         );
         let other = FileStamp { size: 5, ..stamp };
-        assert!(stale(&started(now - day, other), now), "the file changed");
+        assert!(
+            stale(&started(now - day, other), now).await,
+            "the file changed"
+        );
         let mut unreadable = started(now, stamp);
         unreadable.created = "yesterday".into();
-        assert!(stale(&unreadable, now));
+        assert!(stale(&unreadable, now).await);
         std::fs::remove_file(&path).unwrap();
-        assert!(stale(&started(now, stamp), now), "the file is gone");
+        assert!(stale(&started(now, stamp), now).await, "the file is gone");
     }
 }

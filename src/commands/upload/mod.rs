@@ -31,6 +31,7 @@ use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
 use crate::presign::prominence::{Listed, Prominence};
 use crate::presign::{PresignError, Presigner};
 use crate::progress::Style;
+use crate::request::Requests;
 use crate::retry::RetryPolicy;
 use crate::select::Selection;
 use crate::skip::AlreadyStored;
@@ -352,8 +353,8 @@ async fn upload(
                     threshold: config.multipart_threshold,
                     part_size: config.part_size,
                     parts_in_flight: config.parts_in_flight,
-                    retry: options.retry,
                 },
+                Requests::new(options.retry, stop.clone()),
                 manifest.clone(),
                 open_uploads,
             )?;
