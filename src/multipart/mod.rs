@@ -29,28 +29,15 @@
 //! aborts the journal's uploads that are stale (file changed, older than [`STALE_AFTER`], or
 //! `--restart`) before it starts ([`Multipart::sweep`]).
 //!
-//! **Sizes** (S3's rules: parts of 5 MiB to 5 GiB, the last one smaller; at most 10,000
-//! parts; objects up to 5 TiB). The defaults were measured with a release build against
-//! SeaweedFS 4.48 on 2 shared cores, through `hashup-wan-proxy` (4 MiB window; 3 runs each,
-//! `hashup upload F --s3 ... --multipart-threshold 5MiB --part-size P --parts-in-flight N`
-//! against `--multipart-threshold 5GiB`, 2026-11-27):
+//! **Sizes.** S3 takes parts of 5 MiB to 5 GiB (the last one smaller), at most 10,000 of them,
+//! objects up to 5 TiB ([`Plan`], [`part_size`]). The defaults ([`DEFAULT_THRESHOLD`],
+//! [`DEFAULT_PART_SIZE`], [`PARTS_IN_FLIGHT`], [`ALL_PARTS_FACTOR`]) were measured: see
+//! `docs/design.md`, "Multipart".
 //!
-//! - 512 MiB at 50 ms RTT: one PUT 7.1 s (75 MB/s, window/RTT); parts of 8, 16, 32 MiB with 4
-//!   in flight 3.7–4.0 s (the store's CPU is then the limit: ~140 MB/s, as on loopback), 64 MiB
-//!   parts 5.9–6.4 s (8 parts: too few to keep 4 streams busy to the end). 16 MiB: half the
-//!   requests and journal lines of 8 MiB, for the same speed ([`DEFAULT_PART_SIZE`]).
-//! - Parts in flight, 512 MiB, 16 MiB parts: at 100 ms, one PUT 13.7 s, 4 in flight 5.6–7.0 s,
-//!   8 in flight 4.0–4.8 s; at 50 ms 2 in flight 5.8–6.0 s, 4 and 8 alike (3.7–6.1 s, the
-//!   store's CPU). Eight streams reach twice what four do on a long link
-//!   ([`PARTS_IN_FLIGHT`]).
-//! - By file size at 50 ms (one PUT / 4 parts in flight): 64 MiB 1.04 / 0.77–1.07 s, 128 MiB
-//!   1.94 / 1.42–1.60 s, 256 MiB 3.8 / 2.6–3.2 s; at 100 ms 64 MiB 1.9 / 1.1 s (8 in flight),
-//!   128 MiB 3.6 / 1.7 s. On loopback (no RTT) a 1 GiB file took 6.8–10 s either way.
-//!   Parts pay from about 128 MiB, but a file sent in one PUT keeps its own SHA-256 as the
-//!   object's stored checksum (a multipart object only gets the composite), which direct
-//!   mode's tests hold files up to 128 MiB to; and a file of a few seconds gains little from
-//!   a resume. So [`DEFAULT_THRESHOLD`] is 256 MiB: a quarter slower (under a second at
-//!   50 ms) for files of 128–256 MiB, and `--multipart-threshold` lowers it for long links.
+//! **Phases**, one file each: `resume` (the journal's open uploads: swept or resumed), `create`,
+//! `parts` (hash and send), `finish` (complete or abort); `plan` (part sizes), `journal` (what is
+//! recorded, through [`PartsJournal`]), `source` (the file, and whether it changed), `control`
+//! (the small requests' client), `error`.
 
 mod control;
 mod create;
@@ -86,19 +73,15 @@ use crate::retry::RetryPolicy;
 use crate::stop::StopLevel;
 use crate::transfer::Storage;
 
-/// Files from this size up go in parts (direct S3 mode); see the module docs for why.
+/// Files from this size up go in parts (direct S3 mode); why: `docs/design.md`, "Multipart".
 pub const DEFAULT_THRESHOLD: u64 = 256 << 20;
 
-/// Parts of one file in flight at once.
+/// Parts of one file in flight at once (measured: `docs/design.md`, "Multipart").
 pub const PARTS_IN_FLIGHT: usize = 8;
 
-/// Parts in flight across all files, as a multiple of [`PARTS_IN_FLIGHT`]: a library of big
-/// images is many multipart files at once, and 128 of them (the adaptive limit's start) at 8
-/// parts each would be 1,024 streams. 16 × 260 MiB to SeaweedFS on loopback, page cache warm:
-/// 8 parts for each of 16 files (128 streams) took 21.8–23.9 s with a peak RSS of 143–145 MiB;
-/// 2 files at a time (16 streams) 20.4 s and 93 MiB; 2 parts each (32 streams) 19.9 s and 82
-/// MiB. With this budget: 20.9–24.1 s and 94–95 MiB (one 1 GiB file alone: 57 MiB).
-/// Twice one file's parts still fills a 100 ms path (window / RTT per stream).
+/// Parts in flight across all files, as a multiple of [`PARTS_IN_FLIGHT`]: many big files at
+/// once must not mean 8 streams each (memory, the store's CPU); twice one file's parts still
+/// fills a 100 ms path. Measured: `docs/design.md`, "Multipart".
 pub const ALL_PARTS_FACTOR: usize = 2;
 
 /// How long the aborts of uploads dropped mid-way may take once the run is over.
