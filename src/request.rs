@@ -411,4 +411,18 @@ mod tests {
         assert!(matches!(result, Err(GaveUp::Stopped(_))));
         assert_eq!(calls, 1);
     }
+
+    #[tokio::test]
+    async fn unstopped_requests_are_retried_after_a_stop_request() {
+        let (tx, stop) = watch::channel(StopLevel::Abort);
+        let requests = Requests::new(quick(2), stop);
+        let flaky = vec![Err(fail(Class::Transient)), Ok(1)];
+        let (result, calls) = run(&requests.unstopped(), flaky.clone()).await;
+        assert_eq!((result.unwrap(), calls), (1, 2));
+        assert!(requests.stopping(), "the original still stops");
+        let (result, calls) = run(&requests, flaky).await;
+        assert!(matches!(result, Err(GaveUp::Stopped(_))));
+        assert_eq!(calls, 1);
+        drop(tx);
+    }
 }
