@@ -50,6 +50,7 @@ pub mod select;
 pub mod serve;
 pub mod sign;
 pub mod skip;
+pub mod stamp;
 pub mod stop;
 pub mod sumfile;
 pub mod transfer;

@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::FileStamp;
+use crate::multipart::PartsJournal;
+pub use crate::multipart::{Ending, OpenUpload, PartSent, UploadStarted};
 
 /// The longest a written record waits for its fsync while the run goes on.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -209,58 +210,6 @@ struct SummaryLine<'a> {
     summary: &'a Summary,
 }
 
-/// A multipart upload, journalled as `{"multipart": {...}}` once created: what a later run needs
-/// to resume it (or to abort it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadStarted {
-    /// The object name.
-    pub name: String,
-    /// The local path, absolute (lossy UTF-8).
-    pub path: String,
-    /// The bucket.
-    pub bucket: String,
-    /// The object key.
-    pub key: String,
-    /// The store's UploadId.
-    pub upload_id: String,
-    /// The whole file's SHA-256 (lowercase hex), as signed in its metadata.
-    pub sha256: String,
-    /// The file's size.
-    pub size: u64,
-    /// Bytes per part (the last part holds the rest).
-    pub part_size: u64,
-    /// The file's stamp when it was hashed: a file with another is not resumed.
-    pub stamp: FileStamp,
-    /// When the upload was created, RFC 3339 UTC: an old one is aborted, not resumed.
-    pub created: String,
-}
-
-/// A part stored, journalled as `{"part": {...}}`. The store's ListParts gives number, size and
-/// ETag but not the checksum, which Complete needs: it comes from here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartSent {
-    /// The upload it belongs to.
-    pub upload_id: String,
-    /// Part number, from 1.
-    pub number: u32,
-    /// Its size.
-    pub size: u64,
-    /// Base64 SHA-256 of its bytes, as the store verified it.
-    pub checksum_sha256: String,
-    /// The ETag the store answered with (quotes included).
-    pub etag: String,
-}
-
-/// How a multipart upload ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Ending {
-    /// CompleteMultipartUpload made the object.
-    Completed,
-    /// AbortMultipartUpload dropped its parts (or the store no longer knew it).
-    Aborted,
-}
-
 /// The end of a multipart upload, journalled as `{"multipart_end": {...}}`: no later run
 /// looks at it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,15 +218,6 @@ pub struct UploadEnded {
     pub upload_id: String,
     /// How it ended.
     pub outcome: Ending,
-}
-
-/// A multipart upload with no end line yet: created, and the parts journalled since.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenUpload {
-    /// Its `multipart` line.
-    pub started: UploadStarted,
-    /// Its `part` lines by number (a part sent again: the later line).
-    pub parts: BTreeMap<u32, PartSent>,
 }
 
 /// One journal line about a multipart upload.
@@ -557,6 +497,28 @@ fn repair_tail(file: &mut File) -> io::Result<()> {
     }
 }
 
+/// The manifest is the multipart engine's journal: its lines are what a later run resumes from.
+impl PartsJournal for Manifest {
+    fn resumable(&self) -> bool {
+        self.is_journal()
+    }
+
+    fn started(&self, upload: &UploadStarted) -> io::Result<()> {
+        self.upload_line(&UploadLine::Multipart(upload.clone()))
+    }
+
+    fn part_sent(&self, part: &PartSent) -> io::Result<()> {
+        self.upload_line(&UploadLine::Part(part.clone()))
+    }
+
+    fn ended(&self, upload_id: &str, outcome: Ending) -> io::Result<()> {
+        self.upload_line(&UploadLine::MultipartEnd(UploadEnded {
+            upload_id: upload_id.to_string(),
+            outcome,
+        }))
+    }
+}
+
 /// A manifest as read back: what a run (or several, appended) recorded.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Journal {
@@ -780,6 +742,7 @@ pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stamp::FileStamp;
 
     fn record(name: &str, status: Status) -> Record {
         Record {

@@ -27,7 +27,6 @@
 //! is compared with the one it was hashed with; a changed file is hashed again and presigned
 //! again, so an old checksum is never published with new bytes.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use crate::hash::{
 };
 use crate::limit::{Concurrency, Limiter};
 use crate::manifest::{Manifest, Record, Status, Summary};
-use crate::multipart::{Multipart, MultipartError};
+use crate::multipart::{Multipart, MultipartError, Source};
 use crate::presign::{PresignError, Presigner, Target};
 use crate::progress::{Progress, Style, Tally};
 use crate::request::{Class, Classify as _, Requests};
@@ -750,7 +749,7 @@ async fn attempt(
 ) -> Attempt {
     if let Some(parts) = in_parts(shared, file) {
         let sent = parts
-            .upload(&shared.storage, file, shared.stop.clone())
+            .upload(&shared.storage, &source(file), shared.stop.clone())
             .await;
         *http_status = sent
             .as_ref()
@@ -777,7 +776,7 @@ async fn attempt(
     };
     // Send only bytes that still are the bytes hashed, checked after the presign round trip
     // (right before the first byte goes).
-    match current_stamp(&file.path).await {
+    match FileStamp::current(&file.path).await {
         Ok(stamp) if stamp == file.stamp => {}
         Ok(_) => return Attempt::Changed("the file changed after it was hashed".into()),
         Err(err) => return Attempt::Failed(Failure::Stat(err)),
@@ -789,7 +788,7 @@ async fn attempt(
     {
         Ok(status) => {
             *http_status = Some(status);
-            match current_stamp(&file.path).await {
+            match FileStamp::current(&file.path).await {
                 Ok(stamp) if stamp == file.stamp => Attempt::Uploaded(None),
                 // The store hashed what it received and took it only because it matched: it
                 // holds exactly the bytes hashed, whatever became of the file since (deleted,
@@ -828,6 +827,16 @@ fn in_parts<'a>(shared: &'a Shared, file: &HashedFile) -> Option<&'a Multipart> 
     parts.applies(file.stamp.size).then_some(parts)
 }
 
+/// What the multipart engine is told of `file`.
+fn source(file: &HashedFile) -> Source {
+    Source {
+        path: file.path.clone(),
+        name: file.name.to_string_lossy().into_owned(),
+        stamp: file.stamp,
+        sha256: file.sha256,
+    }
+}
+
 /// What a multipart failure means for the file and the run (the engine retried already).
 fn parts_failed(shared: &Shared, err: MultipartError) -> Attempt {
     if let Some(message) = err
@@ -852,7 +861,7 @@ async fn send_failed(shared: &Shared, file: &HashedFile, err: TransferError) -> 
     }
     // Changed while it was sent: storage may have refused exactly that (a verifying store
     // answers 400 BadDigest). Hash again and send again.
-    if current_stamp(&file.path)
+    if FileStamp::current(&file.path)
         .await
         .is_ok_and(|stamp| stamp != file.stamp)
     {
@@ -919,14 +928,6 @@ fn record(
         duration_ms: started.elapsed().as_millis() as u64,
         checksum_sha256_composite: None,
     }
-}
-
-/// The file's stamp now, stat'ed on a blocking thread (`tokio::fs`): a stat on a slow or hung
-/// file system must not hold up a runtime worker and the uploads on it.
-async fn current_stamp(path: &Path) -> std::io::Result<FileStamp> {
-    tokio::fs::metadata(path)
-        .await
-        .map(|meta| FileStamp::of(&meta))
 }
 
 /// Hashes a file again (on a blocking thread) after it changed. A file that changes while it

@@ -117,10 +117,7 @@ impl Requests {
 
     /// Requests that are never asked to stop (a command without signal handling).
     pub fn unstoppable(policy: RetryPolicy) -> Requests {
-        let (tx, stop) = watch::channel(StopLevel::Run);
-        // The sender is dropped: `stop` keeps its value and never changes.
-        drop(tx);
-        Requests::new(policy, stop)
+        Requests::new(policy, never_stops())
     }
 
     /// The same, telling `limiter` when the server pushes back.
@@ -146,6 +143,12 @@ impl Requests {
             stop,
             ..self.clone()
         }
+    }
+
+    /// The same, never asked to stop: for clean-up that must still run after a stop request
+    /// (aborting a multipart upload that would otherwise be left behind).
+    pub fn unstopped(&self) -> Requests {
+        self.with_stop(never_stops())
     }
 
     /// The retry policy.
@@ -234,6 +237,14 @@ impl Requests {
             }
         }
     }
+}
+
+/// A stop level that stays at [`StopLevel::Run`]: its sender is dropped, so it keeps its value
+/// and never changes.
+fn never_stops() -> watch::Receiver<StopLevel> {
+    let (tx, stop) = watch::channel(StopLevel::Run);
+    drop(tx);
+    stop
 }
 
 #[cfg(test)]
@@ -415,5 +426,19 @@ mod tests {
         let (result, calls) = run(&requests, vec![Err(busy), Ok(1)]).await;
         assert!(matches!(result, Err(GaveUp::Stopped(_))));
         assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn unstopped_requests_are_retried_after_a_stop_request() {
+        let (tx, stop) = watch::channel(StopLevel::Abort);
+        let requests = Requests::new(quick(2), stop);
+        let flaky = vec![Err(fail(Class::Transient)), Ok(1)];
+        let (result, calls) = run(&requests.unstopped(), flaky.clone()).await;
+        assert_eq!((result.unwrap(), calls), (1, 2));
+        assert!(requests.stopping(), "the original still stops");
+        let (result, calls) = run(&requests, flaky).await;
+        assert!(matches!(result, Err(GaveUp::Stopped(_))));
+        assert_eq!(calls, 1);
+        drop(tx);
     }
 }

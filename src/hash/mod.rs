@@ -29,11 +29,11 @@ pub mod cache;
 mod guard;
 pub mod io;
 
+pub use crate::stamp::FileStamp;
+
 use std::fmt;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
 
@@ -57,47 +57,6 @@ impl FileEntry {
             name: path.clone(),
             path,
             follow: true,
-        }
-    }
-}
-
-/// The identity and version of a file: if any of these differ between two looks,
-/// the content may differ too. (Serialised in the journal of a multipart upload, to tell
-/// whether the file is still the one whose parts were sent.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct FileStamp {
-    /// Device the file lives on.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, seconds and nanoseconds since the epoch.
-    pub mtime: (i64, i64),
-    /// Status change time, seconds and nanoseconds since the epoch.
-    pub ctime: (i64, i64),
-}
-
-impl FileStamp {
-    /// The stamp of a file's current metadata.
-    pub fn of(meta: &Metadata) -> Self {
-        FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    /// Modification time as a [`SystemTime`].
-    pub fn modified(&self) -> SystemTime {
-        let (secs, nanos) = self.mtime;
-        let nanos = Duration::from_nanos(nanos.clamp(0, 999_999_999) as u64);
-        if secs >= 0 {
-            UNIX_EPOCH + Duration::from_secs(secs as u64) + nanos
-        } else {
-            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + nanos
         }
     }
 }

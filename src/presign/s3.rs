@@ -157,6 +157,23 @@ pub enum SetupError {
     },
 }
 
+/// Why a request could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigningError {
+    /// The checksum given is not a hex SHA-256.
+    #[error("checksum {0:?} is not a hex SHA-256")]
+    Checksum(String),
+    /// No current credentials: refreshing temporary ones failed.
+    #[error("{0}")]
+    Credentials(String),
+    /// SigV4 refused the request's parts (an expiry out of range, a bad URL).
+    #[error(transparent)]
+    Sign(#[from] sign::SignError),
+    /// An empty key, which names the bucket.
+    #[error("an empty key names the bucket, not an object")]
+    EmptyKey,
+}
+
 /// Signs upload targets for one bucket and prefix with one set of credentials; no network
 /// (but for refreshing temporary credentials, see [`LiveCredentials`]).
 /// (`Debug` shows no secret: [`sign::Credentials`] redacts it.)
@@ -249,13 +266,21 @@ impl DirectS3 {
 
     /// A PUT target for `name` whose content has SHA-256 `sha256` (lowercase hex), signed at
     /// `now`: the URL and the two headers it signs.
-    pub fn target(&self, name: &str, sha256: &str, now: SystemTime) -> Result<Target, String> {
+    pub fn target(
+        &self,
+        name: &str,
+        sha256: &str,
+        now: SystemTime,
+    ) -> Result<Target, SigningError> {
         let digest: [u8; 32] = hex::decode(sha256)
             .ok()
             .and_then(|d| d.try_into().ok())
-            .ok_or_else(|| format!("checksum {sha256:?} is not a hex SHA-256"))?;
+            .ok_or_else(|| SigningError::Checksum(sha256.to_string()))?;
         let checksum = BASE64.encode(digest);
-        let credentials = self.credentials.get(now)?;
+        let credentials = self
+            .credentials
+            .get(now)
+            .map_err(SigningError::Credentials)?;
         let url = sign::presign_url(
             &credentials,
             &UrlRequest {
@@ -267,8 +292,7 @@ impl DirectS3 {
                 expires_in: URL_LIFETIME,
                 signed_headers: &[(CHECKSUM_SHA256, &checksum), (META_SHA256, sha256)],
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Target::Put {
             url,
             headers: vec![
@@ -307,9 +331,9 @@ impl DirectS3 {
         key: &str,
         sha256: &str,
         now: SystemTime,
-    ) -> Result<Signed, String> {
+    ) -> Result<Signed, SigningError> {
         if sha256.len() != 64 || hex::decode(sha256).is_err() {
-            return Err(format!("checksum {sha256:?} is not a hex SHA-256"));
+            return Err(SigningError::Checksum(sha256.to_string()));
         }
         self.sign(
             "POST",
@@ -330,7 +354,7 @@ impl DirectS3 {
         number: u32,
         checksum: &str,
         now: SystemTime,
-    ) -> Result<Signed, String> {
+    ) -> Result<Signed, SigningError> {
         let query = format!("partNumber={number}&uploadId={}", query_value(upload_id));
         self.sign("PUT", key, &query, &[(CHECKSUM_SHA256, checksum)], now)
     }
@@ -341,7 +365,7 @@ impl DirectS3 {
         key: &str,
         upload_id: &str,
         now: SystemTime,
-    ) -> Result<Signed, String> {
+    ) -> Result<Signed, SigningError> {
         let query = format!("uploadId={}", query_value(upload_id));
         self.sign("POST", key, &query, &[], now)
     }
@@ -352,7 +376,7 @@ impl DirectS3 {
         key: &str,
         upload_id: &str,
         now: SystemTime,
-    ) -> Result<Signed, String> {
+    ) -> Result<Signed, SigningError> {
         let query = format!("uploadId={}", query_value(upload_id));
         self.sign("DELETE", key, &query, &[], now)
     }
@@ -365,7 +389,7 @@ impl DirectS3 {
         upload_id: &str,
         marker: Option<u32>,
         now: SystemTime,
-    ) -> Result<Signed, String> {
+    ) -> Result<Signed, SigningError> {
         let mut query = format!("uploadId={}", query_value(upload_id));
         if let Some(marker) = marker {
             query.push_str(&format!("&part-number-marker={marker}"));
@@ -383,14 +407,14 @@ impl DirectS3 {
     /// `HEAD /key` (HeadObject), signing `x-amz-checksum-mode: ENABLED`: the answer carries the
     /// size, the user metadata (`x-amz-meta-prominence_sha256`) and the stored
     /// `x-amz-checksum-sha256`, if the object has one.
-    pub fn head(&self, key: &str, now: SystemTime) -> Result<Signed, String> {
+    pub fn head(&self, key: &str, now: SystemTime) -> Result<Signed, SigningError> {
         self.sign("HEAD", key, "", &[(CHECKSUM_MODE, "ENABLED")], now)
     }
 
     /// `GET /key` (GetObject). A HEAD answer has no body, so no S3 error code: a GET of the
     /// same key (sent with `Range: bytes=0-0`, which needs no signing) says whether a 403 is
     /// `SignatureDoesNotMatch` or `AccessDenied`, a 404 `NoSuchKey` or `NoSuchBucket`.
-    pub fn get(&self, key: &str, now: SystemTime) -> Result<Signed, String> {
+    pub fn get(&self, key: &str, now: SystemTime) -> Result<Signed, SigningError> {
         self.sign("GET", key, "", &[], now)
     }
 }
@@ -403,7 +427,7 @@ impl DirectS3 {
         prefix: &str,
         continuation: Option<&str>,
         now: SystemTime,
-    ) -> Result<Signed, String> {
+    ) -> Result<Signed, SigningError> {
         let mut query = format!("list-type=2&prefix={}", query_value(prefix));
         if let Some(token) = continuation {
             query.push_str(&format!("&continuation-token={}", query_value(token)));
@@ -412,9 +436,9 @@ impl DirectS3 {
     }
 
     /// `DELETE /key` (DeleteObject): S3 answers 204 whether or not the key existed.
-    pub fn delete_object(&self, key: &str, now: SystemTime) -> Result<Signed, String> {
+    pub fn delete_object(&self, key: &str, now: SystemTime) -> Result<Signed, SigningError> {
         if key.is_empty() {
-            return Err("an empty key names the bucket, not an object".into());
+            return Err(SigningError::EmptyKey);
         }
         self.sign("DELETE", key, "", &[], now)
     }
@@ -426,13 +450,16 @@ impl DirectS3 {
         query: &str,
         headers: &[(&str, &str)],
         now: SystemTime,
-    ) -> Result<Signed, String> {
+    ) -> Result<Signed, SigningError> {
         let mut url = format!("{}{}", self.base, sign::uri_encode_path(key));
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);
         }
-        let credentials = self.credentials.get(now)?;
+        let credentials = self
+            .credentials
+            .get(now)
+            .map_err(SigningError::Credentials)?;
         let url = sign::presign_url(
             &credentials,
             &UrlRequest {
@@ -444,8 +471,7 @@ impl DirectS3 {
                 expires_in: URL_LIFETIME,
                 signed_headers: headers,
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Signed {
             method,
             url,

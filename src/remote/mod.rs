@@ -208,6 +208,7 @@ impl Remote {
                 self.timeouts,
                 &self.storage_tls,
                 options,
+                self.requests.clone(),
                 manifest,
                 open,
             )

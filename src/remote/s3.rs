@@ -30,7 +30,7 @@ use super::{Lookup, LookupError, RemoteError, Stored};
 use crate::http::{Refusal, Timeouts, Tls};
 use crate::message::server_text;
 use crate::presign::Presigner;
-use crate::presign::s3::{DirectS3, Signed};
+use crate::presign::s3::{DirectS3, Signed, SigningError};
 use crate::request::{Class, Classify, GaveUp, Requests};
 use crate::s3xml::ListBucketResult;
 use crate::sign::{CHECKSUM_SHA256, META_SHA256};
@@ -155,7 +155,7 @@ impl S3 {
     /// body of the success answer.
     async fn call(
         &self,
-        sign: impl Fn(SystemTime) -> Result<Signed, String>,
+        sign: impl Fn(SystemTime) -> Result<Signed, SigningError>,
         limit: usize,
     ) -> Result<String, RemoteError> {
         let sent = self
@@ -213,7 +213,7 @@ impl S3 {
 /// A small S3 request's failure: it could not be signed, or what the store said.
 #[derive(Debug)]
 enum Call {
-    Sign(String),
+    Sign(SigningError),
     Sent(TransferError),
 }
 

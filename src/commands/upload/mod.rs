@@ -276,7 +276,6 @@ async fn upload(
         threshold: config.multipart_threshold,
         part_size: config.part_size,
         parts_in_flight: config.parts_in_flight,
-        retry: options.requests.policy(),
     };
     if let Some(multipart) = remote.multipart(multipart, manifest.clone(), open_uploads)? {
         multipart.sweep(config.restart, SystemTime::now()).await;
