@@ -172,6 +172,26 @@ impl Weed {
             .map(|v| v.to_str().unwrap().to_string());
         (status, meta, r.bytes().await.unwrap().to_vec())
     }
+
+    /// PUTs `body` as `key` directly (an object hashup did not write).
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let url = self.presign("PUT", &format!("/{bucket}/{}", sign::uri_encode_path(key)));
+        let r = http().put(url).body(body.to_vec()).send().await.unwrap();
+        assert!(r.status().is_success(), "PUT {key}: {}", r.status());
+    }
+
+    /// Every object in `bucket`, key and size, sorted by key (one ListObjectsV2 page).
+    pub async fn objects(&self, bucket: &str) -> Vec<(String, u64)> {
+        let url = self.presign("GET", &format!("/{bucket}?list-type=2"));
+        let r = http().get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let page = hashup::s3xml::ListBucketResult::parse(&r.text().await.unwrap()).unwrap();
+        assert_eq!(page.next_page(), None, "one page is enough here");
+        let mut objects: Vec<(String, u64)> =
+            page.contents.into_iter().map(|c| (c.key, c.size)).collect();
+        objects.sort();
+        objects
+    }
 }
 
 pub fn http() -> reqwest::Client {

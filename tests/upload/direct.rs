@@ -1,7 +1,8 @@
 //! Direct S3 mode (`--s3`) on a real SeaweedFS: objects arrive with their bytes, their
 //! `prominence_sha256` metadata and a stored SHA-256 checksum; the manifest says so; wrong
 //! credentials stop the run at once; nothing leaks the secret; and the store itself refuses a
-//! body whose SHA-256 is not the one signed, down to a file rewritten while it uploads.
+//! body whose SHA-256 is not the one signed, down to a file rewritten while it uploads. And
+//! `--skip-existing`, which here lists the bucket under the run's prefix.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::FileExt as _;
@@ -611,5 +612,222 @@ async fn a_file_rewritten_while_it_uploads_never_lands_with_other_bytes() {
             eprintln!("rewritten at byte {pos}: failed: {}", record["error"]);
         }
         other => panic!("unexpected status {other:?}: {record}"),
+    }
+}
+
+/// `hashup upload SRC --s3 LOCATION` on SeaweedFS with `extra` arguments, home in `home`.
+async fn s3_run(weed: &Weed, src: &Path, location: &str, extra: &[&OsStr], home: &Path) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        src.as_os_str(),
+        "--s3".as_ref(),
+        location.as_ref(),
+        "--endpoint".as_ref(),
+        weed.endpoint.as_ref(),
+        "--progress".as_ref(),
+        "none".as_ref(),
+    ];
+    args.extend(extra);
+    run(args, owned(&aws_env(WEED_SECRET)), home).await
+}
+
+/// [`s3_run`] with `--skip-existing --manifest MANIFEST` and `extra`: the run, and the
+/// manifest's records and summary.
+async fn upload_skipping_existing(
+    weed: &Weed,
+    src: &Path,
+    location: &str,
+    manifest: &Path,
+    extra: &[&OsStr],
+) -> (Run, Vec<Value>, Value) {
+    let mut args: Vec<&OsStr> = vec![
+        "--skip-existing".as_ref(),
+        "--manifest".as_ref(),
+        manifest.as_os_str(),
+    ];
+    args.extend(extra);
+    let r = s3_run(weed, src, location, &args, manifest.parent().unwrap()).await;
+    let (records, summary) = read_manifest(manifest);
+    (r, records, summary)
+}
+
+/// Why a file the listing vouches for is skipped.
+const LISTED: &str = "already stored with this size (listed by the destination)";
+
+/// The record of a file skipped because the listing has an object of its name and size.
+fn expected_listed(path: &Path, name: &str) -> (String, String, Value, Value, Value) {
+    let data = std::fs::read(path).unwrap();
+    (
+        name.to_string(),
+        "skipped".to_string(),
+        Value::from(LISTED),
+        Value::from(data.len()),
+        Value::from(sha256_hex(&data)),
+    )
+}
+
+/// A record's (name, status, error, size, sha256).
+fn outcome(record: &Value) -> (String, String, Value, Value, Value) {
+    (
+        record["name"].as_str().unwrap().to_string(),
+        record["status"].as_str().unwrap().to_string(),
+        record["error"].clone(),
+        record["size"].clone(),
+        record["sha256"].clone(),
+    )
+}
+
+/// `--skip-existing` in direct S3 mode lists the bucket (ListObjectsV2) instead of trusting a
+/// manifest: files stored with the same name and size are not sent, a file whose size changed
+/// and a new one are. The skip trusts the size alone, as documented: an object overwritten
+/// with other bytes of the same size stays as it is, which also shows that the file was not
+/// sent.
+#[tokio::test]
+async fn skip_existing_in_s3_mode_trusts_the_bucket_listing_for_name_and_size() {
+    let weed = weed();
+    let bucket = weed.fresh_bucket("skip-existing").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(
+        &src,
+        &[
+            ("a.sif", b"aaaa"),
+            ("b.sif", b"bbbb"),
+            ("sub/c.sif", b"cccc"),
+        ],
+    );
+    let location = format!("s3://{bucket}");
+    let first = s3_run(weed, &src, &location, &[], dir.path()).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    // Another writer replaced a.sif and sub/c.sif with other bytes of the same size.
+    weed.put(&bucket, "a.sif", b"AAAA").await;
+    weed.put(&bucket, "sub/c.sif", b"CCCC").await;
+    // Locally b.sif grew and d.sif is new.
+    std::fs::write(src.join("b.sif"), b"bbbbb").unwrap();
+    std::fs::write(src.join("d.sif"), b"dddd").unwrap();
+
+    let manifest = dir.path().join("new.jsonl");
+    let (r, records, summary) =
+        upload_skipping_existing(weed, &src, &location, &manifest, &[]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "only the summary: {r:?}");
+    assert!(
+        r.stderr
+            .starts_with("hashup: 4 files, 2 uploaded (9 B), 0 failed, 2 skipped in "),
+        "{r:?}"
+    );
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert_eq!(
+        records[0..1]
+            .iter()
+            .chain(&records[3..4])
+            .map(outcome)
+            .collect::<Vec<_>>(),
+        [
+            expected_listed(&src.join("a.sif"), "a.sif"),
+            expected_listed(&src.join("sub/c.sif"), "sub/c.sif"),
+        ]
+    );
+    for (record, name) in [(&records[1], "b.sif"), (&records[2], "d.sif")] {
+        assert_eq!(
+            record,
+            &expected_uploaded(&src.join(name), name, 200, 1, record)
+        );
+    }
+    let counts = [
+        "files",
+        "uploaded",
+        "failed",
+        "skipped",
+        "already_stored",
+        "bytes",
+    ]
+    .map(|field| summary[field].as_u64());
+    assert_eq!(counts, [4, 2, 0, 2, 2, 9].map(Some), "{summary}");
+    assert_eq!(
+        weed.objects(&bucket).await,
+        [
+            ("a.sif".to_string(), 4),
+            ("b.sif".to_string(), 5),
+            ("d.sif".to_string(), 4),
+            ("sub/c.sif".to_string(), 4),
+        ]
+    );
+    // The skipped files were not sent: the other writer's bytes are still there.
+    assert_eq!(weed.get(&bucket, "a.sif").await.2, b"AAAA");
+    assert_eq!(weed.get(&bucket, "sub/c.sif").await.2, b"CCCC");
+    assert_object(weed, &bucket, "b.sif", b"bbbbb").await;
+    assert_object(weed, &bucket, "d.sif", b"dddd").await;
+}
+
+/// With `--s3 s3://bucket/prefix` and `--prefix p` the listing covers `prefix/p/` only: objects
+/// elsewhere whose names would match a file's name, and size, are not taken as stored.
+#[tokio::test]
+async fn skip_existing_in_s3_mode_lists_only_the_runs_prefix() {
+    let weed = weed();
+    let bucket = weed.fresh_bucket("skip-existing-prefix").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.sif", b"aaaa"), ("b.sif", b"bbbb")]);
+    let location = format!("s3://{bucket}/prefix");
+    let under_p: [&OsStr; 2] = ["--prefix".as_ref(), "p".as_ref()];
+    let first = s3_run(weed, &src, &location, &under_p, dir.path()).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    // Objects of d.sif's size outside prefix/p/: at the bucket's root, in the --s3 prefix but
+    // not below p/, under another prefix, and under a prefix that starts alike.
+    let decoys = [
+        "p/d.sif",
+        "prefix/d.sif",
+        "other/p/d.sif",
+        "prefixes/p/d.sif",
+    ];
+    for key in decoys {
+        weed.put(&bucket, key, b"DDDD").await;
+    }
+    std::fs::write(src.join("b.sif"), b"bbbbb").unwrap();
+    std::fs::write(src.join("d.sif"), b"dddd").unwrap();
+
+    let manifest = dir.path().join("new.jsonl");
+    let (r, records, summary) =
+        upload_skipping_existing(weed, &src, &location, &manifest, &under_p).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "only the summary: {r:?}");
+    assert!(
+        r.stderr
+            .starts_with("hashup: 3 files, 2 uploaded (9 B), 0 failed, 1 skipped in "),
+        "{r:?}"
+    );
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(
+        outcome(&records[0]),
+        expected_listed(&src.join("a.sif"), "p/a.sif")
+    );
+    for (record, file) in [(&records[1], "b.sif"), (&records[2], "d.sif")] {
+        let name = format!("p/{file}");
+        assert_eq!(
+            record,
+            &expected_uploaded(&src.join(file), &name, 200, 1, record)
+        );
+    }
+    let counts = [
+        "files",
+        "uploaded",
+        "failed",
+        "skipped",
+        "already_stored",
+        "bytes",
+    ]
+    .map(|field| summary[field].as_u64());
+    assert_eq!(counts, [3, 2, 0, 1, 1, 9].map(Some), "{summary}");
+    let mut expected: Vec<(String, u64)> = decoys.iter().map(|k| (k.to_string(), 4)).collect();
+    expected.extend([
+        ("prefix/p/a.sif".to_string(), 4),
+        ("prefix/p/b.sif".to_string(), 5),
+        ("prefix/p/d.sif".to_string(), 4),
+    ]);
+    expected.sort();
+    assert_eq!(weed.objects(&bucket).await, expected);
+    assert_object(weed, &bucket, "prefix/p/d.sif", b"dddd").await;
+    for key in decoys {
+        assert_eq!(weed.get(&bucket, key).await.2, b"DDDD", "{key} untouched");
     }
 }

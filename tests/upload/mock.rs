@@ -5,6 +5,9 @@
 //!
 //! Answers are scripted per object name; unscripted requests get a POST target (or, in PUT mode,
 //! a PUT URL) pointing at this server's `/storage/<name>`, and storage answers 204 (PUT: 200).
+//! The listing (`GET /data`) and deletions (`DELETE /data/<name>`) answer as set for all of them
+//! (default: an empty listing, 204). Every request that reaches the server is logged, method and
+//! path, in the order it arrived ([`Mock::requests`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -15,8 +18,9 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -141,6 +145,12 @@ struct Inner {
     /// Default storage answers come this late.
     storage_delay: Duration,
     on_presign: HashMap<String, Box<dyn FnOnce() + Send>>,
+    /// What every `GET /data` gets (`None`: 200 `[]`).
+    listing: Option<Answer>,
+    /// What every `DELETE /data/<name>` gets (`None`: 204).
+    deletion: Option<Answer>,
+    /// Every request, method and path, as it arrived.
+    requests: Vec<(Method, String)>,
 }
 
 struct Shared {
@@ -171,7 +181,10 @@ impl Mock {
         });
         let app = axum::Router::new()
             .route("/prominence/v1/data/upload", axum::routing::post(api))
+            .route("/prominence/v1/data", axum::routing::get(list))
+            .route("/prominence/v1/data/{*name}", axum::routing::delete(delete))
             .route("/storage/{*name}", axum::routing::any(storage))
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), log))
             .with_state(shared.clone())
             .into_make_service_with_connect_info::<Kill>();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -249,6 +262,33 @@ impl Mock {
         inner.on_presign.insert(name.into(), Box::new(hook));
     }
 
+    /// Answers every `GET /data` (the user's own uploads) with `answer`.
+    pub fn answer_listings(&self, answer: Answer) {
+        self.shared.inner.lock().unwrap().listing = Some(answer);
+    }
+
+    /// Answers every `DELETE /data/<name>` with `answer`.
+    pub fn answer_deletions(&self, answer: Answer) {
+        self.shared.inner.lock().unwrap().deletion = Some(answer);
+    }
+
+    /// Every request that reached the server so far (API and storage), method and path, in the
+    /// order they arrived.
+    pub fn requests(&self) -> Vec<(Method, String)> {
+        self.shared.inner.lock().unwrap().requests.clone()
+    }
+
+    /// How many requests with `method` on `path` reached the server.
+    pub fn count(&self, method: Method, path: &str) -> usize {
+        let inner = self.shared.inner.lock().unwrap();
+        inner
+            .requests
+            .iter()
+            .filter(|(m, p)| *m == method && p == path)
+            .count()
+    }
+
+    /// Presign requests (`POST /data/upload`) as they arrived.
     pub fn api_seen(&self) -> Vec<Seen> {
         self.shared.inner.lock().unwrap().api_seen.clone()
     }
@@ -301,6 +341,28 @@ async fn respond(answer: Answer, kill: &Kill) -> Response {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
     response
+}
+
+/// Logs every request as it arrives, before it is routed.
+async fn log(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let seen = (request.method().clone(), request.uri().path().to_string());
+    shared.inner.lock().unwrap().requests.push(seen);
+    next.run(request).await
+}
+
+async fn list(State(shared): State<Arc<Shared>>, ConnectInfo(kill): ConnectInfo<Kill>) -> Response {
+    let answer = shared.inner.lock().unwrap().listing.clone();
+    let answer =
+        answer.unwrap_or_else(|| Answer::new(200, "[]").header("content-type", "application/json"));
+    respond(answer, &kill).await
+}
+
+async fn delete(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(kill): ConnectInfo<Kill>,
+) -> Response {
+    let answer = shared.inner.lock().unwrap().deletion.clone();
+    respond(answer.unwrap_or_else(|| Answer::new(204, "")), &kill).await
 }
 
 async fn api(
