@@ -109,6 +109,10 @@ pub async fn execute(
                             message
                         }
                         Err(RemoteError::Failed(message)) => message,
+                        Err(stopped @ RemoteError::Stopped(_)) => {
+                            set_halt(Halt::Interrupted);
+                            stopped.to_string()
+                        }
                     };
                     line.time = crate::utc::rfc3339_nanos(SystemTime::now());
                     line.error = Some(error.clone());

@@ -108,9 +108,8 @@ impl Api {
             .await
             .map_err(|gave_up| match gave_up {
                 GaveUp::Fatal(err) => RemoteError::Fatal(err.to_string()),
-                GaveUp::Failed { error, .. } | GaveUp::Stopped(error) => {
-                    RemoteError::Failed(describe(&error))
-                }
+                GaveUp::Failed { error, .. } => RemoteError::Failed(describe(&error)),
+                GaveUp::Stopped(error) => RemoteError::Stopped(describe(&error)),
             })
     }
 
@@ -137,8 +136,11 @@ fn listing_failed(place: &Place, gave_up: GaveUp<PresignError>) -> RemoteError {
             "cannot list {place} through the PROMINENCE API: {} (after {attempts} attempts)",
             describe(&error)
         )),
-        GaveUp::Failed { error, .. } | GaveUp::Stopped(error) => {
+        GaveUp::Failed { error, .. } => {
             RemoteError::Failed(format!("cannot list {place}: {}", describe(&error)))
+        }
+        GaveUp::Stopped(error) => {
+            RemoteError::Stopped(format!("cannot list {place}: {}", describe(&error)))
         }
     }
 }

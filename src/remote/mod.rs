@@ -79,6 +79,9 @@ pub enum RemoteError {
     /// This request failed (after its retries).
     #[error("{0}")]
     Failed(String),
+    /// The run was asked to stop (Ctrl-C) before a retry; what the last attempt ran into.
+    #[error("interrupted before a retry; last attempt: {0}")]
+    Stopped(String),
 }
 
 /// How object names map to storage keys, for telling which stored objects a file maps to.

@@ -107,10 +107,13 @@ impl S3 {
                 )
                 .await
                 .map_err(|e| match e {
-                    RemoteError::Fatal(m) => RemoteError::Fatal(m),
                     RemoteError::Failed(m) => {
                         RemoteError::Failed(format!("cannot list {place}: {m}"))
                     }
+                    RemoteError::Stopped(m) => {
+                        RemoteError::Stopped(format!("cannot list {place}: {m}"))
+                    }
+                    fatal => fatal,
                 })?;
             let page = ListBucketResult::parse(&text).map_err(|e| {
                 RemoteError::Failed(format!("cannot list {place}: not a listing: {e}"))
@@ -192,9 +195,8 @@ impl S3 {
                     refusal.status, refusal.message
                 ))
             }
-            GaveUp::Failed { error, .. } | GaveUp::Stopped(error) => {
-                RemoteError::Failed(error.to_string())
-            }
+            GaveUp::Failed { error, .. } => RemoteError::Failed(error.to_string()),
+            GaveUp::Stopped(error) => RemoteError::Stopped(error.to_string()),
         })
     }
 

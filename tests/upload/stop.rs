@@ -327,9 +327,6 @@ fn finish_bounded(mut child: Child) -> (i32, String, Duration) {
 /// to try again ends the wait at once, no retry is sent, and the manifest says the deletion
 /// failed.
 #[test]
-#[ignore = "product bug: a stop during a deletion's backoff counts as a plain failed deletion \
-            (exit 1, no \"interrupted\"): remote::api::Api::delete maps GaveUp::Stopped to \
-            RemoteError::Failed and mirror::execute sets no Halt::Interrupted"]
 fn ctrl_c_stops_a_deletion_waiting_to_retry() {
     let mock = Mock::start();
     mock.answer_listings(listing(&[("a.sif", 6), ("old.sif", 3)]));
@@ -348,8 +345,6 @@ fn ctrl_c_stops_a_deletion_waiting_to_retry() {
     signal(&child, libc::SIGINT);
     let (code, stderr, took) = finish_bounded(child);
 
-    // What reached the server, how long it took and what the manifest says hold already; the
-    // exit status and the word "interrupted" are what the product gets wrong (see the ignore).
     assert_eq!(
         requests(&mock),
         [
@@ -376,18 +371,29 @@ fn ctrl_c_stops_a_deletion_waiting_to_retry() {
         (&serde_json::json!("old.sif"), None)
     );
     assert_eq!(deleted[1]["name"], "old.sif");
-    assert!(
-        deleted[1]["error"]
-            .as_str()
-            .is_some_and(|e| e.ends_with("HTTP 503: busy")),
-        "{deleted:?}"
+    assert_eq!(
+        deleted[1]["error"],
+        "interrupted before a retry; last attempt: HTTP 503: busy"
     );
     assert_eq!(code, 130, "{stderr}");
     assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("hashup: ") && l.contains("interrupted")),
+        stderr.contains(
+            "hashup: old.sif: not deleted: interrupted before a retry; last attempt: HTTP 503: \
+             busy\n"
+        ),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("hashup: --delete: interrupted: 0 of 1 objects deleted\n"),
+        "{stderr}"
+    );
+    let summary = super::read_manifest_lines(&dir.path().join("manifest.jsonl"))
+        .into_iter()
+        .find_map(|line| line.get("summary").cloned())
+        .expect("a summary line");
+    assert_eq!(
+        summary["delete"]["stopped"],
+        "interrupted: 0 of 1 objects deleted"
     );
 }
 
@@ -421,12 +427,29 @@ fn ctrl_c_stops_a_listing_waiting_to_retry() {
     assert!(mock.api_seen().is_empty());
     assert_eq!(
         stderr,
-        "hashup: interrupted: --skip-existing: cannot list what is stored: cannot list your \
-         uploads: HTTP 503: busy\n"
+        "hashup: interrupted while listing what is stored (--skip-existing); last attempt: \
+         cannot list your uploads: HTTP 503: busy\n"
     );
     let records = super::read_manifest_lines(&dir.path().join("manifest.jsonl"));
     assert!(
         records.iter().all(|line| line.get("name").is_none()),
         "no file was taken up: {records:?}"
+    );
+    // The manifest still says how the run ended.
+    let summary = records
+        .iter()
+        .find_map(|line| line.get("summary"))
+        .expect("a summary line");
+    assert_eq!(
+        (
+            &summary["stopped"],
+            &summary["not_started"],
+            &summary["files"]
+        ),
+        (
+            &serde_json::json!("interrupted"),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        )
     );
 }

@@ -105,6 +105,7 @@ impl Mirror {
                 let code = match err {
                     RemoteError::Fatal(_) => ExitCode::Fatal,
                     RemoteError::Failed(_) => ExitCode::SomeFailed,
+                    RemoteError::Stopped(_) => ExitCode::Interrupted,
                 };
                 let code = refuse(&mut summary, format!("{nothing}: {err}"), code);
                 return (summary, code);

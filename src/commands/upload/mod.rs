@@ -19,7 +19,7 @@ use crate::manifest::{self, Manifest, OpenUpload};
 use crate::multipart::MultipartOptions;
 use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
 use crate::progress::Style;
-use crate::remote::{Reach, Remote};
+use crate::remote::{Reach, Remote, RemoteError};
 use crate::request::Requests;
 use crate::select::Selection;
 use crate::skip::AlreadyStored;
@@ -123,8 +123,9 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         // With --delete, the summary waits for the deletions it counts.
         journal_summary: mirror.is_none(),
     };
+    let planned = entries.len() as u64;
     let journal = Journal {
-        manifest,
+        manifest: manifest.clone(),
         stored,
         open_uploads,
     };
@@ -146,10 +147,17 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     save_or_warn(cache.as_deref());
     let (report, deleting) = match ran {
         Ok(ran) => ran,
-        // A step before the pipeline (a listing, the sweep of stale uploads) cut short by a
-        // stop request: interrupted, not a failure of the destination.
+        // A step before the pipeline (--skip-existing's listing) cut short by a stop request:
+        // interrupted, not a failure of the destination; its message says so.
         Err(err) if *stopped.borrow() > StopLevel::Run => {
-            eprintln!("hashup: interrupted: {err:#}");
+            eprintln!("hashup: {err:#}");
+            // Nothing was taken up: the manifest still says how the run ended.
+            let mut summary = crate::manifest::Summary {
+                not_started: planned,
+                stopped: Some(pipeline::INTERRUPTED.into()),
+                ..Default::default()
+            };
+            pipeline::write_summary(&manifest, &mut summary);
             return Ok(ExitCode::Interrupted);
         }
         Err(err) => return Err(err),
@@ -286,7 +294,12 @@ async fn upload(
         let listing = remote
             .list(names.iter().map(String::as_str), prefix)
             .await
-            .map_err(|err| anyhow::anyhow!("--skip-existing: cannot list what is stored: {err}"))?;
+            .map_err(|err| match err {
+                RemoteError::Stopped(last) => anyhow::anyhow!(
+                    "interrupted while listing what is stored (--skip-existing); last attempt: {last}"
+                ),
+                err => anyhow::anyhow!("--skip-existing: cannot list what is stored: {err}"),
+            })?;
         for (_, why) in &listing.refused {
             eprintln!("hashup: warning: {why}; its files are not checked against the listing");
         }
