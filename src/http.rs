@@ -11,10 +11,6 @@ use std::time::Duration;
 
 use crate::s3xml::S3ErrorBody;
 
-/// Re-exported for the client modules that still import them from here (`mirror::remote`,
-/// `multipart`); new code imports [`crate::s3xml`].
-pub use crate::s3xml::{ListBucketResult, root_element};
-
 /// Timeouts for one HTTP client: how long to connect, how long without a byte moving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {

@@ -775,25 +775,27 @@ async fn attempt(
         }
     };
     // Send only bytes that still are the bytes hashed, checked after the presign round trip
-    // (right before the first byte goes).
-    match FileStamp::current(&file.path).await {
-        Ok(stamp) if stamp == file.stamp => {}
-        Ok(_) => return Attempt::Changed("the file changed after it was hashed".into()),
-        Err(err) => return Attempt::Failed(Failure::Stat(err)),
-    }
+    // (right before the first byte goes), on the very file that is sent.
+    let opened = match open_unchanged(file).await {
+        Ok(opened) => opened,
+        Err(attempt) => return attempt,
+    };
     match shared
         .storage
-        .send(&target, &file.path, &name, file.stamp.size)
+        .send_file(&target, opened, &name, file.stamp.size)
         .await
     {
+        // The store hashed what it received and took it only because it matched: it holds
+        // exactly the bytes hashed, whatever became of the file since (deleted, rewritten
+        // after the last byte went).
+        Ok(status) if target.store_verifies_checksum() => {
+            *http_status = Some(status);
+            Attempt::Uploaded(None)
+        }
         Ok(status) => {
             *http_status = Some(status);
             match FileStamp::current(&file.path).await {
                 Ok(stamp) if stamp == file.stamp => Attempt::Uploaded(None),
-                // The store hashed what it received and took it only because it matched: it
-                // holds exactly the bytes hashed, whatever became of the file since (deleted,
-                // rewritten after the last byte went).
-                _ if target.store_verifies_checksum() => Attempt::Uploaded(None),
                 // What arrived may not match the checksum sent with it.
                 _ => Attempt::Changed("the file changed while it was sent".into()),
             }
@@ -802,6 +804,32 @@ async fn attempt(
             *http_status = err.status().or(*http_status);
             send_failed(shared, file, err).await
         }
+    }
+}
+
+/// Opens `file` to send it, if it still has the stamp it was hashed with (stat'ed through the
+/// open file, in one trip to a blocking thread: a stat on a slow or hung file system must not
+/// hold up a runtime worker); else what the attempt came to.
+async fn open_unchanged(file: &HashedFile) -> Result<tokio::fs::File, Attempt> {
+    let path = file.path.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let opened = std::fs::File::open(&path).map_err(|e| (e, true))?;
+        let meta = opened.metadata().map_err(|e| (e, false))?;
+        Ok((opened, FileStamp::of(&meta)))
+    })
+    .await
+    .unwrap_or_else(|join| Err((std::io::Error::other(join), false)));
+    match opened {
+        Ok((opened, stamp)) if stamp == file.stamp => Ok(tokio::fs::File::from_std(opened)),
+        Ok(_) => Err(Attempt::Changed(
+            "the file changed after it was hashed".into(),
+        )),
+        // Gone or unreadable since it was hashed: said as a stat would say it.
+        Err((err, true)) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(Attempt::Failed(Failure::Stat(err)))
+        }
+        Err((err, true)) => Err(Attempt::Failed(Failure::Transfer(TransferError::Open(err)))),
+        Err((err, false)) => Err(Attempt::Failed(Failure::Stat(err))),
     }
 }
 

@@ -183,6 +183,20 @@ impl Storage {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(TransferError::Open)?;
+        self.send_file(target, file, name, size).await
+    }
+
+    /// [`Storage::send`] of a file opened already, from its current position.
+    pub async fn send_file(
+        &self,
+        target: &Target,
+        file: tokio::fs::File,
+        name: &str,
+        size: u64,
+    ) -> Result<u16, TransferError> {
+        if size > MAX_OBJECT_SIZE {
+            return Err(TransferError::TooLarge { size });
+        }
         let progress = Arc::new(Progress::new());
         let request = match target {
             Target::Put { url, headers } => self.put(url, headers, file, size, &progress),

@@ -56,23 +56,24 @@ pub enum Source {
 }
 
 impl Source {
-    /// Fetches credentials once, retrying transient failures (`attempts` in all).
+    /// Fetches credentials once, retrying transient failures through the one request layer
+    /// (`attempts` in all, a few hundred milliseconds apart).
     pub async fn fetch(&self, attempts: u32) -> Result<Expiring, super::FetchError> {
-        let mut attempt = 1;
-        loop {
-            let result = match self {
-                Source::WebIdentity(w) => w.fetch().await,
-                Source::Container(c) => c.fetch().await,
-                Source::Imds(i) => i.fetch().await,
-            };
-            match result {
-                Err(e) if !e.fatal && attempt < attempts => {
-                    tokio::time::sleep(Duration::from_millis(300) * attempt).await;
-                    attempt += 1;
+        let policy = crate::retry::RetryPolicy {
+            retries: attempts.saturating_sub(1),
+            base: Duration::from_millis(300),
+            cap: Duration::from_secs(2),
+        };
+        crate::request::Requests::unstoppable(policy)
+            .send(|| async {
+                match self {
+                    Source::WebIdentity(w) => w.fetch().await,
+                    Source::Container(c) => c.fetch().await,
+                    Source::Imds(i) => i.fetch().await,
                 }
-                result => return result,
-            }
-        }
+            })
+            .await
+            .map_err(crate::request::GaveUp::into_error)
     }
 
     /// What the source is, for messages: `web identity (role R, token FILE)`, ...

@@ -139,6 +139,22 @@ pub struct FetchError {
     pub fatal: bool,
 }
 
+/// A fatal fetch (an expired token, a denied role) is not asked again; any other is, after a
+/// backoff. Whether the source answered is not told apart: the credentials chain has no
+/// "unreachable" rule of its own.
+impl crate::request::Classify for FetchError {
+    fn class(&self) -> crate::request::Class {
+        match self.fatal {
+            true => crate::request::Class::Object,
+            false => crate::request::Class::Transient,
+        }
+    }
+
+    fn answered(&self) -> bool {
+        true
+    }
+}
+
 /// The flags of the command line that override the chain.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Flags<'a> {

@@ -2,8 +2,9 @@
 //! their XML answers. Parts go through the run's [`crate::transfer::Storage`] instead.
 
 use super::{Multipart, MultipartError, Step};
-use crate::http::{Timeouts, root_element};
+use crate::http::Timeouts;
 use crate::presign::s3::Signed;
+use crate::s3xml::root_element;
 use crate::transfer::TransferError;
 
 impl Multipart {

@@ -12,10 +12,11 @@ use super::control::{Control, parse, send_signed, start_of};
 use super::{
     Completed, Ending, Multipart, MultipartError, PartSent, Source, Step, Upload, changed,
 };
-use crate::http::{Refusal, root_element};
+use crate::http::Refusal;
 use crate::presign::Presigner as _;
 use crate::presign::s3::DirectS3;
 use crate::request::{GaveUp, Requests};
+use crate::s3xml::root_element;
 use crate::transfer::TransferError;
 
 impl Multipart {

@@ -733,15 +733,7 @@ async fn skip_existing_in_s3_mode_trusts_the_bucket_listing_for_name_and_size() 
             &expected_uploaded(&src.join(name), name, 200, 1, record)
         );
     }
-    let counts = [
-        "files",
-        "uploaded",
-        "failed",
-        "skipped",
-        "already_stored",
-        "bytes",
-    ]
-    .map(|field| summary[field].as_u64());
+    let counts = run_counts(&summary);
     assert_eq!(counts, [4, 2, 0, 2, 2, 9].map(Some), "{summary}");
     assert_eq!(
         weed.objects(&bucket).await,
@@ -757,6 +749,19 @@ async fn skip_existing_in_s3_mode_trusts_the_bucket_listing_for_name_and_size() 
     assert_eq!(weed.get(&bucket, "sub/c.sif").await.2, b"CCCC");
     assert_object(weed, &bucket, "b.sif", b"bbbbb").await;
     assert_object(weed, &bucket, "d.sif", b"dddd").await;
+}
+
+/// A summary's files, uploaded, failed, skipped, already_stored and bytes.
+fn run_counts(summary: &Value) -> [Option<u64>; 6] {
+    [
+        "files",
+        "uploaded",
+        "failed",
+        "skipped",
+        "already_stored",
+        "bytes",
+    ]
+    .map(|field| summary[field].as_u64())
 }
 
 /// With `--s3 s3://bucket/prefix` and `--prefix p` the listing covers `prefix/p/` only: objects
@@ -808,15 +813,7 @@ async fn skip_existing_in_s3_mode_lists_only_the_runs_prefix() {
             &expected_uploaded(&src.join(file), &name, 200, 1, record)
         );
     }
-    let counts = [
-        "files",
-        "uploaded",
-        "failed",
-        "skipped",
-        "already_stored",
-        "bytes",
-    ]
-    .map(|field| summary[field].as_u64());
+    let counts = run_counts(&summary);
     assert_eq!(counts, [3, 2, 0, 1, 1, 9].map(Some), "{summary}");
     let mut expected: Vec<(String, u64)> = decoys.iter().map(|k| (k.to_string(), 4)).collect();
     expected.extend([
