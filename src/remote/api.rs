@@ -112,16 +112,6 @@ impl Api {
                 GaveUp::Stopped(error) => RemoteError::Stopped(describe(&error)),
             })
     }
-
-    /// The listing `hashup verify` looks names up in. `Err` is fatal: the API could not be
-    /// reached or refused the token, or gave an unusable listing (a refused group fails only
-    /// its names).
-    pub async fn listing_for_lookups<'a>(
-        &self,
-        names: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Listing, String> {
-        self.list(names, None).await.map_err(|err| err.to_string())
-    }
 }
 
 /// Why a listing failed as a whole.

@@ -178,11 +178,6 @@ impl Remote {
         }
     }
 
-    /// The run's requests: retry policy, stop level, whether the destination has answered.
-    pub fn requests(&self) -> &Requests {
-        &self.requests
-    }
-
     /// Who hands out upload targets: the API, or the local signer in direct S3 mode.
     pub fn presigner(&self) -> Arc<dyn Presigner> {
         match &self.kind {
@@ -266,7 +261,12 @@ impl Remote {
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Lookups, String> {
         match &self.kind {
-            Kind::Api(api) => Ok(Lookups::Listing(api.listing_for_lookups(names).await?)),
+            // Anything short of a listing is fatal here: no name could be checked (a refused
+            // group fails only its own names).
+            Kind::Api(api) => match api.list(names, None).await {
+                Ok(listing) => Ok(Lookups::Listing(listing)),
+                Err(err) => Err(err.to_string()),
+            },
             Kind::S3(s3) => Ok(Lookups::Heads(s3.heads())),
         }
     }
