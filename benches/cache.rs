@@ -52,6 +52,9 @@ fn cache(c: &mut Criterion) {
                 error: None,
                 duration_ms: 12,
                 checksum_sha256_composite: None,
+                etag: None,
+                stored_at: None,
+                resent: None,
             })
             .unwrap();
     }

@@ -28,6 +28,9 @@ fn records() -> Vec<Record> {
             error: None,
             duration_ms: 12,
             checksum_sha256_composite: None,
+            etag: None,
+            stored_at: None,
+            resent: None,
         })
         .collect()
 }

@@ -101,6 +101,20 @@ pub struct Record {
     /// SHA-256s)-N`); absent for a single request, whose stored checksum is the file's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_sha256_composite: Option<String>,
+    /// The ETag the store answered the upload with (quotes kept), where it gave one: what
+    /// `upload --check-remote` compares a listing's ETag with, so that an object another
+    /// client rewrote with bytes of the same size is caught.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// When the store acknowledged the upload, RFC 3339 UTC with nanoseconds: what
+    /// `upload --check-remote` compares a listed last-modified time with, where a listing has
+    /// nothing stronger (a PROMINENCE API listing names and sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at: Option<String>,
+    /// Why a file the journal recorded as stored was sent again: `upload --check-remote`
+    /// found its object missing or different.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent: Option<String>,
 }
 
 /// The final line's content.
@@ -757,6 +771,9 @@ mod tests {
             error: None,
             duration_ms: 3,
             checksum_sha256_composite: None,
+            etag: None,
+            stored_at: None,
+            resent: None,
         }
     }
 

@@ -574,6 +574,9 @@ fn error_record(err: &FileError) -> Record {
         error: Some(err.kind.to_string()),
         duration_ms: 0,
         checksum_sha256_composite: None,
+        etag: None,
+        stored_at: None,
+        resent: None,
     }
 }
 
@@ -955,6 +958,9 @@ fn record(
         error,
         duration_ms: started.elapsed().as_millis() as u64,
         checksum_sha256_composite: None,
+        etag: None,
+        stored_at: None,
+        resent: None,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct ListedObject {
     pub size: u64,
     /// ISO 8601 (`2026-11-26T08:00:00.000Z`).
     pub last_modified: String,
+    /// The ETag, quotes included; absent from some stores' listings.
+    #[serde(rename = "ETag", default)]
+    pub etag: Option<String>,
 }
 
 impl ListBucketResult {

@@ -129,17 +129,16 @@ mod tests {
             error: None,
             duration_ms: 0,
             checksum_sha256_composite: None,
+            etag: None,
+            stored_at: None,
+            resent: None,
         }
     }
 
     /// Adds a listing of one place holding one object.
     fn list(stored: &mut AlreadyStored, place: Place, name: &str, size: u64) {
         let mut listing = Listing::default();
-        let object = crate::remote::StoredObject {
-            name: name.into(),
-            key: None,
-            size,
-        };
+        let object = crate::remote::StoredObject::sized(name, None, size);
         listing.add(place, [object]);
         stored.add_listing(&listing);
     }

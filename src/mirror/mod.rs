@@ -281,11 +281,7 @@ mod tests {
     use crate::select::{NewerThan, Shard, ShardIndex};
 
     fn object(name: &str, size: u64) -> StoredObject {
-        StoredObject {
-            name: name.into(),
-            key: Some(format!("p/{name}")),
-            size,
-        }
+        StoredObject::sized(name, Some(format!("p/{name}")), size)
     }
 
     fn scope(naming: &Naming, select: &SelectOptions) -> Scope {

@@ -136,6 +136,41 @@ pub struct Listed {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// `lastModified`: PROMINENCE (Flask) writes an HTTP date; anything else is kept as
+    /// nothing.
+    #[serde(rename = "lastModified", default, deserialize_with = "lenient_text")]
+    pub last_modified: Option<String>,
+    /// `sha256`, an extension `hashup serve` adds: the digest its store computed of the bytes.
+    /// Kept only when it is 64 hex digits (lowercased).
+    #[serde(default, deserialize_with = "lenient_sha256")]
+    pub sha256: Option<String>,
+}
+
+impl Listed {
+    /// When the object was last written, where `lastModified` says it in a form known here (an
+    /// HTTP date, or ISO 8601 UTC).
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        let text = self.last_modified.as_deref()?;
+        httpdate::parse_http_date(text)
+            .ok()
+            .or_else(|| crate::utc::parse_iso8601(text))
+    }
+}
+
+/// A string field, or `None` for any other JSON value (a server's odd answer costs the field,
+/// not the listing).
+fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(text) => Some(text),
+        _ => None,
+    })
+}
+
+/// A SHA-256 as 64 hex digits (lowercased), or `None`.
+fn lenient_sha256<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(lenient_text(d)?
+        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|hex| hex.to_ascii_lowercase()))
 }
 
 impl Prominence {

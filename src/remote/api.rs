@@ -82,8 +82,11 @@ impl Api {
                                     .map(|u| format!("uploads/{u}/{}", listed.name)),
                                 Some(_) => Some(format!("uploads/{}", listed.name)),
                             },
+                            modified: listed.modified(),
                             name: listed.name,
                             size: listed.size,
+                            sha256: listed.sha256,
+                            etag: None,
                         })
                         .collect::<Vec<_>>();
                     listing.add(place, objects);

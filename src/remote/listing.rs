@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use base64::Engine as _;
+
 use super::{Lookup, LookupError, Stored};
 
 /// An object as a listing gives it.
@@ -22,6 +24,27 @@ pub struct StoredObject {
     pub key: Option<String>,
     /// Its size in bytes.
     pub size: u64,
+    /// The SHA-256 of its bytes (lowercase hex) where the listing gives one: `hashup serve`'s
+    /// embedded store lists the digest it computed while receiving them.
+    pub sha256: Option<String>,
+    /// Its ETag (quotes kept), where the listing gives one (S3's ListObjectsV2).
+    pub etag: Option<String>,
+    /// When it was last written, where the listing says.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl StoredObject {
+    /// An object known by name and size only.
+    pub fn sized(name: impl Into<String>, key: Option<String>, size: u64) -> StoredObject {
+        StoredObject {
+            name: name.into(),
+            key,
+            size,
+            sha256: None,
+            etag: None,
+            modified: None,
+        }
+    }
 }
 
 /// One place a listing covers.
@@ -113,8 +136,14 @@ impl Listing {
     /// covers it, or unknown (its place was refused, or none covers it).
     pub fn lookup(&self, name: &str) -> Result<Lookup, LookupError> {
         if let Some(object) = self.get(name) {
+            // A listed SHA-256 is the store's own digest of the bytes it holds.
+            let checksum = object.sha256.as_deref().and_then(|hex| {
+                let digest: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
+                Some(base64::engine::general_purpose::STANDARD.encode(digest))
+            });
             return Ok(Lookup::Found(Stored {
                 size: object.size,
+                checksum,
                 ..Stored::default()
             }));
         }
@@ -133,11 +162,7 @@ mod tests {
     use super::*;
 
     fn object(name: &str, size: u64) -> StoredObject {
-        StoredObject {
-            name: name.into(),
-            key: None,
-            size,
-        }
+        StoredObject::sized(name, None, size)
     }
 
     #[test]

@@ -123,6 +123,9 @@ impl S3 {
                     name: c.key.strip_prefix(&base)?.to_string(),
                     key: Some(c.key.clone()),
                     size: c.size,
+                    sha256: None,
+                    etag: c.etag.as_deref().map(crate::message::server_text),
+                    modified: crate::utc::parse_iso8601(&c.last_modified),
                 })
             }));
             match page.next_page() {

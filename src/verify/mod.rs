@@ -597,6 +597,9 @@ mod tests {
             error: None,
             duration_ms: 0,
             checksum_sha256_composite: composite.map(str::to_string),
+            etag: None,
+            stored_at: None,
+            resent: None,
         }
     }
 

@@ -352,12 +352,14 @@ fn record() -> impl Strategy<Value = Record> {
             any::<u32>(),
         ),
         (option::of(text()), any::<u64>(), option::of(text())),
+        (option::of(text()), option::of(text()), option::of(text())),
     )
         .prop_map(
             |(
                 (name, path, size, mtime),
                 (sha256, status, http_status, attempts),
                 (error, duration_ms, checksum_sha256_composite),
+                (etag, stored_at, resent),
             )| Record {
                 name,
                 path,
@@ -370,6 +372,9 @@ fn record() -> impl Strategy<Value = Record> {
                 error,
                 duration_ms,
                 checksum_sha256_composite,
+                etag,
+                stored_at,
+                resent,
             },
         )
 }
