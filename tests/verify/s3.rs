@@ -223,7 +223,9 @@ async fn missing_replaced_and_changed_objects_are_each_named() {
     assert_eq!(
         r.stderr,
         "hashup: 1 OK, 1 MISSING, 3 DIFFERS\n\
-         hashup: hashed 8 B (1 file read, 4 from the hash cache)\n"
+         hashup: hashed 8 B (1 file read, 4 from the hash cache)\n\
+         hashup: the upload command with --check-remote added sends what is missing or differs \
+         again\n"
     );
 
     // --quiet: the problems, nothing else.
@@ -377,8 +379,8 @@ async fn a_multipart_object_verifies_by_metadata_or_by_the_manifests_composite()
         r.stderr,
         "hashup: 2 OK\n\
          hashup: hashed 0 B (0 files read, 2 from the hash cache)\n\
-         hashup: note: 1 checked by prominence_sha256 only: S3 keeps a multipart object's \
-         checksum as a composite of its parts' (--manifest gives the upload's)\n"
+         hashup: note: 1 checked by prominence_sha256 only: multipart objects cut in parts \
+         other than hashup's default size (--manifest gives the upload's composite checksum)\n"
     );
 
     // With the upload's manifest: the composite it recorded is the one stored.
