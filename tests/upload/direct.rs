@@ -438,11 +438,18 @@ async fn storage_refuses_a_body_whose_sha256_is_not_the_signed_one() {
     );
 
     // The same target with the bytes it was signed for.
-    let status = storage
+    let sent = storage
         .send(&target, &path_x, "x.bin", x.len() as u64)
         .await
         .unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(sent.status, 200);
+    // S3's ETag of a single PUT: the MD5 of its body in hex, quoted.
+    let etag = sent.etag.unwrap();
+    let hex = etag.trim_matches('"');
+    assert!(
+        etag.len() == 34 && hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{etag}"
+    );
     assert_object(weed, &bucket, "lib/x.bin", &x).await;
 }
 

@@ -289,21 +289,25 @@ async fn upload(
         multipart.sweep(config.restart, SystemTime::now()).await;
         options.multipart = Some(Arc::new(multipart));
     }
-    if config.skip_existing {
+    if config.skip_existing || config.check_remote {
+        let flag = match config.check_remote {
+            true => "--check-remote",
+            false => "--skip-existing",
+        };
         let prefix = config.source.naming.prefix.as_deref();
         let listing = remote
             .list(names.iter().map(String::as_str), prefix)
             .await
             .map_err(|err| match err {
                 RemoteError::Stopped(last) => anyhow::anyhow!(
-                    "interrupted while listing what is stored (--skip-existing); last attempt: {last}"
+                    "interrupted while listing what is stored ({flag}); last attempt: {last}"
                 ),
-                err => anyhow::anyhow!("--skip-existing: cannot list what is stored: {err}"),
+                err => anyhow::anyhow!("{flag}: cannot list what is stored: {err}"),
             })?;
         for (_, why) in &listing.refused {
             eprintln!("hashup: warning: {why}; its files are not checked against the listing");
         }
-        stored.add_listing(&listing);
+        stored.add_listing(listing, config.check_remote, config.skip_existing);
     }
     options.stored = Arc::new(stored);
     // Save the hash cache every few seconds: a killed run loses little hashing.
@@ -469,9 +473,10 @@ fn dry_run(
     for result in Hasher::spawn(entries, hash)?.in_order() {
         match result {
             Ok(file)
-                if stored
-                    .stored(&file.name.to_string_lossy(), file.stamp.size, &file.hex())
-                    .is_some() =>
+                if matches!(
+                    stored.decide(&file.name.to_string_lossy(), file.stamp.size, &file.hex()),
+                    crate::skip::Decision::Stored { .. }
+                ) =>
             {
                 already += 1;
             }
