@@ -5,6 +5,7 @@
 mod direct;
 mod e2e;
 mod faults;
+mod heal;
 mod hostile;
 mod journal;
 mod keys;
