@@ -191,6 +191,11 @@ impl AlreadyStored {
             .extend(listing.refused.into_iter().map(|(place, _)| place));
     }
 
+    /// Whether a listing overrules the manifests (`--check-remote`).
+    pub fn checks_remote(&self) -> bool {
+        self.check_remote
+    }
+
     /// What the listings say of `name`.
     fn listed(&self, name: &str) -> Listed<'_> {
         if let Some(object) = self.listed.get(name) {

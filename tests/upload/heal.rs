@@ -73,6 +73,51 @@ fn a_listing_of_sizes_heals_a_deleted_a_rewritten_and_a_truncated_object_one_pre
         ("c.sif", 6, at("c.sif") + Duration::from_secs(60)),
         ("d.sif", 3, at("d.sif")),
     ]));
+    // A dry run lists the destination and says what a run would send again, and why.
+    let mock_before = mock.requests().len();
+    let dry = run_against(&mock, dir.path(), &src, &["--check-remote", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let sums: Vec<String> = ["b.sif", "c.sif", "d.sif"]
+        .iter()
+        .map(|name| {
+            let data = std::fs::read(src.join(name)).unwrap();
+            format!("{}  {name}\n", crate::serve::fixture::sha256_hex(&data))
+        })
+        .collect();
+    assert_eq!(dry.stdout_str(), sums.concat());
+    let shown = |name: &str, verb: &str, why: &str| {
+        format!(
+            "hashup: {}: {verb}: {why}\n",
+            Path::new(&src).join(name).display()
+        )
+    };
+    assert!(
+        dry.stderr.starts_with(&shown(
+            "b.sif",
+            "would send again",
+            "missing from the destination"
+        )),
+        "{}",
+        dry.stderr
+    );
+    assert!(
+        dry.stderr.ends_with(
+            "hashup: 1 files left out: the manifests record them as uploaded and the \
+             destination's listing agrees\n"
+        ),
+        "{}",
+        dry.stderr
+    );
+    let asked: Vec<String> = mock.requests()[mock_before..]
+        .iter()
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    assert_eq!(
+        asked,
+        ["GET /prominence/v1/data"],
+        "a dry run sends nothing"
+    );
+
     let mock_before = mock.requests().len();
     let second = run_against(&mock, dir.path(), &src, &["--check-remote"]);
     assert_eq!(second.code, 0, "{}", second.stderr);
@@ -129,16 +174,12 @@ fn a_listing_of_sizes_heals_a_deleted_a_rewritten_and_a_truncated_object_one_pre
         (&json!(3), &json!(3), &json!(1), &json!(1)),
         "{summary}"
     );
-    let shown = |name: &str, why: &str| {
-        format!(
-            "hashup: {}: sending again: {why}\n",
-            Path::new(&src).join(name).display()
-        )
-    };
     assert!(
-        second
-            .stderr
-            .contains(&shown("b.sif", "missing from the destination")),
+        second.stderr.contains(&shown(
+            "b.sif",
+            "sending again",
+            "missing from the destination"
+        )),
         "{}",
         second.stderr
     );
