@@ -420,17 +420,22 @@ impl DirectS3 {
 }
 
 impl DirectS3 {
-    /// `GET /?list-type=2&prefix=P[&continuation-token=T]` (ListObjectsV2): a page (up to
-    /// 1,000) of the keys starting with `prefix`, from where `continuation` left off.
+    /// `GET /?list-type=2&prefix=P[&continuation-token=T][&start-after=K]` (ListObjectsV2): a
+    /// page (up to 1,000) of the keys starting with `prefix`, from where `continuation` left
+    /// off, or after key `start_after`.
     pub fn list_objects(
         &self,
         prefix: &str,
         continuation: Option<&str>,
+        start_after: Option<&str>,
         now: SystemTime,
     ) -> Result<Signed, SigningError> {
         let mut query = format!("list-type=2&prefix={}", query_value(prefix));
         if let Some(token) = continuation {
             query.push_str(&format!("&continuation-token={}", query_value(token)));
+        }
+        if let Some(key) = start_after {
+            query.push_str(&format!("&start-after={}", query_value(key)));
         }
         self.sign("GET", "", &query, &[], now)
     }
@@ -928,7 +933,9 @@ mod tests {
         let (s3, creds, now) = local_signer();
         let lookup = |id: &str| (id == "AKID").then(|| creds.clone());
         let host = || vec![("host".to_string(), "127.0.0.1:8333".to_string())];
-        let list = s3.list_objects("pre/a b/", Some("tok/+="), now).unwrap();
+        let list = s3
+            .list_objects("pre/a b/", Some("tok/+="), Some("pre/a b/x"), now)
+            .unwrap();
         assert_eq!(list.method, "GET");
         let (base, query) = list.url.split_once('?').unwrap();
         assert_eq!(base, "http://127.0.0.1:8333/b/");
@@ -941,11 +948,12 @@ mod tests {
             [
                 "continuation-token=tok%2F%2B%3D",
                 "list-type=2",
-                "prefix=pre%2Fa%20b%2F"
+                "prefix=pre%2Fa%20b%2F",
+                "start-after=pre%2Fa%20b%2Fx"
             ]
         );
         verify_presigned_url(lookup, "GET", "/b/", query, &host(), now).unwrap();
-        let first = s3.list_objects("", None, now).unwrap();
+        let first = s3.list_objects("", None, None, now).unwrap();
         let (_, query) = first.url.split_once('?').unwrap();
         let own: Vec<&str> = query
             .split('&')

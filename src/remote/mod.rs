@@ -245,7 +245,7 @@ impl Remote {
     ) -> Result<Listing, RemoteError> {
         match &self.kind {
             Kind::Api(api) => api.list(names, prefix).await,
-            Kind::S3(s3) => s3.list(prefix).await,
+            Kind::S3(s3) => s3.list(names, prefix).await,
         }
     }
 

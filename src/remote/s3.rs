@@ -22,6 +22,9 @@
 //! store has not answered once in the run and a key runs out of retries on connection errors,
 //! the store is unreachable: fatal.
 
+use std::collections::{HashMap, HashSet};
+
+use futures_util::StreamExt as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -32,13 +35,35 @@ use crate::message::server_text;
 use crate::presign::Presigner;
 use crate::presign::s3::{DirectS3, Signed, SigningError};
 use crate::request::{Class, Classify, GaveUp, Requests};
-use crate::s3xml::ListBucketResult;
+use crate::s3xml::{ListBucketResult, ListedObject};
 use crate::sign::{CHECKSUM_SHA256, META_SHA256};
 use crate::transfer::TransferError;
 
 /// The most of one ListObjectsV2 page read: 1,000 keys of at most 1,024 bytes, with their XML,
 /// stay under 2 MiB.
 const PAGE_LIMIT: usize = 8 << 20;
+
+/// A listing range's share of the run's own keys: one page's worth.
+const RANGE_NAMES: usize = 1000;
+
+/// Listing ranges asked at once.
+const RANGES_IN_FLIGHT: usize = 16;
+
+/// The boundaries that cut `keys` (sorted here) into ranges of [`RANGE_NAMES`] keys, each
+/// range ending with its boundary: every [`RANGE_NAMES`]th key but the last key. Any order the
+/// store lists in works: a range ends only at a boundary's key it actually meets, so one that
+/// ends early hands over to the range starting there, and one that meets none runs to the end
+/// (a missing or out-of-order boundary costs pages, never keys).
+fn ranges(mut keys: Vec<String>) -> Vec<String> {
+    keys.sort_unstable();
+    keys.dedup();
+    let last = keys.len().saturating_sub(1);
+    keys.into_iter()
+        .enumerate()
+        .filter(|(at, _)| at % RANGE_NAMES == RANGE_NAMES - 1 && *at < last)
+        .map(|(_, key)| key)
+        .collect()
+}
 
 /// The most of a DeleteObject answer read (it has no body).
 const DELETE_ANSWER_LIMIT: usize = 64 << 10;
@@ -83,10 +108,18 @@ impl S3 {
         &self.signer.location().prefix
     }
 
-    /// ListObjectsV2 pages of the keys under `PREFIX/` (and `prefix`, the run's `--prefix`),
-    /// followed by their continuation tokens. Multipart uploads in progress are not objects and
-    /// are not listed.
-    pub async fn list(&self, prefix: Option<&str>) -> Result<Listing, RemoteError> {
+    /// ListObjectsV2 pages of the keys under `PREFIX/` (and `prefix`, the run's `--prefix`).
+    /// Multipart uploads in progress are not objects and are not listed.
+    ///
+    /// Pages follow each other by continuation token, one round trip each; so the key space is
+    /// cut into ranges at every [`RANGE_NAMES`]th of the run's own keys (`names`), and up to
+    /// [`RANGES_IN_FLIGHT`] ranges are listed at once, each from `start-after` its boundary
+    /// until it meets a later boundary's key or the end ([`ranges`]).
+    pub async fn list<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+        prefix: Option<&str>,
+    ) -> Result<Listing, RemoteError> {
         let location = self.signer.location();
         let base = match location.prefix.as_str() {
             "" => String::new(),
@@ -97,50 +130,102 @@ impl S3 {
             None => base.clone(),
         };
         let place = Place::Prefix(format!("s3://{}/{under}", location.bucket));
+        let keys: Vec<String> = names
+            .into_iter()
+            .map(|name| format!("{base}{name}"))
+            .filter(|key| key.starts_with(&under))
+            .collect();
+        let bounds = ranges(keys);
+        // Range i starts after bounds[i - 1] (the first at the start) and stops at the key of
+        // any later boundary.
+        let later: HashMap<&str, usize> = bounds
+            .iter()
+            .enumerate()
+            .map(|(at, key)| (key.as_str(), at + 1))
+            .collect();
+        let listed: Vec<Result<Vec<ListedObject>, RemoteError>> =
+            futures_util::stream::iter(0..=bounds.len())
+                .map(|range| {
+                    let after = range.checked_sub(1).map(|at| bounds[at].as_str());
+                    let later = &later;
+                    let stops = move |key: &str| later.get(key).is_some_and(|&next| next > range);
+                    self.list_range(&under, after, stops)
+                })
+                .buffered(RANGES_IN_FLIGHT)
+                .collect()
+                .await;
+        let mut seen = HashSet::new();
         let mut objects = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let text = self
-                .call(
-                    |now| self.signer.list_objects(&under, token.as_deref(), now),
-                    PAGE_LIMIT,
-                )
-                .await
-                .map_err(|e| match e {
-                    RemoteError::Failed(m) => {
-                        RemoteError::Failed(format!("cannot list {place}: {m}"))
-                    }
-                    RemoteError::Stopped(m) => {
-                        RemoteError::Stopped(format!("cannot list {place}: {m}"))
-                    }
-                    fatal => fatal,
-                })?;
-            let page = ListBucketResult::parse(&text).map_err(|e| {
-                RemoteError::Failed(format!("cannot list {place}: not a listing: {e}"))
+        for range in listed {
+            let range = range.map_err(|e| match e {
+                RemoteError::Failed(m) => RemoteError::Failed(format!("cannot list {place}: {m}")),
+                RemoteError::Stopped(m) => {
+                    RemoteError::Stopped(format!("cannot list {place}: {m}"))
+                }
+                fatal => fatal,
             })?;
-            objects.extend(page.contents.iter().filter_map(|c| {
-                Some(StoredObject {
-                    name: c.key.strip_prefix(&base)?.to_string(),
-                    key: Some(c.key.clone()),
-                    size: c.size,
+            // Ranges overlap only where the store's order is not the one the boundaries were
+            // sorted in (SeaweedFS walks directories): the same key once.
+            for c in range.into_iter().filter(|c| seen.insert(c.key.clone())) {
+                let Some(name) = c.key.strip_prefix(&base) else {
+                    continue;
+                };
+                objects.push(StoredObject {
+                    name: name.to_string(),
                     sha256: None,
                     etag: c.etag.as_deref().map(crate::message::server_text),
                     modified: crate::utc::parse_iso8601(&c.last_modified),
-                })
-            }));
-            match page.next_page() {
-                None => break,
-                Some(next) if token.as_deref() == Some(next) => {
-                    return Err(RemoteError::Failed(format!(
-                        "cannot list {place}: the store gave the same continuation token twice"
-                    )));
-                }
-                Some(next) => token = Some(next.to_string()),
+                    size: c.size,
+                    key: Some(c.key),
+                });
             }
         }
         let mut listing = Listing::default();
         listing.add(place, objects);
         Ok(listing)
+    }
+
+    /// The pages of one range: from the start of `under` (or after key `after`) until a key
+    /// for which `stops` holds (kept) or the end.
+    async fn list_range(
+        &self,
+        under: &str,
+        after: Option<&str>,
+        stops: impl Fn(&str) -> bool,
+    ) -> Result<Vec<ListedObject>, RemoteError> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let text = self
+                .call(
+                    |now| {
+                        let after = after.filter(|_| token.is_none());
+                        self.signer
+                            .list_objects(under, token.as_deref(), after, now)
+                    },
+                    PAGE_LIMIT,
+                )
+                .await?;
+            let page = ListBucketResult::parse(&text)
+                .map_err(|e| RemoteError::Failed(format!("not a listing: {e}")))?;
+            let next = page.next_page().map(str::to_string);
+            for object in page.contents {
+                let last = stops(&object.key);
+                objects.push(object);
+                if last {
+                    return Ok(objects);
+                }
+            }
+            match next {
+                None => return Ok(objects),
+                Some(next) if token.as_deref() == Some(next.as_str()) => {
+                    return Err(RemoteError::Failed(
+                        "the store gave the same continuation token twice".into(),
+                    ));
+                }
+                Some(next) => token = Some(next),
+            }
+        }
     }
 
     /// DeleteObject, with retries; a key already gone counts as deleted.
@@ -492,6 +577,20 @@ fn stored_of(headers: &reqwest::header::HeaderMap) -> Result<Stored, HeadError> 
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn ranges_hold_a_page_of_the_runs_keys_each() {
+        let keys = |n: usize| (0..n).map(|i| format!("p/{i:05}")).collect::<Vec<_>>();
+        assert!(ranges(keys(1000)).is_empty(), "one page: one range");
+        assert_eq!(ranges(keys(1001)), ["p/00999"]);
+        assert_eq!(ranges(keys(2000)), ["p/00999"]);
+        assert_eq!(ranges(keys(2500)), ["p/00999", "p/01999"]);
+        // Sorted and deduplicated first.
+        let mut shuffled = keys(2001);
+        shuffled.reverse();
+        shuffled.push("p/00000".into());
+        assert_eq!(ranges(shuffled), ["p/00999", "p/01999"]);
+    }
 
     #[test]
     fn a_head_answer_gives_size_metadata_and_checksum() {

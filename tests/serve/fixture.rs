@@ -208,6 +208,16 @@ impl Weed {
         r.text().await.unwrap().matches("<Version>").count()
     }
 
+    /// Deletes `key` (another client's DeleteObject).
+    pub async fn delete(&self, bucket: &str, key: &str) {
+        let url = self.presign(
+            "DELETE",
+            &format!("/{bucket}/{}", sign::uri_encode_path(key)),
+        );
+        let r = http().delete(url).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
     /// Every object in `bucket`, key and size, sorted by key (one ListObjectsV2 page).
     pub async fn objects(&self, bucket: &str) -> Vec<(String, u64)> {
         let url = self.presign("GET", &format!("/{bucket}?list-type=2"));

@@ -808,3 +808,59 @@ async fn skip_existing_in_s3_mode_lists_only_the_runs_prefix() {
         assert_eq!(weed.get(&bucket, key).await.2, b"DDDD", "{key} untouched");
     }
 }
+
+/// The listing is cut into ranges listed at once (one per 1,000 of the run's keys): it still
+/// lists every key when the store's order is not the byte order the ranges were cut in
+/// (SeaweedFS lists `a/x` before `a-x` and `a.x`), when a boundary's object is gone, and when
+/// the store holds keys the run does not name.
+#[tokio::test]
+async fn a_listing_cut_into_ranges_misses_no_key_in_any_store_order() {
+    let weed = weed();
+    let bucket = weed.fresh_bucket("ranges").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    // Byte order: a-…, a.…, a/…; SeaweedFS's: a/…, a-…, a.….
+    let mut names: Vec<String> = (0..1200).map(|i| format!("a/{i:04}")).collect();
+    names.extend((0..700).map(|i| format!("a-{i:04}")));
+    names.extend((0..700).map(|i| format!("a.{i:04}")));
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    tree(&src, &files);
+    let location = format!("s3://{bucket}/lib");
+    let first = s3_run(weed, &src, &location, &[], dir.path()).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // The first range's boundary (the 1,000th key in byte order) gone; strangers between.
+    weed.delete(&bucket, "lib/a.0299").await;
+    for extra in ["a/0599x", "a-0000x", "a.0699x", "a0", "b/1"] {
+        weed.put(&bucket, &format!("lib/{extra}"), b"extra").await;
+    }
+
+    let manifest = dir.path().join("fresh.jsonl");
+    let (r, records, summary) =
+        upload_skipping_existing(weed, &src, &location, &manifest, &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sent: Vec<&str> = records
+        .iter()
+        .filter(|r| r["status"] == "uploaded")
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, ["a.0299"], "only the object that is gone: {summary}");
+    assert_eq!(summary["already_stored"], names.len() - 1);
+
+    // Every stranger is listed too: --delete would remove exactly them.
+    let r = s3_run(
+        weed,
+        &src,
+        &location,
+        &["--delete".as_ref(), "--dry-run".as_ref()],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut deleted: Vec<&str> = r
+        .stdout_str()
+        .lines()
+        .filter_map(|l| l.strip_prefix("delete "))
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted, ["a-0000x", "a.0699x", "a/0599x", "a0", "b/1"]);
+}

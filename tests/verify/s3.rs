@@ -77,15 +77,6 @@ async fn put_object(weed: &Weed, bucket: &str, key: &str, data: &[u8], meta: &st
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
-async fn delete_object(weed: &Weed, bucket: &str, key: &str) {
-    let url = weed.presign(
-        "DELETE",
-        &format!("/{bucket}/{}", sign::uri_encode_path(key)),
-    );
-    let r = http().delete(url).send().await.unwrap();
-    assert_eq!(r.status(), 204);
-}
-
 /// `1a2b3c4d..`: how verify shortens a SHA-256.
 fn short(sha256_hex: &str) -> String {
     format!("{}..", &sha256_hex[..8])
@@ -185,7 +176,7 @@ async fn missing_replaced_and_changed_objects_are_each_named() {
     let up = run(upload(&src, &bucket, dir.path(), &[])).await;
     assert_eq!(up.code, 0, "{}", up.stderr);
 
-    delete_object(weed, &bucket, "p/a.txt").await;
+    weed.delete(&bucket, "p/a.txt").await;
     // Other bytes of the same size, with metadata that tells the truth about them ...
     put_object(
         weed,
@@ -463,7 +454,7 @@ async fn check_remote_heals_exactly_what_another_client_broke() {
     let up = run(nightly(&[])).await;
     assert_eq!(up.code, 0, "{}", up.stderr);
 
-    delete_object(weed, &bucket, "p/a.txt").await;
+    weed.delete(&bucket, "p/a.txt").await;
     weed.put(&bucket, "p/b.txt", b"bra").await;
     weed.put(&bucket, "p/c.txt", b"CHARL\n").await;
 
