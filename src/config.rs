@@ -231,6 +231,9 @@ pub struct UploadConfig {
     pub previous: Vec<PathBuf>,
     /// Also skip files the destination lists with the same name and size.
     pub skip_existing: bool,
+    /// List the destination and send again what the manifests say is stored but is missing
+    /// or differs there.
+    pub check_remote: bool,
     /// Progress on stderr.
     pub progress: ProgressMode,
     /// The period of progress lines in [`ProgressMode::Log`].

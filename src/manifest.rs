@@ -140,6 +140,15 @@ pub struct Summary {
     /// Files skipped because they are already stored (a subset of `skipped`).
     #[serde(default)]
     pub already_stored: u64,
+    /// Of those, files a listing of the destination agreed with (`--check-remote`,
+    /// `--skip-existing`); the others rest on the manifests alone: unchanged since they were
+    /// uploaded, the store not asked.
+    #[serde(default)]
+    pub confirmed: u64,
+    /// Files the manifests said were stored, sent again because `--check-remote` found their
+    /// object missing or different (a subset of the files taken up).
+    #[serde(default)]
+    pub resent: u64,
     /// Files whose SHA-256 came from the hash cache.
     #[serde(default)]
     pub cached: u64,

@@ -41,7 +41,7 @@ use crate::presign::{PresignError, Presigner, Target};
 use crate::progress::{Progress, Style, Tally};
 use crate::request::{Class, Classify as _, Requests};
 use crate::retry::Retrying;
-use crate::skip::{AlreadyStored, Evidence};
+use crate::skip::{AlreadyStored, Decision, Evidence};
 pub use crate::stop::StopLevel;
 use crate::stop::reached;
 use crate::transfer::{MAX_OBJECT_SIZE, Storage, TransferError};
@@ -167,8 +167,11 @@ impl Shared {
 
     /// A file already stored: counted as skipped, never printed (an unchanged night must not
     /// fill the log), and recorded unless the journal this run appends to already says so.
-    fn finish_stored(&self, file: &HashedFile, evidence: Evidence) {
+    fn finish_stored(&self, file: &HashedFile, evidence: Evidence, checked: bool) {
         self.tally.already_stored.fetch_add(1, Ordering::Relaxed);
+        if checked {
+            self.tally.confirmed.fetch_add(1, Ordering::Relaxed);
+        }
         self.count(Status::Skipped, file.stamp.size);
         if evidence != Evidence::Journal {
             self.write(&record(
@@ -401,14 +404,23 @@ async fn feed(
             Ok(file) => file,
         };
         shared.count_hashed(&file);
-        if let Some(evidence) =
-            shared
-                .options
-                .stored
-                .stored(&file.name.to_string_lossy(), file.stamp.size, &file.hex())
-        {
-            shared.finish_stored(&file, evidence);
-            continue;
+        let resent = match shared.options.stored.decide(
+            &file.name.to_string_lossy(),
+            file.stamp.size,
+            &file.hex(),
+        ) {
+            Decision::Stored { evidence, checked } => {
+                shared.finish_stored(&file, evidence, checked);
+                continue;
+            }
+            Decision::Send(resent) => resent,
+        };
+        if let Some(why) = &resent {
+            shared.tally.resent.fetch_add(1, Ordering::Relaxed);
+            shared.progress.print(&format!(
+                "hashup: {}: sending again: {why}",
+                file.path.display()
+            ));
         }
         // Files are taken up ahead of the upload slots, up to twice the limit, so that each
         // presign runs while other files upload and a slot never waits on the API's round trip.
@@ -443,7 +455,7 @@ async fn feed(
                 .checked_sub(took)
                 .unwrap_or_else(Instant::now);
             let fallback = file.clone();
-            let record = tokio::select! {
+            let mut record = tokio::select! {
                 record = upload_one(&shared, file, ahead, started) => record,
                 () = abort => record(
                     &fallback,
@@ -454,6 +466,7 @@ async fn feed(
                     started,
                 ),
             };
+            record.resent = resent;
             shared.finish(record);
             drop(slot);
         });
@@ -527,6 +540,8 @@ fn summarize(shared: &Shared, elapsed: Duration, interrupted: bool) -> Summary {
         bytes_hashed: get(&t.bytes_hashed),
         cached: get(&t.cached),
         already_stored: get(&t.already_stored),
+        confirmed: get(&t.confirmed),
+        resent: get(&t.resent),
         elapsed_ms: elapsed.as_millis() as u64,
         hash_gb_per_s: get(&t.bytes_hashed) as f64 / (get(&t.hash_nanos) as f64).max(1.0),
         upload_mb_per_s: bytes as f64 / secs / 1e6,
@@ -622,10 +637,31 @@ impl Failure {
     }
 }
 
+/// What the store answered a file's upload with, for its record.
+#[derive(Debug, Default)]
+struct Receipt {
+    /// A multipart upload's composite checksum.
+    composite: Option<String>,
+    /// The object's ETag.
+    etag: Option<String>,
+    /// The store's clock when it answered.
+    date: Option<std::time::SystemTime>,
+}
+
+impl Receipt {
+    fn of(sent: crate::transfer::Sent) -> Receipt {
+        Receipt {
+            composite: None,
+            etag: sent.etag,
+            date: sent.date,
+        }
+    }
+}
+
 /// What one attempt (presign, check, send) came to.
 enum Attempt {
-    /// Stored, with storage's success status (and a multipart upload's composite checksum).
-    Uploaded(Option<String>),
+    /// Stored: what the store answered.
+    Uploaded(Receipt),
     /// The file is not what was hashed (before or during the send): hash again.
     Changed(String),
     /// Worth another try: after a backoff of at least the server's `Retry-After`
@@ -665,7 +701,7 @@ async fn upload_one(
         }
         retry.attempt();
         match attempt(shared, &file, &mut http_status, ahead.take()).await {
-            Attempt::Uploaded(composite) => {
+            Attempt::Uploaded(receipt) => {
                 let mut record = record(
                     &file,
                     Status::Uploaded,
@@ -674,7 +710,9 @@ async fn upload_one(
                     None,
                     started,
                 );
-                record.checksum_sha256_composite = composite;
+                record.checksum_sha256_composite = receipt.composite;
+                record.etag = receipt.etag;
+                record.stored_at = receipt.date.map(crate::utc::rfc3339_nanos);
                 return record;
             }
             Attempt::Changed(why) => {
@@ -759,7 +797,13 @@ async fn attempt(
             .map_or_else(|e| e.status(), |done| Some(done.status));
         return sent.map_or_else(
             |err| parts_failed(shared, err),
-            |done| Attempt::Uploaded(Some(done.composite)),
+            |done| {
+                Attempt::Uploaded(Receipt {
+                    composite: Some(done.composite),
+                    etag: done.etag,
+                    date: None,
+                })
+            },
         );
     }
     let name = file.name.to_string_lossy();
@@ -791,14 +835,14 @@ async fn attempt(
         // The store hashed what it received and took it only because it matched: it holds
         // exactly the bytes hashed, whatever became of the file since (deleted, rewritten
         // after the last byte went).
-        Ok(status) if target.store_verifies_checksum() => {
-            *http_status = Some(status);
-            Attempt::Uploaded(None)
+        Ok(sent) if target.store_verifies_checksum() => {
+            *http_status = Some(sent.status);
+            Attempt::Uploaded(Receipt::of(sent))
         }
-        Ok(status) => {
-            *http_status = Some(status);
+        Ok(sent) => {
+            *http_status = Some(sent.status);
             match FileStamp::current(&file.path).await {
-                Ok(stamp) if stamp == file.stamp => Attempt::Uploaded(None),
+                Ok(stamp) if stamp == file.stamp => Attempt::Uploaded(Receipt::of(sent)),
                 // What arrived may not match the checksum sent with it.
                 _ => Attempt::Changed("the file changed while it was sent".into()),
             }

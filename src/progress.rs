@@ -29,6 +29,10 @@ pub struct Tally {
     pub skipped: AtomicU64,
     /// Files skipped because they are already stored.
     pub already_stored: AtomicU64,
+    /// Of those, files a listing of the destination agreed with.
+    pub confirmed: AtomicU64,
+    /// Files sent again: the manifests said stored, the destination's listing did not.
+    pub resent: AtomicU64,
     /// Bytes of the files uploaded.
     pub bytes_uploaded: AtomicU64,
     /// Bytes read and hashed (each file once, as the engine hands it over; cache hits not).

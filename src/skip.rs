@@ -1,24 +1,37 @@
 //! What is already stored and need not be sent again: evidence from manifests (this run's
-//! journal, earlier runs' manifests) and, with `--skip-existing`, from the API's listing.
+//! journal, earlier runs' manifests) and, with `--skip-existing` or `--check-remote`, from a
+//! listing of the destination.
 //!
 //! The rule is conservative — when unsure, upload:
 //! - A name whose **latest** manifest record is `uploaded`, or `skipped` with a SHA-256 (an
 //!   earlier skip for this same reason), counts as stored with that SHA-256: the file is skipped
 //!   when its SHA-256 is the same and uploaded when it differs. A latest record that is `failed`
 //!   removes the evidence (a failed attempt may have left the object in any state).
-//! - A name the manifests know nothing about is skipped when the API lists an object of that
-//!   name **and size** (the listing has no checksum: same-size changes are not detected there;
-//!   the manifests catch them for files this tool uploaded).
+//! - With `--check-remote` the store has the last word on such a name: the file is sent again
+//!   when a listing that covers it does not list it, or lists it differently ([`Decision`]):
+//!   another size; another SHA-256 (`hashup serve` lists the store's); another ETag than the
+//!   store answered the upload with (S3: a rewrite by another client, same size or not); a
+//!   last-modified time after the store acknowledged the upload (a listing of names and sizes).
+//! - A name the manifests know nothing about is skipped when the listing gives it the same
+//!   SHA-256, or, with `--skip-existing`, the same **size** (a listing without checksums cannot
+//!   tell a same-size change; the manifests catch those for files this tool uploaded).
 
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use crate::manifest::{Journal, Status};
-use crate::remote::Listing;
+use crate::remote::{Listing, Place, StoredObject};
 
 /// Why a file is skipped, as its record says.
 pub const IN_MANIFEST: &str = "already uploaded with this SHA-256 (manifest)";
-/// Why a file is skipped after the destination's listing matched.
+/// Why a file is skipped after the destination's listing matched its size.
 pub const IN_LISTING: &str = "already stored with this size (listed by the destination)";
+/// Why a file is skipped after the destination's listing matched its SHA-256.
+pub const IN_LISTING_SHA256: &str = "already stored with this SHA-256 (listed by the destination)";
+
+/// How much later than the store's own answer to the upload a listed last-modified time must
+/// be to count as a rewrite: both are the store's clock, the answer's `Date` to the second.
+const REWRITE_SLACK: Duration = Duration::from_secs(2);
 
 /// Where the evidence that a file is stored came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +41,10 @@ pub enum Evidence {
     Journal,
     /// An earlier manifest given with `--previous`: the skip is recorded in this run's manifest.
     Previous,
-    /// The API's listing (same name and size): the skip is recorded.
+    /// The destination's listing (same name and size): the skip is recorded.
     Listing,
+    /// The destination's listing (same name, size and SHA-256): the skip is recorded.
+    ListedSha256,
 }
 
 impl Evidence {
@@ -38,18 +53,64 @@ impl Evidence {
         match self {
             Evidence::Journal | Evidence::Previous => IN_MANIFEST,
             Evidence::Listing => IN_LISTING,
+            Evidence::ListedSha256 => IN_LISTING_SHA256,
         }
     }
+}
+
+/// What to do with a hashed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It is stored: skip it, on this evidence; `checked` when a listing of the destination
+    /// agreed (not only a manifest).
+    Stored {
+        /// Where the evidence came from.
+        evidence: Evidence,
+        /// The destination's listing agreed.
+        checked: bool,
+    },
+    /// Send it; with why, when the manifests said it was stored (`--check-remote` found its
+    /// object missing or different).
+    Send(Option<String>),
+}
+
+/// What a manifest says of a stored name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    /// The SHA-256 (hex) stored, or `None` where the latest record failed (or a deletion).
+    sha256: Option<String>,
+    /// The ETag the store answered the upload with.
+    etag: Option<String>,
+    /// When the store acknowledged the upload, by its clock.
+    stored_at: Option<SystemTime>,
+    /// Which manifest said so last.
+    source: Evidence,
 }
 
 /// What is known to be stored.
 #[derive(Debug, Default)]
 pub struct AlreadyStored {
-    /// Name -> SHA-256 (hex) known stored, or `None` where the latest record failed; and where
-    /// that latest record is.
-    manifests: HashMap<String, (Option<String>, Evidence)>,
-    /// Name -> size, from the API's listings.
-    listing: HashMap<String, u64>,
+    /// Name -> what the manifests say, the latest record winning.
+    manifests: HashMap<String, Known>,
+    /// Name -> the object the destination lists.
+    listed: HashMap<String, StoredObject>,
+    /// The places the listings covered, and those they could not.
+    places: Vec<Place>,
+    refused: Vec<Place>,
+    /// `--check-remote`: a listing overrules the manifests.
+    check_remote: bool,
+    /// `--skip-existing`: a listed size alone is evidence for names the manifests don't know.
+    by_size: bool,
+}
+
+/// What a listing says of one name.
+enum Listed<'a> {
+    /// It lists the object.
+    Object(&'a StoredObject),
+    /// A place that covers the name was listed, without it.
+    Absent,
+    /// No listing covers it (none was asked, or its place was refused).
+    Unknown,
 }
 
 impl AlreadyStored {
@@ -59,7 +120,7 @@ impl AlreadyStored {
         previous: impl IntoIterator<Item = &'a Journal>,
         journal: Option<&'a Journal>,
     ) -> AlreadyStored {
-        let mut manifests = HashMap::new();
+        let mut manifests: HashMap<String, Known> = HashMap::new();
         let sources = previous
             .into_iter()
             .map(|j| (j, Evidence::Previous))
@@ -74,40 +135,153 @@ impl AlreadyStored {
                 if record.status == Status::Skipped && stored.is_none() {
                     continue;
                 }
-                manifests.insert(record.name.clone(), (stored, source));
+                // A skip as already stored keeps what the upload it rests on recorded.
+                if record.status == Status::Skipped
+                    && let Some(known) = manifests.get_mut(&record.name)
+                    && known.sha256 == stored
+                {
+                    known.source = source;
+                    continue;
+                }
+                let known = Known {
+                    sha256: stored,
+                    etag: record.etag.clone(),
+                    stored_at: record
+                        .stored_at
+                        .as_deref()
+                        .and_then(crate::utc::parse_iso8601),
+                    source,
+                };
+                manifests.insert(record.name.clone(), known);
             }
             // A name deleted by `--delete` after its last record here (or with none here) is not
             // stored, whatever earlier records said: like a failed record, the deletion removes
             // the evidence.
             for (name, _) in journal.deletions() {
-                manifests.insert(name.to_string(), (None, source));
+                let known = Known {
+                    sha256: None,
+                    etag: None,
+                    stored_at: None,
+                    source,
+                };
+                manifests.insert(name.to_string(), known);
             }
         }
         AlreadyStored {
             manifests,
-            listing: HashMap::new(),
+            ..AlreadyStored::default()
         }
     }
 
-    /// Adds the objects of a listing of the destination ([`crate::remote::Remote::list`]),
-    /// which holds exact keys only (see [`crate::remote::listing`]).
-    pub fn add_listing(&mut self, listing: &Listing) {
-        self.listing.extend(
+    /// Adds a listing of the destination ([`crate::remote::Remote::list`]), which holds exact
+    /// keys only (see [`crate::remote::listing`]): with `check_remote` (`--check-remote`) it
+    /// overrules the manifests; with `by_size` (`--skip-existing`) a listed size alone counts
+    /// for names they don't know.
+    pub fn add_listing(&mut self, listing: Listing, check_remote: bool, by_size: bool) {
+        self.check_remote |= check_remote;
+        self.by_size |= by_size;
+        self.listed.extend(
             listing
                 .objects
-                .iter()
-                .map(|object| (object.name.clone(), object.size)),
+                .into_iter()
+                .map(|object| (object.name.clone(), object)),
         );
+        self.places.extend(listing.listed);
+        self.refused
+            .extend(listing.refused.into_iter().map(|(place, _)| place));
     }
 
-    /// Whether (and by what evidence) the file named `name` with this size and SHA-256 (hex) is
-    /// already stored.
-    pub fn stored(&self, name: &str, size: u64, sha256: &str) -> Option<Evidence> {
-        if let Some((known, source)) = self.manifests.get(name) {
-            return (known.as_deref() == Some(sha256)).then_some(*source);
-        }
-        (self.listing.get(name) == Some(&size)).then_some(Evidence::Listing)
+    /// Whether a listing overrules the manifests (`--check-remote`).
+    pub fn checks_remote(&self) -> bool {
+        self.check_remote
     }
+
+    /// What the listings say of `name`.
+    fn listed(&self, name: &str) -> Listed<'_> {
+        if let Some(object) = self.listed.get(name) {
+            return Listed::Object(object);
+        }
+        let covers = |places: &[Place]| places.iter().any(|p| p.covers(name));
+        if covers(&self.places) && !covers(&self.refused) {
+            Listed::Absent
+        } else {
+            Listed::Unknown
+        }
+    }
+
+    /// Whether the file named `name` with this size and SHA-256 (hex) is already stored, and
+    /// on what evidence; else why it is sent again, if the manifests said it was stored.
+    pub fn decide(&self, name: &str, size: u64, sha256: &str) -> Decision {
+        let listed = self.listed(name);
+        if let Some(known) = self.manifests.get(name) {
+            if known.sha256.as_deref() != Some(sha256) {
+                return Decision::Send(None);
+            }
+            let stored = |checked| Decision::Stored {
+                evidence: known.source,
+                checked,
+            };
+            if !self.check_remote {
+                return stored(false);
+            }
+            return match listed {
+                // A refused place was warned about: the manifests have to do.
+                Listed::Unknown => stored(false),
+                Listed::Absent => Decision::Send(Some("missing from the destination".into())),
+                Listed::Object(object) => match differs(known, object, size, sha256) {
+                    Some(why) => Decision::Send(Some(why)),
+                    None => stored(true),
+                },
+            };
+        }
+        match listed {
+            Listed::Object(object) if object.size == size => match &object.sha256 {
+                Some(listed) if listed == sha256 => Decision::Stored {
+                    evidence: Evidence::ListedSha256,
+                    checked: true,
+                },
+                None if self.by_size => Decision::Stored {
+                    evidence: Evidence::Listing,
+                    checked: true,
+                },
+                _ => Decision::Send(None),
+            },
+            _ => Decision::Send(None),
+        }
+    }
+}
+
+/// How a listed object differs from what the manifests say was stored for a file of `size`
+/// bytes and SHA-256 `sha256`, as strongly as the listing can tell.
+fn differs(known: &Known, object: &StoredObject, size: u64, sha256: &str) -> Option<String> {
+    if object.size != size {
+        return Some(format!(
+            "the destination holds {} bytes, not {size}",
+            object.size
+        ));
+    }
+    if let Some(listed) = &object.sha256 {
+        return (listed != sha256).then(|| {
+            format!(
+                "the destination holds other bytes (sha256 {}..)",
+                &listed[..8.min(listed.len())]
+            )
+        });
+    }
+    if let (Some(listed), Some(recorded)) = (&object.etag, &known.etag) {
+        return (listed.trim_matches('"') != recorded.trim_matches('"')).then(|| {
+            format!("rewritten since it was uploaded (ETag {listed}, uploaded as {recorded})")
+        });
+    }
+    if let (Some(modified), Some(stored_at)) = (object.modified, known.stored_at)
+        && modified > stored_at + REWRITE_SLACK
+    {
+        return Some(format!(
+            "rewritten since it was uploaded (last modified {})",
+            httpdate::fmt_http_date(modified)
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -140,7 +314,17 @@ mod tests {
         let mut listing = Listing::default();
         let object = crate::remote::StoredObject::sized(name, None, size);
         listing.add(place, [object]);
-        stored.add_listing(&listing);
+        stored.add_listing(listing, false, true);
+    }
+
+    impl AlreadyStored {
+        /// The evidence a skip rests on, if any.
+        fn stored(&self, name: &str, size: u64, sha256: &str) -> Option<Evidence> {
+            match self.decide(name, size, sha256) {
+                Decision::Stored { evidence, .. } => Some(evidence),
+                Decision::Send(_) => None,
+            }
+        }
     }
 
     fn journal(records: Vec<Record>) -> Journal {

@@ -127,6 +127,35 @@ impl crate::request::Classify for TransferError {
     }
 }
 
+/// What the store answered a file's upload with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `ETag`, quotes kept (made printable), where the store gave one.
+    pub etag: Option<String>,
+    /// The store's `Date`, where it gave one that parses: the store's own clock, which its
+    /// listings' last-modified times are told in.
+    pub date: Option<std::time::SystemTime>,
+}
+
+impl Sent {
+    fn of(response: &reqwest::Response) -> Sent {
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(crate::message::server_text)
+        };
+        Sent {
+            status: response.status().as_u16(),
+            etag: header(reqwest::header::ETAG).filter(|e| !e.is_empty()),
+            date: header(reqwest::header::DATE).and_then(|d| httpdate::parse_http_date(&d).ok()),
+        }
+    }
+}
+
 /// The storage side's HTTP client.
 #[derive(Clone)]
 pub struct Storage {
@@ -176,7 +205,7 @@ impl Storage {
         path: &Path,
         name: &str,
         size: u64,
-    ) -> Result<u16, TransferError> {
+    ) -> Result<Sent, TransferError> {
         if size > MAX_OBJECT_SIZE {
             return Err(TransferError::TooLarge { size });
         }
@@ -193,7 +222,7 @@ impl Storage {
         file: tokio::fs::File,
         name: &str,
         size: u64,
-    ) -> Result<u16, TransferError> {
+    ) -> Result<Sent, TransferError> {
         if size > MAX_OBJECT_SIZE {
             return Err(TransferError::TooLarge { size });
         }
@@ -213,7 +242,7 @@ impl Storage {
             }
         };
         let response = self.success(request, size, &progress).await?;
-        Ok(response.status().as_u16())
+        Ok(Sent::of(&response))
     }
 
     /// A PUT of the next `len` bytes of `file` to `url` with `headers`, streamed, with an

@@ -99,6 +99,12 @@ pub struct UploadArgs {
     #[arg(long)]
     pub skip_existing: bool,
 
+    /// Check the journal against the store: list the destination once and send again every
+    /// file whose object is missing or differs (size; the SHA-256 hashup serve lists; the ETag
+    /// S3 answered the upload with), whatever the manifests say.
+    #[arg(long)]
+    pub check_remote: bool,
+
     /// Progress on stderr.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
@@ -163,6 +169,7 @@ impl UploadArgs {
             restart: self.restart,
             previous: self.previous,
             skip_existing: self.skip_existing,
+            check_remote: self.check_remote,
             progress: match self.progress {
                 ProgressArg::Auto => ProgressMode::Auto,
                 ProgressArg::Bar => ProgressMode::Bar,

@@ -380,6 +380,8 @@ fn merge_journals(inputs: &[(String, Journal)]) -> Merged {
         bytes_hashed: hashed,
         cached: summaries.iter().map(|s| s.cached).sum(),
         already_stored: summaries.iter().map(|s| s.already_stored).sum(),
+        confirmed: summaries.iter().map(|s| s.confirmed).sum(),
+        resent: summaries.iter().map(|s| s.resent).sum(),
         elapsed_ms,
         // The shards' per-thread figures, weighted by the bytes each hashed.
         hash_gb_per_s: if hashed > 0 {

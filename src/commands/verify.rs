@@ -83,23 +83,18 @@ pub fn run(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
         }
     };
     let composites = journal.as_ref().map(verify::composites).unwrap_or_default();
-    // Local files are hashed only where the lookups can tell a SHA-256 to compare with.
-    let hashes = reach.lookups_compare_sha256();
-    let cache = match &plan {
-        Plan::Files(_) if hashes => open_or_warn(config.cache.dir(&env)),
-        _ => None,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // The hash cache is opened once the lookups say local files are to be hashed.
+    let mut cache = None;
     let result = runtime.block_on(check(
         config,
         reach,
-        hashes,
         plan,
         composites,
-        cache.clone(),
+        (config.cache.dir(&env), &mut cache),
     ));
     runtime.shutdown_background();
     save_or_warn(cache.as_deref());
@@ -146,20 +141,20 @@ struct LocalTally {
     cached: AtomicU64,
 }
 
-/// The async part: the store, the item source, the lookups, the output.
+/// The async part: the store, the item source, the lookups, the output. Local files are
+/// hashed (through the hash cache in `cache.0`, opened into `cache.1`) only where the lookups
+/// can tell a SHA-256 to compare with.
 async fn check(
     config: &VerifyConfig,
     reach: Reach,
-    hashes: bool,
     plan: Plan,
     composites: HashMap<(String, String), String>,
-    cache: Option<Arc<HashCache>>,
+    cache: (Option<PathBuf>, &mut Option<Arc<HashCache>>),
 ) -> anyhow::Result<ExitCode> {
     let timeouts = config.network.timeouts();
     let retry = config.network.retry();
     let requests = config.requests.within(crate::limit::uploads_that_fit());
     let limiter = Limiter::new(requests);
-    let hashed = hashes && matches!(plan, Plan::Files(_));
     // verify has no Ctrl-C handling of its own: the default action ends it.
     let sending = Requests::unstoppable(retry).telling(limiter.clone());
     let remote = Remote::connect(reach, plan.names(), timeouts, sending).await?;
@@ -167,7 +162,14 @@ async fn check(
     let lookups = remote.lookups(plan.names()).await;
     let keys = remote.key_rule();
     remote.close().await?;
-    let store: Arc<dyn Store> = Arc::new(lookups.map_err(anyhow::Error::msg)?);
+    let lookups = lookups.map_err(anyhow::Error::msg)?;
+    let hashes = lookups.tell_sha256();
+    let hashed = hashes && matches!(plan, Plan::Files(_));
+    if hashed {
+        *cache.1 = open_or_warn(cache.0);
+    }
+    let cache = cache.1.clone();
+    let store: Arc<dyn Store> = Arc::new(lookups);
 
     let planned = plan.len() as u64;
     let local = Arc::new(LocalTally::default());
@@ -234,7 +236,7 @@ async fn check(
         hashed,
     };
     if !config.quiet {
-        output.summary(&local, left_out, hashes)?;
+        output.summary(&local, left_out)?;
     }
     Ok(output.tally.exit_code())
 }
@@ -514,7 +516,7 @@ impl Output {
 
     /// `hashup: 3 OK, 1 MISSING, 1 DIFFERS`, what was read, and what the OKs rest on; with
     /// `--json`, also a `{"summary": ...}` line on standard output.
-    fn summary(&mut self, local: &LocalCounts, left_out: usize, hashes: bool) -> io::Result<()> {
+    fn summary(&mut self, local: &LocalCounts, left_out: usize) -> io::Result<()> {
         let t = &self.tally;
         let mut line = if t.ok + t.missing + t.differs + t.failed == 0 {
             "hashup: nothing to verify: no files".to_string()
@@ -541,21 +543,18 @@ impl Output {
             ));
         }
         let by = |e: Evidence| t.evidence.get(&e).copied().unwrap_or(0);
-        match (by(Evidence::Size), hashes) {
-            (0, _) => {}
-            (n, false) => lines.push(format!(
-                "hashup: note: {n} checked by size only: the PROMINENCE API lists names and \
-                 sizes, no checksums"
-            )),
-            (n, true) => lines.push(format!(
-                "hashup: note: {n} checked by size only: no prominence_sha256 and no stored \
-                 checksum to compare"
-            )),
+        if by(Evidence::Size) > 0 {
+            lines.push(format!(
+                "hashup: note: {} checked by size only: the destination lists names and sizes, \
+                 no checksums",
+                by(Evidence::Size)
+            ));
         }
         if by(Evidence::Metadata) > 0 {
             lines.push(format!(
-                "hashup: note: {} checked by prominence_sha256 only: S3 keeps a multipart \
-                 object's checksum as a composite of its parts' (--manifest gives the upload's)",
+                "hashup: note: {} checked by prominence_sha256 only: multipart objects cut in \
+                 parts other than hashup's default size (--manifest gives the upload's \
+                 composite checksum)",
                 by(Evidence::Metadata)
             ));
         }
@@ -564,6 +563,13 @@ impl Output {
                 "hashup: note: {left_out} names in the manifest not checked: their latest \
                  record says the upload failed (hashup manifest summary lists them)"
             ));
+        }
+        if t.missing + t.differs > 0 {
+            lines.push(
+                "hashup: the upload command with --check-remote added sends what is missing or \
+                 differs again"
+                    .into(),
+            );
         }
         if self.json {
             #[derive(Serialize)]

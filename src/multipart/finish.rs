@@ -37,7 +37,8 @@ impl Multipart {
         let text = self
             .complete_request(key, &upload.id, &complete_body(&parts), requests)
             .await?;
-        if let Some(theirs) = stored_composite(&text)?
+        let answered = complete_result(&text)?;
+        if let Some(theirs) = answered.checksum_sha256.filter(|c| !c.is_empty())
             && theirs != ours
         {
             return Err(MultipartError::BadAnswer {
@@ -48,6 +49,10 @@ impl Multipart {
         Ok(Completed {
             status: 200,
             composite: ours,
+            etag: answered
+                .etag
+                .filter(|e| !e.is_empty())
+                .map(|e| crate::message::server_text(&e)),
         })
     }
 
@@ -217,20 +222,24 @@ fn error_in(text: &str) -> Option<TransferError> {
     })
 }
 
-/// The composite checksum in a CompleteMultipartUploadResult, if the store gave one.
-fn stored_composite(text: &str) -> Result<Option<String>, MultipartError> {
-    #[derive(Deserialize)]
-    struct Result {
-        #[serde(rename = "ChecksumSHA256", default)]
-        checksum_sha256: Option<String>,
-    }
-    let answered = parse::<Result>(text, "CompleteMultipartUploadResult").ok_or_else(|| {
+/// What a CompleteMultipartUploadResult says: the composite checksum and the ETag, where the
+/// store gave them.
+#[derive(Deserialize)]
+struct CompleteResult {
+    #[serde(rename = "ChecksumSHA256", default)]
+    checksum_sha256: Option<String>,
+    #[serde(rename = "ETag", default)]
+    etag: Option<String>,
+}
+
+/// Reads a CompleteMultipartUploadResult.
+fn complete_result(text: &str) -> Result<CompleteResult, MultipartError> {
+    parse::<CompleteResult>(text, "CompleteMultipartUploadResult").ok_or_else(|| {
         MultipartError::BadAnswer {
             step: Step::Complete,
             message: format!("not a CompleteMultipartUploadResult: {:?}", start_of(text)),
         }
-    })?;
-    Ok(answered.checksum_sha256.filter(|c| !c.is_empty()))
+    })
 }
 
 /// The CompleteMultipartUpload body: each part's number, ETag and SHA-256, in order.

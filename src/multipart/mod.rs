@@ -115,6 +115,8 @@ pub struct Completed {
     pub status: u16,
     /// The composite checksum, `base64(SHA-256 of the parts' SHA-256s)-N`.
     pub composite: String,
+    /// The object's ETag, where the store gave one.
+    pub etag: Option<String>,
 }
 
 /// The multipart engine of one run: signs with the run's [`DirectS3`], records its uploads in a

@@ -46,8 +46,11 @@ pub struct Stored {
     /// `x-amz-meta-prominence_sha256`: the hex SHA-256 the uploader wrote.
     pub sha256: Option<String>,
     /// `x-amz-checksum-sha256`: base64 SHA-256 of a single upload's body, or a multipart
-    /// upload's composite `base64-N`.
+    /// upload's composite `base64-N`; through a listing, the SHA-256 the store lists.
     pub checksum: Option<String>,
+    /// The answer carries the object's user metadata (a `HEAD` does, a listing does not): a
+    /// missing `prominence_sha256` then means none was written.
+    pub with_metadata: bool,
 }
 
 /// What a store answered about one key.
@@ -294,6 +297,16 @@ pub enum Lookups {
 }
 
 impl Lookups {
+    /// Whether lookups can tell a SHA-256 to compare local files with: a `HEAD`'s metadata and
+    /// checksum, or a listing that gives the store's SHA-256 (`hashup serve`'s store). A
+    /// listing of names and sizes cannot, and local files need not be hashed for it.
+    pub fn tell_sha256(&self) -> bool {
+        match self {
+            Lookups::Heads(_) => true,
+            Lookups::Listing(listing) => listing.objects.iter().any(|o| o.sha256.is_some()),
+        }
+    }
+
     /// What is stored as object `name` under storage key `key`.
     pub fn look<'a>(
         &'a self,

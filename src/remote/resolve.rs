@@ -126,12 +126,6 @@ impl Reach {
             Resolved::Embedded { .. } | Resolved::Direct(_) => None,
         }
     }
-
-    /// Whether the destination's lookups tell an object's SHA-256 (direct S3 mode's `HEAD`);
-    /// else only its size (a PROMINENCE listing), and local files need not be hashed to compare.
-    pub fn lookups_compare_sha256(&self) -> bool {
-        matches!(self.destination, Resolved::Direct(_))
-    }
 }
 
 /// How a destination's names become keys when a run plans them, before it connects: only the

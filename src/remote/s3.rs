@@ -484,6 +484,7 @@ fn stored_of(headers: &reqwest::header::HeaderMap) -> Result<Stored, HeadError> 
         size,
         sha256: text(META_SHA256),
         checksum: text(CHECKSUM_SHA256),
+        with_metadata: true,
     })
 }
 
@@ -508,6 +509,7 @@ mod tests {
                 size: 12,
                 sha256: Some("ab12".into()),
                 checksum: Some("q83v \u{fffd}-2".into()),
+                with_metadata: true,
             }
         );
         headers.remove("content-length");

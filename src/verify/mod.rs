@@ -7,18 +7,27 @@
 //! direct S3 mode a `HEAD` per object, through the PROMINENCE API its listings. [`compare`] turns the two into a [`Verdict`],
 //! naming the [`Evidence`] an `OK` rests on:
 //!
-//! - [`Evidence::Checksum`]: the store's own `x-amz-checksum-sha256`, which it computed from the
-//!   bytes it received, is the file's SHA-256 (and so is `prominence_sha256`, where present).
+//! - [`Evidence::Checksum`]: the store's own digest of the bytes it holds is the file's
+//!   SHA-256: S3's `x-amz-checksum-sha256` of a single upload, or the `sha256` that `hashup
+//!   serve`'s store lists (and `prominence_sha256`, where present, is the same).
 //! - [`Evidence::Composite`]: a multipart object keeps only a composite checksum
 //!   (`base64(SHA-256 of the parts' SHA-256s)-N`); it equals the one the upload's manifest
-//!   recorded for this file's SHA-256.
+//!   recorded for this file's SHA-256, or the one computed here from the file
+//!   ([`composite`]).
 //! - [`Evidence::Metadata`]: only `x-amz-meta-prominence_sha256` could be compared, which the
-//!   uploader wrote (a multipart object without a manifest to give its composite).
-//! - [`Evidence::Size`]: only the size: the PROMINENCE API lists names and sizes, no checksums
-//!   (or an S3 object carries neither metadata nor a checksum).
+//!   uploader wrote (a multipart object cut in parts other than hashup's default ones, without
+//!   a manifest to give its composite).
+//! - [`Evidence::Size`]: only the size, where the destination can say nothing more: a
+//!   PROMINENCE API lists names and sizes, no checksums.
+//!
+//! In direct S3 mode hashup always writes `prominence_sha256`, and workers that cache images
+//! by SHA-256 read it: an object without it ([`Difference::NoSha256`]) was not written by
+//! hashup and does not pass, even when its bytes match.
 //!
 //! [`run`] drives the lookups, many in flight under a [`Limiter`], and hands the results back in
 //! input order.
+
+pub mod composite;
 
 pub use crate::remote::{Lookup, LookupError, Stored};
 
@@ -109,13 +118,15 @@ pub enum Difference {
         /// Stored.
         stored: String,
     },
-    /// A multipart object's composite checksum is not the one the manifest recorded.
+    /// A multipart object's composite checksum is not the one recorded or computed.
     Composite {
-        /// Recorded.
+        /// Recorded or computed.
         local: String,
         /// Stored.
         stored: String,
     },
+    /// The object carries no `prominence_sha256`: not written by hashup (direct S3 mode).
+    NoSha256,
 }
 
 impl fmt::Display for Difference {
@@ -141,6 +152,7 @@ impl fmt::Display for Difference {
                     short_composite(stored)
                 )
             }
+            Difference::NoSha256 => write!(f, "no prominence_sha256: not written by hashup"),
         }
     }
 }
@@ -220,17 +232,19 @@ pub fn compare(expected: &Expected, stored: &Stored) -> Verdict {
     }
     match (&stored.checksum, &expected.composite) {
         (None, _) => {}
-        (Some(checksum), composite) if is_composite(checksum) => match composite {
-            Some(recorded) if recorded == checksum => evidence = Evidence::Composite,
-            Some(recorded) => {
-                return Verdict::Differs(Difference::Composite {
-                    local: recorded.clone(),
-                    stored: checksum.clone(),
-                });
+        (Some(checksum), composite) if composite::parts_of(checksum).is_some() => {
+            match composite {
+                Some(local) if local == checksum => evidence = Evidence::Composite,
+                Some(local) => {
+                    return Verdict::Differs(Difference::Composite {
+                        local: local.clone(),
+                        stored: checksum.clone(),
+                    });
+                }
+                // Nothing to compare it with: the metadata (or the size) has to do.
+                None => {}
             }
-            // Nothing to compare it with: the metadata (or the size) has to do.
-            None => {}
-        },
+        }
         (Some(checksum), _) => {
             let local = BASE64.encode(sha256);
             if *checksum != local {
@@ -242,14 +256,37 @@ pub fn compare(expected: &Expected, stored: &Stored) -> Verdict {
             evidence = Evidence::Checksum;
         }
     }
+    if stored.with_metadata && stored.sha256.is_none() {
+        return Verdict::Differs(Difference::NoSha256);
+    }
     Verdict::Ok(evidence)
 }
 
-/// Whether a stored checksum is a multipart upload's composite, `base64-N`.
-fn is_composite(checksum: &str) -> bool {
-    checksum
-        .rsplit_once('-')
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+/// Fills in `expected`'s composite checksum where the store keeps one that no manifest
+/// recorded: computed from the SHA-256 for one part, from the file for more ([`composite`]).
+pub async fn complete_composite(expected: &mut Expected, lookup: &Result<Lookup, LookupError>) {
+    let (Ok(Lookup::Found(stored)), None, Some(sha256)) =
+        (lookup, &expected.composite, expected.sha256)
+    else {
+        return;
+    };
+    let Some(parts) = stored.checksum.as_deref().and_then(composite::parts_of) else {
+        return;
+    };
+    if stored.size != expected.size {
+        return;
+    }
+    expected.composite = match (parts, &expected.path) {
+        (1, _) => Some(composite::one_part(&sha256)),
+        (_, Some(path)) => {
+            let (path, size) = (path.clone(), expected.size);
+            tokio::task::spawn_blocking(move || composite::of_file(&path, size, &sha256, parts))
+                .await
+                .ok()
+                .flatten()
+        }
+        (_, None) => None,
+    };
 }
 
 /// One object's result, with what was expected and what was found.
@@ -399,8 +436,10 @@ pub async fn run(
                             let slot = slot.take();
                             let store = store.clone();
                             tasks.spawn(async move {
+                                let mut expected = expected;
                                 let lookup = store.look(&expected).await;
                                 drop(slot);
+                                complete_composite(&mut expected, &lookup).await;
                                 (seq, expected, lookup)
                             });
                         }
@@ -496,11 +535,22 @@ mod tests {
         }
     }
 
+    /// What a `HEAD` answers (user metadata included).
     fn stored(size: u64, sha256: Option<&str>, checksum: Option<&str>) -> Stored {
         Stored {
             size,
             sha256: sha256.map(str::to_string),
             checksum: checksum.map(str::to_string),
+            with_metadata: true,
+        }
+    }
+
+    /// What a listing gives: a size, and the store's SHA-256 where it lists one.
+    fn listed(size: u64, checksum: Option<&str>) -> Stored {
+        Stored {
+            size,
+            checksum: checksum.map(str::to_string),
+            ..Stored::default()
         }
     }
 
@@ -512,8 +562,9 @@ mod tests {
             compare(&want, &stored(6, Some(HELLO), Some(&b64))),
             Verdict::Ok(Evidence::Checksum)
         );
+        // A listing's SHA-256 is the store's own.
         assert_eq!(
-            compare(&want, &stored(6, None, Some(&b64))),
+            compare(&want, &listed(6, Some(&b64))),
             Verdict::Ok(Evidence::Checksum)
         );
         // Metadata in capitals is the same hex.
@@ -521,8 +572,9 @@ mod tests {
             compare(&want, &stored(6, Some(&HELLO.to_uppercase()), None)),
             Verdict::Ok(Evidence::Metadata)
         );
+        // A listing of names and sizes: the size is all there is.
         assert_eq!(
-            compare(&want, &stored(6, None, None)),
+            compare(&want, &listed(6, None)),
             Verdict::Ok(Evidence::Size)
         );
         // A composite without a recorded one to compare: the metadata decides.
@@ -565,7 +617,7 @@ mod tests {
             "checksum 5891b5b5.. ≠ 00000000.."
         );
         assert_eq!(
-            says(compare(&want, &stored(6, None, Some("not base64")))),
+            says(compare(&want, &listed(6, Some("not base64")))),
             "checksum 5891b5b5.. ≠ not base.."
         );
         let recorded = expected(6, Some(HELLO), Some(&format!("{zeros}-3")));
@@ -577,11 +629,55 @@ mod tests {
             )),
             "composite 00000000..-3 ≠ 5891b5b5..-3"
         );
+        // An object without prominence_sha256 was not written by hashup, matching bytes or
+        // not (another client's PUT with a CRC32, a checksum-less one).
+        assert_eq!(
+            compare(&want, &stored(6, None, Some(&b64))),
+            Verdict::Differs(Difference::NoSha256)
+        );
+        assert_eq!(
+            says(compare(&want, &stored(6, None, None))),
+            "no prominence_sha256: not written by hashup"
+        );
+        // Other bytes are said first.
+        assert_eq!(
+            says(compare(&want, &stored(6, None, Some(&zeros)))),
+            "checksum 5891b5b5.. ≠ 00000000.."
+        );
         // Sizes only: the size still counts.
         assert_eq!(
             says(compare(&expected(6, None, None), &stored(5, None, None))),
             "size 6 ≠ 5"
         );
+    }
+
+    #[tokio::test]
+    async fn a_one_part_composite_is_computed_without_a_manifest() {
+        let sha = digest(HELLO);
+        let mut want = expected(6, Some(HELLO), None);
+        let good = composite::one_part(&sha);
+        let found = Ok(Lookup::Found(stored(6, Some(HELLO), Some(&good))));
+        complete_composite(&mut want, &found).await;
+        assert_eq!(want.composite.as_deref(), Some(good.as_str()));
+        let Ok(Lookup::Found(held)) = &found else {
+            unreachable!()
+        };
+        assert_eq!(compare(&want, held), Verdict::Ok(Evidence::Composite));
+        // Another client's one-part upload of other bytes, prominence_sha256 copied over.
+        let mut want = expected(6, Some(HELLO), None);
+        let other = composite::one_part(&[7; 32]);
+        let replaced = stored(6, Some(HELLO), Some(&other));
+        complete_composite(&mut want, &Ok(Lookup::Found(replaced.clone()))).await;
+        assert!(matches!(
+            compare(&want, &replaced),
+            Verdict::Differs(Difference::Composite { .. })
+        ));
+        // Many parts and no file to read: the metadata has to do.
+        let mut want = expected(6, Some(HELLO), None);
+        let many = stored(6, Some(HELLO), Some("Zm9v-3"));
+        complete_composite(&mut want, &Ok(Lookup::Found(many.clone()))).await;
+        assert_eq!(want.composite, None);
+        assert_eq!(compare(&want, &many), Verdict::Ok(Evidence::Metadata));
     }
 
     fn record(name: &str, status: Status, sha: &str, composite: Option<&str>) -> Record {
@@ -642,10 +738,10 @@ mod tests {
 
     #[test]
     fn composites_are_told_from_single_checksums() {
-        assert!(is_composite("q83vEjRWeJA=-12"));
-        assert!(!is_composite("q83vEjRWeJA="));
-        assert!(!is_composite("a-b"));
-        assert!(!is_composite("abc-"));
+        assert_eq!(composite::parts_of("q83vEjRWeJA=-12"), Some(12));
+        assert_eq!(composite::parts_of("q83vEjRWeJA="), None);
+        assert_eq!(composite::parts_of("a-b"), None);
+        assert_eq!(composite::parts_of("abc-"), None);
     }
 
     /// A store answering from a map after a delay that shrinks with the key, so results come

@@ -389,7 +389,7 @@ fn rate() -> impl Strategy<Value = f64> {
 
 fn summary() -> impl Strategy<Value = Summary> {
     (
-        any::<[u64; 13]>(),
+        any::<[u64; 15]>(),
         (rate(), rate(), rate()),
         option::of(text()),
         option::of((any::<[u64; 4]>(), option::of(text()))),
@@ -403,6 +403,8 @@ fn summary() -> impl Strategy<Value = Summary> {
             bytes: n[5],
             bytes_hashed: n[6],
             already_stored: n[7],
+            confirmed: n[13],
+            resent: n[14],
             cached: n[8],
             elapsed_ms: n[9],
             hash_gb_per_s: hash,

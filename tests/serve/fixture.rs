@@ -180,6 +180,34 @@ impl Weed {
         assert!(r.status().is_success(), "PUT {key}: {}", r.status());
     }
 
+    /// Turns on versioning for `bucket`, so that every object ever stored stays listed.
+    pub async fn enable_versioning(&self, bucket: &str) {
+        let body = r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#;
+        let r = http()
+            .put(self.presign("PUT", &format!("/{bucket}?versioning")))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// How many versions of `key` were ever stored (ListObjectVersions; delete markers are
+    /// not versions).
+    pub async fn versions(&self, bucket: &str, key: &str) -> usize {
+        let query = format!(
+            "versions&prefix={}",
+            sign::uri_encode_path(key).replace('/', "%2F")
+        );
+        let r = http()
+            .get(self.presign("GET", &format!("/{bucket}?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap().matches("<Version>").count()
+    }
+
     /// Every object in `bucket`, key and size, sorted by key (one ListObjectsV2 page).
     pub async fn objects(&self, bucket: &str) -> Vec<(String, u64)> {
         let url = self.presign("GET", &format!("/{bucket}?list-type=2"));

@@ -5,6 +5,7 @@
 mod direct;
 mod e2e;
 mod faults;
+mod heal;
 mod hostile;
 mod journal;
 mod keys;
@@ -67,7 +68,7 @@ pub fn expected_uploaded(
     let meta = std::fs::metadata(path).unwrap();
     let data = std::fs::read(path).unwrap();
     assert!(actual["duration_ms"].is_u64(), "{actual}");
-    json!({
+    let mut expected = json!({
         "name": name,
         "path": path.to_str().unwrap(),
         "size": meta.len(),
@@ -78,7 +79,26 @@ pub fn expected_uploaded(
         "attempts": attempts,
         "error": null,
         "duration_ms": actual["duration_ms"],
-    })
+    });
+    // What the store answered, where it did: an ETag (quoted, as servers send it) and its
+    // clock (the answer's Date: this second, give or take the run).
+    if let Some(etag) = actual.get("etag") {
+        let etag = etag.as_str().unwrap();
+        assert!(
+            etag.len() > 2 && etag.starts_with('"') && etag.ends_with('"'),
+            "{actual}"
+        );
+        expected["etag"] = etag.into();
+    }
+    if let Some(at) = actual.get("stored_at") {
+        let at = at.as_str().unwrap();
+        let then = hashup::utc::parse_iso8601(at).unwrap_or_else(|| panic!("{actual}"));
+        let now = std::time::SystemTime::now();
+        let off = now.duration_since(then).unwrap_or_else(|e| e.duration());
+        assert!(off < std::time::Duration::from_secs(600), "{actual}");
+        expected["stored_at"] = at.into();
+    }
+    expected
 }
 
 /// `date -u -d @SECS +%Y-%m-%dT%H:%M:%S`, computed independently of hashup (days since the epoch

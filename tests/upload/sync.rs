@@ -63,7 +63,7 @@ fn a_rerun_over_an_unchanged_tree_reads_nothing_and_sends_nothing() {
     assert!(
         second
             .stderr
-            .ends_with("; upload 0.0 MB/s, 0.0 objects/s\nhashup: nothing to do: all 20 files are already stored\n"),
+            .ends_with("; upload 0.0 MB/s, 0.0 objects/s\nhashup: nothing to do: all 20 files are unchanged since they were uploaded (the store was not asked: --check-remote asks it)\n"),
         "{}",
         second.stderr
     );
@@ -341,9 +341,9 @@ fn skip_existing_trusts_the_api_listing_for_name_and_size() {
     assert_eq!(records[0]["status"], "skipped");
     assert_eq!(records[0]["error"], LISTED);
     assert!(
-        solo_again
-            .stderr
-            .ends_with("hashup: nothing to do: all 1 files are already stored\n"),
+        solo_again.stderr.ends_with(
+            "hashup: nothing to do: all 1 files are stored (the destination's listing agrees)\n"
+        ),
         "{}",
         solo_again.stderr
     );

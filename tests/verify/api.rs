@@ -8,7 +8,8 @@ use std::path::Path;
 use crate::serve::fixture::{Backend, Serve};
 use crate::util::{self, Run, tree};
 
-const SIZE_ONLY: &str = "hashup: note: 2 checked by size only: the PROMINENCE API lists names and sizes, no checksums\n";
+const SIZE_ONLY: &str =
+    "hashup: note: 2 checked by size only: the destination lists names and sizes, no checksums\n";
 
 fn verify(src: &Path, api: &str, token: &str, home: &Path) -> Run {
     util::hashup(["verify".as_ref(), src.as_os_str()])
@@ -50,7 +51,12 @@ fn through_serve_sizes_are_compared_and_a_removed_object_is_missing() {
         r.stdout_str(),
         "a.sif: MISSING\ng1/b.sif: DIFFERS (size 7 ≠ 6)\n"
     );
-    assert_eq!(r.stderr, "hashup: 0 OK, 1 MISSING, 1 DIFFERS\n");
+    assert_eq!(
+        r.stderr,
+        "hashup: 0 OK, 1 MISSING, 1 DIFFERS\n\
+         hashup: the upload command with --check-remote added sends what is missing or differs \
+         again\n"
+    );
 
     // bob is in no group: g1's listing is refused, which fails its names only.
     let r = verify(&src, &serve.api, &serve.bob, dir.path());

@@ -223,7 +223,9 @@ async fn missing_replaced_and_changed_objects_are_each_named() {
     assert_eq!(
         r.stderr,
         "hashup: 1 OK, 1 MISSING, 3 DIFFERS\n\
-         hashup: hashed 8 B (1 file read, 4 from the hash cache)\n"
+         hashup: hashed 8 B (1 file read, 4 from the hash cache)\n\
+         hashup: the upload command with --check-remote added sends what is missing or differs \
+         again\n"
     );
 
     // --quiet: the problems, nothing else.
@@ -377,8 +379,8 @@ async fn a_multipart_object_verifies_by_metadata_or_by_the_manifests_composite()
         r.stderr,
         "hashup: 2 OK\n\
          hashup: hashed 0 B (0 files read, 2 from the hash cache)\n\
-         hashup: note: 1 checked by prominence_sha256 only: S3 keeps a multipart object's \
-         checksum as a composite of its parts' (--manifest gives the upload's)\n"
+         hashup: note: 1 checked by prominence_sha256 only: multipart objects cut in parts \
+         other than hashup's default size (--manifest gives the upload's composite checksum)\n"
     );
 
     // With the upload's manifest: the composite it recorded is the one stored.
@@ -430,4 +432,262 @@ async fn a_multipart_object_verifies_by_metadata_or_by_the_manifests_composite()
             hex(&stored_composite)
         )
     );
+}
+
+/// Another client deletes one object, truncates a second and rewrites a third with bytes of
+/// the same size (a plain PUT: no `prominence_sha256`): verify names all three; the nightly
+/// command plus `--check-remote` sends exactly those three again (versions counted in the
+/// bucket), nothing else; verify then passes, and the next `--check-remote` sends nothing.
+#[tokio::test]
+async fn check_remote_heals_exactly_what_another_client_broke() {
+    let weed = weed();
+    let bucket = weed.fresh_bucket("heal").await;
+    weed.enable_versioning(&bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let files: [(&str, &[u8]); 5] = [
+        ("a.txt", b"alpha\n"),
+        ("b.txt", b"bravo\n"),
+        ("c.txt", b"charl\n"),
+        ("d.txt", b"delta\n"),
+        ("sub/e.txt", b"echo!\n"),
+    ];
+    tree(&src, &files);
+    settle(&src);
+    let manifest = dir.path().join("nightly.jsonl");
+    let nightly = |extra: &[&str]| {
+        upload(&src, &bucket, dir.path(), extra)
+            .arg("--manifest")
+            .arg(&manifest)
+    };
+    let up = run(nightly(&[])).await;
+    assert_eq!(up.code, 0, "{}", up.stderr);
+
+    delete_object(weed, &bucket, "p/a.txt").await;
+    weed.put(&bucket, "p/b.txt", b"bra").await;
+    weed.put(&bucket, "p/c.txt", b"CHARL\n").await;
+
+    let r = run(hashup("verify", &src, &bucket, dir.path())).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stdout_str(),
+        "a.txt: MISSING\n\
+         b.txt: DIFFERS (size 6 ≠ 3)\n\
+         c.txt: DIFFERS (no prominence_sha256: not written by hashup)\n\
+         d.txt: OK\n\
+         sub/e.txt: OK\n"
+    );
+
+    // The journal alone believes every file stored: the nightly command sends nothing.
+    let r = run(nightly(&[])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("nothing to do: all 5 files are unchanged since they were uploaded"),
+        "{}",
+        r.stderr
+    );
+    let versions = || async {
+        let mut counts = Vec::new();
+        for (name, _) in files {
+            counts.push(weed.versions(&bucket, &format!("p/{name}")).await);
+        }
+        counts
+    };
+    assert_eq!(versions().await, [1, 2, 2, 1, 1]);
+
+    let r = run(nightly(&["--check-remote"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        versions().await,
+        [2, 3, 3, 1, 1],
+        "a, b and c sent once more, nothing else: {}",
+        r.stderr
+    );
+    let (records, summary) = crate::upload::read_manifest(&manifest);
+    let resent: Vec<(&str, &str)> = records
+        .iter()
+        .filter_map(|r| Some((r["name"].as_str()?, r["resent"].as_str()?)))
+        .collect();
+    assert_eq!(resent.len(), 3, "{resent:?}");
+    assert_eq!(resent[0], ("a.txt", "missing from the destination"));
+    assert_eq!(resent[1], ("b.txt", "the destination holds 3 bytes, not 6"));
+    // Same size, no listed checksum: the ETag S3 answered hashup's upload with gives it away.
+    assert_eq!(resent[2].0, "c.txt");
+    assert!(
+        resent[2]
+            .1
+            .starts_with("rewritten since it was uploaded (ETag \""),
+        "{resent:?}"
+    );
+    assert_eq!(
+        (&summary["resent"], &summary["confirmed"]),
+        (&json!(3), &json!(2))
+    );
+
+    let r = run(hashup("verify", &src, &bucket, dir.path())).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout_str(), r.stderr);
+    let r = run(nightly(&["--check-remote"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.ends_with(
+            "hashup: nothing to do: all 5 files are stored (the destination's listing agrees)\n"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(versions().await, [2, 3, 3, 1, 1]);
+}
+
+/// A multipart upload by another client, its parts checksummed with SHA-256 and
+/// `prominence_sha256` copied from what it replaced: only the composite can tell.
+async fn multipart_put(weed: &Weed, bucket: &str, key: &str, data: &[u8], part: usize, meta: &str) {
+    let path = format!("/{bucket}/{}", sign::uri_encode_path(key));
+    let signed = |method: &'static str, query: &str, headers: &[(&str, &str)]| {
+        sign::presign_url(
+            &weed.credentials(),
+            &sign::UrlRequest {
+                method,
+                url: &format!("{}{path}?{query}", weed.endpoint),
+                region: "us-east-1",
+                service: "s3",
+                now: SystemTime::now(),
+                expires_in: Duration::from_secs(300),
+                signed_headers: headers,
+            },
+        )
+        .unwrap()
+    };
+    let created = [("x-amz-checksum-algorithm", "SHA256"), (META_SHA256, meta)];
+    let mut request = http().post(signed("POST", "uploads", &created));
+    for (name, value) in created {
+        request = request.header(name, value);
+    }
+    let text = request.send().await.unwrap().text().await.unwrap();
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|rest| rest.split("</UploadId>").next())
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    let mut body = String::from("<CompleteMultipartUpload>");
+    for (i, chunk) in data.chunks(part).enumerate() {
+        let number = i + 1;
+        let checksum = b64(&Sha256::digest(chunk));
+        let query = format!("partNumber={number}&uploadId={id}");
+        let r = http()
+            .put(signed("PUT", &query, &[(CHECKSUM_SHA256, &checksum)]))
+            .header(CHECKSUM_SHA256, &checksum)
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        body += &format!(
+            "<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag>\
+             <ChecksumSHA256>{checksum}</ChecksumSHA256></Part>"
+        );
+    }
+    body += "</CompleteMultipartUpload>";
+    let r = http()
+        .post(signed("POST", &format!("uploadId={id}"), &[]))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status == 200 && !text.contains("<Error>"), "{text}");
+}
+
+/// One-part and many-part multipart objects whose bytes another client replaced (metadata
+/// copied) fail verify, with and without the upload's manifest; untouched ones pass.
+#[tokio::test]
+async fn replaced_multipart_objects_fail_verify_with_and_without_a_manifest() {
+    const MIB: usize = 1 << 20;
+    let weed = weed();
+    let bucket = weed.fresh_bucket("verify-replaced").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    // hashup's default 16 MiB parts: 6 MiB is one part, 17 MiB two.
+    let (one, many) = (pattern(6 * MIB), pattern(17 * MIB));
+    tree(
+        &src,
+        &[
+            ("one.bin", &one),
+            ("one-kept.bin", &one[1..]),
+            ("many.bin", &many),
+            ("many-kept.bin", &many[1..]),
+        ],
+    );
+    settle(&src);
+    let manifest = dir.path().join("up.jsonl");
+    let up = run(upload(
+        &src,
+        &bucket,
+        dir.path(),
+        &["--multipart-threshold", "5MiB"],
+    )
+    .arg("--manifest")
+    .arg(&manifest))
+    .await;
+    assert_eq!(up.code, 0, "{}", up.stderr);
+
+    let other = |data: &[u8]| data.iter().map(|b| !b).collect::<Vec<u8>>();
+    multipart_put(
+        weed,
+        &bucket,
+        "p/one.bin",
+        &other(&one),
+        16 * MIB,
+        &sha256_hex(&one),
+    )
+    .await;
+    multipart_put(
+        weed,
+        &bucket,
+        "p/many.bin",
+        &other(&many),
+        16 * MIB,
+        &sha256_hex(&many),
+    )
+    .await;
+
+    let expect = |stdout: &str| {
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 4, "{stdout}");
+        assert!(lines[0].starts_with("many-kept.bin: OK"), "{stdout}");
+        assert!(
+            lines[1].starts_with("many.bin: DIFFERS (composite "),
+            "{stdout}"
+        );
+        assert!(lines[1].ends_with("-2)"), "{stdout}");
+        assert!(lines[2].starts_with("one-kept.bin: OK"), "{stdout}");
+        assert!(
+            lines[3].starts_with("one.bin: DIFFERS (composite "),
+            "{stdout}"
+        );
+        assert!(lines[3].ends_with("-1)"), "{stdout}");
+    };
+    // Without a manifest: composites computed from the files (one part from the SHA-256 alone).
+    let r = run(hashup("verify", &src, &bucket, dir.path())).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    expect(r.stdout_str());
+    assert_eq!(
+        r.stdout_str()
+            .lines()
+            .filter(|l| l.ends_with(": OK"))
+            .count(),
+        2,
+        "the kept ones pass on their composite, not on metadata: {}",
+        r.stdout_str()
+    );
+    // With it: the composites it recorded.
+    let r = run(hashup("verify", &src, &bucket, dir.path())
+        .arg("--manifest")
+        .arg(&manifest))
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    expect(r.stdout_str());
 }

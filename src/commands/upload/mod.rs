@@ -43,8 +43,9 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         std::io::stdin().lock(),
     )?;
     // Credentials next: an expired token or missing AWS keys must stop the run before any work.
-    // A dry run touches no network and needs none (but --delete's listing).
-    let reach = match config.dry_run && !config.delete {
+    // A dry run touches no network and needs none (but the listing of --delete or
+    // --check-remote).
+    let reach = match config.dry_run && !config.delete && !config.check_remote {
         true => None,
         false => Some(Reach::resolve(
             &config.destination,
@@ -64,7 +65,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let mirror = config
         .delete
         .then(|| delete::Mirror::prepare(config, &selection, &entries));
-    let (stored, open_uploads) = already_stored(config)?;
+    let (mut stored, open_uploads) = already_stored(config)?;
     let cache = open_or_warn(config.cache.dir(&env));
     let hash = HashOptions {
         cache: cache.clone(),
@@ -75,6 +76,21 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         // With --delete the destination is listed (the embedded store started for it, with
         // the names' groups).
         let names = names(&entries);
+        let reach = match (config.check_remote, reach) {
+            (true, Some(reach)) => {
+                // The listing is asked here; --delete's (if any) resolves the destination again.
+                let listing = dry_run_listing(config, reach, &names)?;
+                stored.add_listing(listing, true, config.skip_existing);
+                Reach::resolve(
+                    &config.destination,
+                    config.network.cacert.as_deref(),
+                    false,
+                    &env,
+                )
+                .ok()
+            }
+            (_, reach) => reach,
+        };
         let printed = dry_run(entries, &hash, &stored);
         save_or_warn(cache.as_deref());
         let Some(failed) = printed? else {
@@ -209,6 +225,33 @@ fn dry_run_deletions(
     Ok(code)
 }
 
+/// `--dry-run --check-remote`: the destination's listing, asked before anything is hashed.
+fn dry_run_listing(
+    config: &UploadConfig,
+    reach: Reach,
+    names: &[String],
+) -> anyhow::Result<crate::remote::Listing> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let requests = Requests::unstoppable(config.network.retry());
+    let listing = runtime.block_on(async {
+        let names = names.iter().map(String::as_str);
+        let remote =
+            Remote::connect(reach, names.clone(), config.network.timeouts(), requests).await?;
+        let prefix = config.source.naming.prefix.as_deref();
+        let listing = remote.list(names, prefix).await;
+        remote.close().await?;
+        listing.map_err(|err| anyhow::anyhow!("--check-remote: cannot list what is stored: {err}"))
+    })?;
+    runtime.shutdown_background();
+    for (_, why) in &listing.refused {
+        eprintln!("hashup: warning: {why}; its files are not checked against the listing");
+    }
+    Ok(listing)
+}
+
 /// The object names of the planned files.
 fn names(entries: &[Result<FileEntry, FileError>]) -> Vec<String> {
     entries
@@ -289,21 +332,25 @@ async fn upload(
         multipart.sweep(config.restart, SystemTime::now()).await;
         options.multipart = Some(Arc::new(multipart));
     }
-    if config.skip_existing {
+    if config.skip_existing || config.check_remote {
+        let flag = match config.check_remote {
+            true => "--check-remote",
+            false => "--skip-existing",
+        };
         let prefix = config.source.naming.prefix.as_deref();
         let listing = remote
             .list(names.iter().map(String::as_str), prefix)
             .await
             .map_err(|err| match err {
                 RemoteError::Stopped(last) => anyhow::anyhow!(
-                    "interrupted while listing what is stored (--skip-existing); last attempt: {last}"
+                    "interrupted while listing what is stored ({flag}); last attempt: {last}"
                 ),
-                err => anyhow::anyhow!("--skip-existing: cannot list what is stored: {err}"),
+                err => anyhow::anyhow!("{flag}: cannot list what is stored: {err}"),
             })?;
         for (_, why) in &listing.refused {
             eprintln!("hashup: warning: {why}; its files are not checked against the listing");
         }
-        stored.add_listing(&listing);
+        stored.add_listing(listing, config.check_remote, config.skip_existing);
     }
     options.stored = Arc::new(stored);
     // Save the hash cache every few seconds: a killed run loses little hashing.
@@ -468,14 +515,20 @@ fn dry_run(
     let mut already = 0u64;
     for result in Hasher::spawn(entries, hash)?.in_order() {
         match result {
-            Ok(file)
-                if stored
-                    .stored(&file.name.to_string_lossy(), file.stamp.size, &file.hex())
-                    .is_some() =>
-            {
-                already += 1;
-            }
             Ok(file) => {
+                let decision =
+                    stored.decide(&file.name.to_string_lossy(), file.stamp.size, &file.hex());
+                let why = match decision {
+                    crate::skip::Decision::Stored { .. } => {
+                        already += 1;
+                        continue;
+                    }
+                    crate::skip::Decision::Send(why) => why,
+                };
+                if let Some(why) = why {
+                    let _ = out.flush();
+                    eprintln!("hashup: {}: would send again: {why}", file.path.display());
+                }
                 let line = writeln!(out, "{}  {}", file.hex(), file.name.display());
                 if !super::keep_writing(line)? {
                     return Ok(None);
@@ -491,7 +544,13 @@ fn dry_run(
         return Ok(None);
     }
     if already > 0 {
-        eprintln!("hashup: {already} files left out: the manifests record them as uploaded");
+        let checked = match stored.checks_remote() {
+            true => " and the destination's listing agrees",
+            false => "",
+        };
+        eprintln!(
+            "hashup: {already} files left out: the manifests record them as uploaded{checked}"
+        );
     }
     Ok(Some(failed))
 }

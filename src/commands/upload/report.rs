@@ -40,8 +40,13 @@ pub fn print_summary(s: &crate::manifest::Summary) {
         Some(d) if d.deleted > 0 => format!(", {} deleted", d.deleted),
         _ => String::new(),
     };
+    // Files the manifests said were stored but the store had lost or changed.
+    let resent = match s.resent {
+        0 => String::new(),
+        n => format!(", {n} sent again"),
+    };
     eprintln!(
-        "hashup: {} files, {} uploaded ({}), {} failed, {} skipped{not_started}{deleted} in {:.2} s; \
+        "hashup: {} files, {} uploaded ({}{resent}), {} failed, {} skipped{not_started}{deleted} in {:.2} s; \
          hashed {}{cached}{rate}; upload {:.1} MB/s, {:.1} objects/s{in_flight}",
         s.files,
         s.uploaded,
@@ -55,19 +60,45 @@ pub fn print_summary(s: &crate::manifest::Summary) {
     );
     let nothing_to_delete = s.delete.as_ref().is_none_or(|d| d.found == 0);
     if s.uploaded == 0 && s.failed == 0 && s.stopped.is_none() && nothing_to_delete {
-        let other = s.skipped - s.already_stored;
-        eprintln!(
-            "hashup: nothing to do: {}",
-            match (s.files, other) {
-                (0, _) => "no files".to_string(),
-                (n, 0) => format!("all {n} files are already stored"),
-                (_, other) => format!(
-                    "{} already stored, {other} skipped (not regular files)",
-                    s.already_stored
-                ),
-            }
-        );
+        eprintln!("hashup: nothing to do: {}", nothing_to_do(s));
     }
+}
+
+/// Why a run sent nothing, saying only what was checked: a file the manifests record as
+/// uploaded, unchanged since, is not known to be stored unless a listing of the destination
+/// agreed.
+fn nothing_to_do(s: &crate::manifest::Summary) -> String {
+    if s.files == 0 {
+        return "no files".into();
+    }
+    let other = s.skipped.saturating_sub(s.already_stored);
+    let unchecked = s.already_stored.saturating_sub(s.confirmed);
+    let all = other == 0;
+    let mut parts = Vec::new();
+    match (s.confirmed, unchecked) {
+        (0, 0) => {}
+        (n, 0) if all => parts.push(format!(
+            "all {n} files are stored (the destination's listing agrees)"
+        )),
+        (0, n) if all => parts.push(format!(
+            "all {n} files are unchanged since they were uploaded (the store was not asked: \
+             --check-remote asks it)"
+        )),
+        (confirmed, unchecked) => {
+            if confirmed > 0 {
+                parts.push(format!(
+                    "{confirmed} stored (the destination's listing agrees)"
+                ));
+            }
+            if unchecked > 0 {
+                parts.push(format!("{unchecked} unchanged since they were uploaded"));
+            }
+        }
+    }
+    if other > 0 {
+        parts.push(format!("{other} skipped (not regular files)"));
+    }
+    parts.join(", ")
 }
 
 /// Warns when a JWT expires before the files can even be hashed at full speed: presign
