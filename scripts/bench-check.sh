@@ -139,13 +139,15 @@ verify() {
     [ "$got" = "$2" ] || die "$3: expected $2 objects under $1, found $got (logs in $work)"
 }
 
-# Prints "uploaded skipped already_stored bytes_hashed cached failed" from manifest $1's last line.
+# Prints "uploaded skipped already_stored bytes_hashed cached failed confirmed resent" from
+# manifest $1's last line.
 summary() {
     python3 - "$1" <<'EOF'
 import json, sys
 lines = open(sys.argv[1], "rb").read().splitlines()
 s = json.loads(lines[-1])["summary"] if lines else {}
-print(*(s.get(k, "?") for k in ("uploaded", "skipped", "already_stored", "bytes_hashed", "cached", "failed")))
+print(*(s.get(k, "?") for k in ("uploaded", "skipped", "already_stored", "bytes_hashed", "cached",
+                                "failed", "confirmed", "resent")))
 EOF
 }
 
@@ -283,16 +285,19 @@ run_case() {
 
 # What each case must find: nothing to send. Fails the benchmark otherwise.
 check_case() {
-    local name=$1 run=$2 logfile=$3 got uploaded
+    local name=$1 run=$2 logfile=$3 got uploaded failed confirmed
     case $name in
     hashup*)
         verify "${hashup_prefix[$name]}" "$n" "$name run $run"
         got=$(summary "${hashup_manifest[$name]}") || die "$name run $run: no summary line"
-        read -r uploaded _ _ "hashed[$name]" _ failed <<<"$got"
+        read -r uploaded _ _ "hashed[$name]" _ failed confirmed _ <<<"$got"
         sent[$name]=$uploaded
         [ "$uploaded" = 0 ] ||
-            die "$name run $run UPLOADED $uploaded files of an unchanged tree (summary 'uploaded skipped already_stored bytes_hashed cached failed': $got; log: $logfile)"
+            die "$name run $run UPLOADED $uploaded files of an unchanged tree (summary 'uploaded skipped already_stored bytes_hashed cached failed confirmed resent': $got; log: $logfile)"
         [ "$failed" = 0 ] || die "$name run $run: $failed files failed (log: $logfile)"
+        [ "$confirmed" = "$n" ] || die "$name run $run: the listing confirmed $confirmed files, not $n (log: $logfile)"
+        grep -qx "hashup: nothing to do: all $n files are stored (the destination's listing agrees)" "$logfile" ||
+            die "$name run $run: stderr does not say the listing agrees (log: $logfile)"
         ;;
     "rclone check")
         grep -q ' 0 differences found' "$logfile" ||
