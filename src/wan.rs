@@ -17,6 +17,9 @@
 //!   a bounded queue, which bytes cross one after another at [`Config::rate`].
 //! - **Resets** (optional, for fault tests). A connection is reset (RST both ways) once it has
 //!   carried [`Config::reset_after`] bytes upstream.
+//! - **Request log** (optional, for benchmarks). The client-to-target bytes of each connection
+//!   are read as HTTP/1.1, and each request's line (`GET /bucket?list-type=2&... HTTP/1.1`) is
+//!   written to a [`RequestLog`], so a script can count the requests a tool made.
 //!
 //! Half-closes propagate (a client's `shutdown(Write)` reaches the target, after the delay), a
 //! reset or error on one side resets the other once the bytes before it have been delivered,
@@ -40,8 +43,9 @@
 //! --rtt` and `scripts/bench-sync.sh --rtt` put one in front of each server they start.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -75,6 +79,10 @@ const QUEUE: usize = 1024;
 /// before readers wait: a router's buffer, so a cap does not queue a window per connection.
 const LINK_QUEUE: u64 = 1 << 20;
 
+/// The longest line of a request head (or chunk size line) [`RequestHeads`] keeps looking
+/// through; past it the connection is taken for something other than HTTP/1.1.
+const MAX_LINE: usize = 64 << 10;
+
 /// What to emulate; build with [`Config::new`] and set the fields.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -93,6 +101,8 @@ pub struct Config {
     pub reset_after: Option<u64>,
     /// Print connection failures (the target refusing a connection, accept errors) on stderr.
     pub log_errors: bool,
+    /// Write each HTTP/1.1 request's line that a client sends here; `None` reads no request.
+    pub request_log: Option<Arc<RequestLog>>,
 }
 
 impl Config {
@@ -106,7 +116,38 @@ impl Config {
             rate: None,
             reset_after: None,
             log_errors: false,
+            request_log: None,
         }
+    }
+}
+
+/// A file that gets one line per HTTP/1.1 request through a [`Proxy`]: its request line
+/// (`METHOD TARGET VERSION`), written when the proxy has read the request's head, so before
+/// the target can answer it. A client that has its answers has had its requests logged.
+#[derive(Debug)]
+pub struct RequestLog {
+    file: Mutex<std::fs::File>,
+}
+
+impl RequestLog {
+    /// Creates (or truncates) the file at `path`.
+    pub fn create(path: &Path) -> io::Result<RequestLog> {
+        let file = std::fs::File::create(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(RequestLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends `line` and a newline in one write, so lines from concurrent connections do not
+    /// interleave. A blocking write on a runtime worker, but a short one into the page cache;
+    /// a failed write is dropped (the log is a measurement aid, not the proxy's job).
+    fn record(&self, line: &[u8]) {
+        let mut text = Vec::with_capacity(line.len() + 1);
+        text.extend_from_slice(line);
+        text.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = file.write_all(&text);
     }
 }
 
@@ -386,6 +427,11 @@ async fn read_half<R: AsyncRead + Unpin>(
     let one_way = shared.config.rtt / 2;
     let link = shared.links[direction as usize].as_ref();
     let chunk = shared.chunk;
+    let log = match direction {
+        Direction::Up => shared.config.request_log.as_deref(),
+        Direction::Down => None,
+    };
+    let mut heads = RequestHeads::default();
     let mut buf = BytesMut::new();
     let mut last = open_at;
     loop {
@@ -403,6 +449,9 @@ async fn read_half<R: AsyncRead + Unpin>(
         let message = match read {
             Ok(n) if n > 0 => {
                 window.add_permits(chunk - n);
+                if let Some(log) = log {
+                    heads.feed(&buf, |line| log.record(line));
+                }
                 let sent = match link {
                     Some(link) => link.send(now, n),
                     None => now,
@@ -505,5 +554,253 @@ async fn acknowledge(mut rx: mpsc::Receiver<(Instant, usize)>, window: &Semaphor
 async fn wait_until(at: Instant) {
     if at > Instant::now() {
         sleep_until(at).await;
+    }
+}
+
+/// Finds the requests in one connection's client-to-target bytes, read as HTTP/1.1: each head
+/// up to its blank line, then its body skipped by `Content-Length` or chunk by chunk for
+/// `Transfer-Encoding: chunked`. Bytes it cannot frame (a bad length, a line past
+/// [`MAX_LINE`]) end the search for that connection; an upgraded connection is read on as if
+/// it were HTTP, which the tools measured here never ask for.
+#[derive(Debug, Default)]
+struct RequestHeads {
+    framing: Framing,
+    /// The line read so far.
+    line: Vec<u8>,
+    /// The request line of the head being read, once it has been.
+    request: Option<Vec<u8>>,
+    /// Its `Content-Length`, or 0.
+    length: u64,
+    /// Whether its body is chunked.
+    chunked: bool,
+}
+
+/// What the next bytes of a connection are.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Lines of a request head.
+    #[default]
+    Head,
+    /// This many more bytes of a body.
+    Body(u64),
+    /// A chunk's size line.
+    ChunkSize,
+    /// This many more bytes of a chunk, its closing CRLF included.
+    ChunkData(u64),
+    /// Trailer lines after the last chunk, up to a blank line.
+    Trailer,
+    /// Not HTTP/1.1 as understood here: the rest is not looked at.
+    Lost,
+}
+
+impl RequestHeads {
+    /// Reads the next bytes of the connection; calls `request` with each request line whose
+    /// head ends in them.
+    fn feed(&mut self, mut data: &[u8], mut request: impl FnMut(&[u8])) {
+        while !data.is_empty() {
+            match self.framing {
+                Framing::Lost => return,
+                Framing::Body(left) | Framing::ChunkData(left) => {
+                    let n = left.min(data.len() as u64);
+                    data = &data[n as usize..];
+                    self.framing = match (self.framing, left - n) {
+                        (Framing::Body(_), 0) => Framing::Head,
+                        (Framing::Body(_), left) => Framing::Body(left),
+                        (_, 0) => Framing::ChunkSize,
+                        (_, left) => Framing::ChunkData(left),
+                    };
+                }
+                Framing::Head | Framing::ChunkSize | Framing::Trailer => {
+                    let end = data.iter().position(|&b| b == b'\n');
+                    let take = end.map_or(data.len(), |i| i + 1);
+                    self.line.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if self.line.len() > MAX_LINE {
+                        self.lost();
+                    } else if end.is_some() {
+                        let line = std::mem::take(&mut self.line);
+                        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+                        self.end_of_line(line.strip_suffix(b"\r").unwrap_or(line), &mut request);
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_of_line(&mut self, line: &[u8], request: &mut impl FnMut(&[u8])) {
+        self.framing = match (self.framing, &self.request) {
+            // Blank lines before a request line are allowed (RFC 9112, 2.2).
+            (Framing::Head, None) if line.is_empty() => Framing::Head,
+            (Framing::Head, None) => {
+                self.request = Some(line.to_vec());
+                self.length = 0;
+                self.chunked = false;
+                Framing::Head
+            }
+            (Framing::Head, Some(_)) if !line.is_empty() => match self.header(line) {
+                Some(()) => Framing::Head,
+                None => Framing::Lost,
+            },
+            (Framing::Head, Some(_)) => {
+                if let Some(line) = self.request.take() {
+                    request(&line);
+                }
+                match (self.chunked, self.length) {
+                    (true, _) => Framing::ChunkSize,
+                    (false, 0) => Framing::Head,
+                    (false, length) => Framing::Body(length),
+                }
+            }
+            (Framing::ChunkSize, _) => {
+                let size = line.split(|&b| b == b';').next().unwrap_or_default();
+                match std::str::from_utf8(size)
+                    .ok()
+                    .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+                {
+                    Some(0) => Framing::Trailer,
+                    Some(size) => Framing::ChunkData(size.saturating_add(2)),
+                    None => Framing::Lost,
+                }
+            }
+            (Framing::Trailer, _) if line.is_empty() => Framing::Head,
+            (framing, _) => framing,
+        };
+        if self.framing == Framing::Lost {
+            self.lost();
+        }
+    }
+
+    /// Notes a header line's `Content-Length` or `Transfer-Encoding`; `None` for a length that
+    /// is not a number.
+    fn header(&mut self, line: &[u8]) -> Option<()> {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Some(());
+        };
+        let (name, value) = (&line[..colon], String::from_utf8_lossy(&line[colon + 1..]));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.length = value.trim().parse().ok()?;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or_default();
+            self.chunked = last.trim().eq_ignore_ascii_case("chunked");
+        }
+        Some(())
+    }
+
+    fn lost(&mut self) {
+        self.framing = Framing::Lost;
+        self.line = Vec::new();
+        self.request = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request lines `feed` finds in `stream` when it arrives in pieces of `step` bytes.
+    fn requests(stream: &[u8], step: usize) -> Vec<String> {
+        let mut heads = RequestHeads::default();
+        let mut found = Vec::new();
+        for piece in stream.chunks(step) {
+            heads.feed(piece, |line| {
+                found.push(String::from_utf8_lossy(line).into_owned());
+            });
+        }
+        found
+    }
+
+    #[test]
+    fn request_heads_skip_bodies_by_length_and_by_chunk() {
+        // Bodies that look like requests, a chunked body with an extension and a trailer, a
+        // blank line between requests, bare LFs, and a head logged before its body arrives.
+        let stream = b"PUT /b/k1 HTTP/1.1\r\nHost: x\r\ncontent-length: 22\r\n\r\n\
+                       GET /fake HTTP/1.1\r\n\r\n\
+                       \r\n\
+                       PUT /b/k2 HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n\
+                       5;ext=1\r\nGET /\r\n\
+                       14\r\nHEAD /fake HTTP/1.1\n\r\n\
+                       0\r\nx-checksum: 1\r\n\r\n\
+                       GET /b?list-type=2&prefix=p%2F HTTP/1.1\nHost: x\n\n\
+                       DELETE /b/k1 HTTP/1.1\r\nContent-Length: 7\r\n\r\n";
+        let want = [
+            "PUT /b/k1 HTTP/1.1",
+            "PUT /b/k2 HTTP/1.1",
+            "GET /b?list-type=2&prefix=p%2F HTTP/1.1",
+            "DELETE /b/k1 HTTP/1.1",
+        ];
+        for step in [1, 2, 3, 7, 64, stream.len()] {
+            assert_eq!(requests(stream, step), want, "in pieces of {step} bytes");
+        }
+    }
+
+    #[test]
+    fn request_heads_stop_at_what_they_cannot_frame() {
+        let bad_length = b"PUT /a HTTP/1.1\r\nContent-Length: lots\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        assert!(requests(bad_length, 5).is_empty());
+        let mut long = b"GET /a HTTP/1.1\r\n\r\nGET /".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_LINE));
+        long.extend(b" HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n");
+        assert_eq!(requests(&long, 4096), ["GET /a HTTP/1.1"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_request_log_has_one_line_per_request_on_every_connection() {
+        // A target that echoes every connection back.
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = target.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = target.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.log");
+        let mut config = Config::new(to.to_string());
+        config.request_log = Some(Arc::new(RequestLog::create(&path).unwrap()));
+        let proxy = Proxy::start(config).await.unwrap();
+        // Four connections at once, each with three requests (a body that looks like a request,
+        // a chunked body, none), written in odd pieces; each read back, so the proxy has read it.
+        let mut clients = JoinSet::new();
+        for c in 0..4 {
+            let addr = proxy.local_addr();
+            clients.spawn(async move {
+                let requests = format!(
+                    "PUT /b/c{c} HTTP/1.1\r\nContent-Length: 18\r\n\r\nGET /not HTTP/1.1\n\
+                     PUT /b/d{c} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     3\r\nGET\r\n0\r\n\r\n\
+                     GET /b?list-type=2&prefix=c{c} HTTP/1.1\r\nHost: x\r\n\r\n"
+                );
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                for piece in requests.as_bytes().chunks(7) {
+                    stream.write_all(piece).await.unwrap();
+                }
+                let mut echoed = vec![0; requests.len()];
+                stream.read_exact(&mut echoed).await.unwrap();
+                assert_eq!(echoed, requests.as_bytes());
+            });
+        }
+        while let Some(client) = clients.join_next().await {
+            client.unwrap();
+        }
+        let mut lines: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        let mut want: Vec<String> = (0..4)
+            .flat_map(|c| {
+                [
+                    format!("GET /b?list-type=2&prefix=c{c} HTTP/1.1"),
+                    format!("PUT /b/c{c} HTTP/1.1"),
+                    format!("PUT /b/d{c} HTTP/1.1"),
+                ]
+            })
+            .collect();
+        want.sort();
+        assert_eq!(lines, want);
     }
 }

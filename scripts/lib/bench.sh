@@ -182,10 +182,14 @@ bench_start_serve() {
 }
 
 # Starts hashup-wan-proxy to $2 (HOST:PORT) with RTT $3 ms and $window, logging to
-# $work/$1.log; sets proxy_addr (HOST:PORT).
+# $work/$1.log; sets proxy_addr (HOST:PORT). With bench_request_logs=1, the proxy also writes
+# the line of every HTTP request through it to $work/$1.requests (--request-log).
 bench_start_proxy() {
+    local requests=()
+    [ "${bench_request_logs:-}" != 1 ] || requests=(--request-log "$work/$1.requests")
     : >"$work/$1.out"
-    "$wan_proxy" --to "$2" --rtt "$3" --window "$window" >"$work/$1.out" 2>"$work/$1.log" </dev/null &
+    "$wan_proxy" --to "$2" --rtt "$3" --window "$window" "${requests[@]}" \
+        >"$work/$1.out" 2>"$work/$1.log" </dev/null &
     local pid=$!
     bench_pids+=("$pid")
     proxy_addr=$(bench_wait_line "$pid" "$work/$1.out" "listening on " "$work/$1.log" \

@@ -4,11 +4,13 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use hashup::select::parse_size;
-use hashup::wan::{Config, Proxy};
+use hashup::wan::{Config, Proxy, RequestLog};
 
 /// Forward TCP connections to HOST:PORT as if it were a round trip away.
 #[derive(Debug, Parser)]
@@ -46,6 +48,11 @@ struct Args {
     /// Reset (RST) each connection once it has carried this many bytes upstream.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     reset_after: Option<u64>,
+
+    /// Read what clients send as HTTP/1.1 and write each request's line (`GET /bucket?... \
+    /// HTTP/1.1`) to FILE, one a line, as its head arrives: `wc -l` counts the requests.
+    #[arg(long, value_name = "FILE")]
+    request_log: Option<PathBuf>,
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -80,6 +87,15 @@ async fn main() -> std::process::ExitCode {
     config.rate = args.rate;
     config.reset_after = args.reset_after;
     config.log_errors = true;
+    if let Some(path) = &args.request_log {
+        match RequestLog::create(path) {
+            Ok(log) => config.request_log = Some(Arc::new(log)),
+            Err(e) => {
+                eprintln!("hashup-wan-proxy: --request-log {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let proxy = match Proxy::start(config).await {
         Ok(proxy) => proxy,
         Err(e) => {
@@ -133,6 +149,8 @@ mod tests {
             "1MiB",
             "--rate",
             "50M",
+            "--request-log",
+            "requests.log",
         ])
         .unwrap();
         assert_eq!(args.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
@@ -140,6 +158,7 @@ mod tests {
         assert_eq!(args.window, 1 << 20);
         assert_eq!(args.rate, Some(50_000_000));
         assert_eq!(args.reset_after, None);
+        assert_eq!(args.request_log, Some(PathBuf::from("requests.log")));
         assert!(Args::try_parse_from(["p", "--to", "h:1", "--rtt", "-1"]).is_err());
         assert!(Args::try_parse_from(["p", "--to", "h:1", "--window", "0"]).is_err());
     }
