@@ -5,12 +5,17 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
+
 use super::listing::{Listing, Place, StoredObject, listing_groups};
 use super::{KeyMap, RemoteError};
 use crate::naming::Keys;
 use crate::presign::prominence::Prominence;
 use crate::presign::{PresignError, Presigner};
 use crate::request::{GaveUp, Requests};
+
+/// Places (the user's uploads, each group) listed at once.
+const PLACES_IN_FLIGHT: usize = 8;
 
 /// The API remote.
 pub struct Api {
@@ -64,13 +69,29 @@ impl Api {
             places.push(Place::Own);
         }
         places.extend(listing_groups(names).into_iter().map(Place::Group));
+        // Each place is its own request: up to PLACES_IN_FLIGHT at once, taken in order.
+        let answers: Vec<_> = futures_util::stream::iter(places)
+            .map(|place| async move {
+                let group = match &place {
+                    Place::Group(group) => Some(group.clone()),
+                    _ => None,
+                };
+                let answer = self
+                    .requests
+                    .send(|| self.client.list(group.as_deref()))
+                    .await;
+                (place, answer)
+            })
+            .buffered(PLACES_IN_FLIGHT)
+            .collect()
+            .await;
         let mut listing = Listing::default();
-        for place in places {
+        for (place, answer) in answers {
             let group = match &place {
                 Place::Group(group) => Some(group.as_str()),
                 _ => None,
             };
-            match self.requests.send(|| self.client.list(group)).await {
+            match answer {
                 Ok(listed) => {
                     let objects = listed
                         .into_iter()
