@@ -288,6 +288,11 @@ struct Listed {
     /// Flask's JSON encoder writes datetimes as HTTP dates: `Tue, 25 Nov 2025 22:05:32 GMT`.
     #[serde(rename = "lastModified")]
     last_modified: String,
+    /// An extension of the API: the SHA-256 of the stored bytes, when the backend knows it (the
+    /// embedded store does; S3 listings do not say). Absent rather than `null` otherwise, so the
+    /// entry is PROMINENCE's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 async fn list(state: &ApiState, prefix: &str, strip: &str) -> Response {
@@ -300,11 +305,13 @@ async fn list(state: &ApiState, prefix: &str, strip: &str) -> Response {
                          key,
                          size,
                          last_modified,
+                         sha256,
                      }| {
                         Some(Listed {
                             name: key.strip_prefix(strip)?.to_string(),
                             size,
                             last_modified: httpdate::fmt_http_date(last_modified),
+                            sha256,
                         })
                     },
                 )
@@ -421,6 +428,29 @@ mod tests {
         assert_eq!(
             parse(Some("name=a+b"), "").unwrap().key,
             "uploads/alice/a b"
+        );
+    }
+
+    #[test]
+    fn a_listed_sha256_follows_the_contract_fields_only_when_known() {
+        let listed = |sha256: Option<&str>| {
+            serde_json::to_string(&Listed {
+                name: "a.sif".into(),
+                size: 3,
+                last_modified: "Tue, 25 Nov 2025 22:05:32 GMT".into(),
+                sha256: sha256.map(str::to_string),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            listed(None),
+            r#"{"name":"a.sif","size":3,"lastModified":"Tue, 25 Nov 2025 22:05:32 GMT"}"#
+        );
+        assert_eq!(
+            listed(Some(SUM)),
+            format!(
+                r#"{{"name":"a.sif","size":3,"lastModified":"Tue, 25 Nov 2025 22:05:32 GMT","sha256":"{SUM}"}}"#
+            )
         );
     }
 

@@ -188,6 +188,8 @@ impl S3Backend {
                     key: c.key.clone(),
                     size: c.size,
                     last_modified,
+                    // Only a HEAD per object would tell: listings stay one request a page.
+                    sha256: None,
                 });
             }
             match page.next_page() {

@@ -39,4 +39,8 @@ pub struct ObjectInfo {
     pub size: u64,
     /// When the object was last written.
     pub last_modified: SystemTime,
+    /// SHA-256 of the object's bytes, lowercase hex, when the backend knows it without reading
+    /// them: the embedded store's sidecar while it still describes the data file. S3's listing
+    /// (ListObjectsV2) carries no user metadata, so that backend leaves it `None`.
+    pub sha256: Option<String>,
 }

@@ -247,7 +247,9 @@ async fn listing_and_delete_follow_the_key_layout() {
     assert_eq!(own[0]["size"], data.len());
     let date = own[0]["lastModified"].as_str().unwrap();
     assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
-    assert_eq!(own[0].as_object().unwrap().len(), 3);
+    // The contract's three fields, and the embedded store's extension.
+    assert_eq!(own[0]["sha256"], sum);
+    assert_eq!(own[0].as_object().unwrap().len(), 4);
 
     let g1 = serve.list("/g1").await;
     assert_eq!(g1.len(), 1);

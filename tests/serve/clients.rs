@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use serde_json::Value;
+
 use super::fixture::{Backend, STORE_KEY, STORE_SECRET, Serve, pyenv_bin, sha256_hex, weed};
 
 fn prominence_upload(
@@ -25,16 +27,48 @@ fn prominence_upload(
     (out.status.success(), text)
 }
 
+/// `prominence ls -l`'s lines for a listing: name, size and date in columns as wide as their
+/// widest (its `command_ls`), in the server's order. Only the contract's fields show.
+fn ls_long(listing: &[Value]) -> String {
+    let width = |f: &dyn Fn(&Value) -> String| listing.iter().map(|o| f(o).len()).max().unwrap();
+    let name = |o: &Value| o["name"].as_str().unwrap().to_string();
+    let size = |o: &Value| o["size"].as_u64().unwrap().to_string();
+    let date = |o: &Value| o["lastModified"].as_str().unwrap().to_string();
+    let (w_name, w_size, w_date) = (width(&name), width(&size), width(&date));
+    listing
+        .iter()
+        .map(|o| {
+            format!(
+                "{:<w_name$}   {:>w_size$}   {:>w_date$}\n",
+                name(o),
+                size(o),
+                date(o)
+            )
+        })
+        .collect()
+}
+
 /// Uploads with and without `--checksum` (the CLI then hashes itself), a group upload, and a
-/// wrong checksum, which our stores refuse where PROMINENCE would have stored it.
-async fn prominence_cli_round(serve: &Serve, read_back: impl AsyncFn(&str) -> Option<Vec<u8>>) {
+/// wrong checksum, which our stores refuse where PROMINENCE would have stored it. Then the
+/// CLI's listings, which must read the same whether or not the server adds each object's
+/// `sha256` (`sha256_listed`: the embedded store does, S3 does not).
+async fn prominence_cli_round(
+    serve: &Serve,
+    sha256_listed: bool,
+    read_back: impl AsyncFn(&str) -> Option<Vec<u8>>,
+) {
     let data: Vec<u8> = (0..500_000u32).map(|i| (i * 31 % 256) as u8).collect();
     let file = serve.dir.path().join("image.sif");
     std::fs::write(&file, &data).unwrap();
     let file = file.to_str().unwrap();
     let sum = sha256_hex(&data);
+    let small_file = serve.dir.path().join("notes.txt");
+    std::fs::write(&small_file, b"notes\n").unwrap();
 
     let (ok, out) = prominence_upload(serve, &serve.alice, file, "plain.sif", None);
+    assert!(ok && out.trim() == "Success", "{out}");
+    let small = small_file.to_str().unwrap();
+    let (ok, out) = prominence_upload(serve, &serve.alice, small, "a-note", None);
     assert!(ok && out.trim() == "Success", "{out}");
     let (ok, out) = prominence_upload(serve, &serve.alice, file, "g1/given.sif", Some(&sum));
     assert!(ok && out.trim() == "Success", "{out}");
@@ -63,24 +97,47 @@ async fn prominence_cli_round(serve: &Serve, read_back: impl AsyncFn(&str) -> Op
     let (ok, out) = prominence_upload(serve, &serve.carol, file, "x.sif", None);
     assert!(!ok && out.contains("access token has expired"), "{out}");
 
-    // The CLI's own listing and delete read our JSON and status codes.
+    // What the server lists, in its order; on the embedded store each object carries the
+    // SHA-256 of what it holds.
+    let raw = async |path: &str| -> Vec<Value> {
+        serde_json::from_str(&serve.list_text(path).await).unwrap()
+    };
+    let (own, g1) = (raw("").await, raw("/g1").await);
+    let names = |listing: &[Value]| -> Vec<String> {
+        listing
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().into())
+            .collect()
+    };
+    assert_eq!(names(&own), ["a-note", "plain.sif"]);
+    assert_eq!(names(&g1), ["g1/given.sif"]);
+    let listed_sums: Vec<Option<&str>> = own
+        .iter()
+        .chain(&g1)
+        .map(|o| o["sha256"].as_str())
+        .collect();
+    let want_sums = [sha256_hex(b"notes\n"), sum.clone(), sum.clone()];
+    let want_sums: Vec<Option<&str>> = want_sums
+        .iter()
+        .map(|s| sha256_listed.then_some(s.as_str()))
+        .collect();
+    assert_eq!(listed_sums, want_sums);
+    assert_eq!(own[1]["size"], 500_000);
+
+    // The CLI's own listing and delete read that JSON and our status codes: the lines are the
+    // contract's fields, exactly, the extension ignored.
     let ls = |args: &[&str]| {
         let out = serve.prominence(&serve.alice, args);
         assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    let listing = ls(&["ls", "-l"]);
-    let line = listing
-        .lines()
-        .find(|l| l.starts_with("plain.sif"))
-        .unwrap_or_else(|| panic!("{listing}"));
-    assert!(
-        line.contains(" 500000 ") && line.ends_with(" GMT"),
-        "{line}"
-    );
-    assert_eq!(ls(&["ls", "g1"]).trim(), "g1/given.sif");
-    ls(&["rm", "plain.sif"]);
-    assert_eq!(ls(&["ls"]).trim(), "");
+    assert_eq!(ls(&["ls", "-l"]), ls_long(&own));
+    assert_eq!(ls(&["ls"]), "a-note\nplain.sif\n");
+    assert_eq!(ls(&["ls", "-l", "g1"]), ls_long(&g1));
+    assert_eq!(ls(&["ls", "g1"]), "g1/given.sif\n");
+    assert_eq!(ls(&["rm", "plain.sif"]), "Success\n");
+    assert_eq!(ls(&["ls"]), "a-note\n");
     assert_eq!(read_back("uploads/alice/plain.sif").await, None);
 }
 
@@ -88,7 +145,7 @@ async fn prominence_cli_round(serve: &Serve, read_back: impl AsyncFn(&str) -> Op
 async fn prominence_cli_uploads_to_the_embedded_store() {
     let serve = Serve::start(Backend::Store);
     let root = serve.store.join("hashup");
-    prominence_cli_round(&serve, async |key| std::fs::read(root.join(key)).ok()).await;
+    prominence_cli_round(&serve, true, async |key| std::fs::read(root.join(key)).ok()).await;
     assert_eq!(serve.temp_files(), 0);
 }
 
@@ -97,7 +154,7 @@ async fn prominence_cli_uploads_to_seaweedfs() {
     let weed = weed();
     let bucket = weed.fresh_bucket("cli").await;
     let serve = Serve::start(Backend::S3 { bucket: &bucket });
-    prominence_cli_round(&serve, async |key| {
+    prominence_cli_round(&serve, false, async |key| {
         let (status, meta, body) = weed.get(&bucket, key).await;
         (status == 200).then(|| {
             assert_eq!(meta.as_deref(), Some(sha256_hex(&body).as_str()), "{key}");

@@ -357,6 +357,18 @@ impl Serve {
         list
     }
 
+    /// `GET /data[/path]` as alice: the answer's body as sent, which must be a 200.
+    pub async fn list_text(&self, path: &str) -> String {
+        let r = http()
+            .get(format!("{}/data{path}", self.api))
+            .bearer_auth(&self.alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET /data{path}");
+        r.text().await.unwrap()
+    }
+
     /// Path of an object's data in the embedded store.
     pub fn object(&self, key: &str) -> PathBuf {
         self.store.join("hashup").join(key)

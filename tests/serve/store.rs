@@ -110,6 +110,110 @@ async fn verified_uploads_land_with_a_sidecar() {
     assert_eq!(serve.temp_files(), 0);
 }
 
+/// One entry of a listing exactly as the API writes it, from the object's data file: the
+/// contract's fields, then `sha256` when `sha256` is given.
+fn listed(serve: &Serve, name: &str, key: &str, sha256: Option<&str>) -> String {
+    let md = std::fs::metadata(serve.object(key)).unwrap();
+    let date = httpdate::fmt_http_date(md.modified().unwrap());
+    let sha256 = sha256.map_or(String::new(), |s| format!(r#","sha256":"{s}""#));
+    format!(
+        r#"{{"name":"{name}","size":{},"lastModified":"{date}"{sha256}}}"#,
+        md.len()
+    )
+}
+
+/// The API's extension on this store: each object lists the SHA-256 the store computed of its
+/// bytes, after the contract's fields, until its data or sidecar changes behind the store's back;
+/// then it lists none, and the listing still answers.
+#[tokio::test]
+async fn listings_give_each_objects_sha256_while_its_sidecar_holds() {
+    let serve = Serve::start(Backend::Store);
+    let objects: [(&str, &[u8]); 6] = [
+        ("a.sif", b"first object\n"),
+        ("b.sif", b"the second object\n"),
+        ("c.sif", b"third\n"),
+        ("d.sif", b"and a fourth one\n"),
+        ("g1/shared.sif", b"a group's object\n"),
+        ("lab/sub/deep.sif", b"deeper in a group\n"),
+    ];
+    for (name, data) in objects {
+        let (status, answer) = serve
+            .presign(&serve.alice, name, Some(&sha256_hex(data)))
+            .await;
+        assert_eq!(status, 201, "{name}");
+        let (status, body) =
+            post_form(answer["url"].as_str().unwrap(), &fields_of(&answer), data).await;
+        assert_eq!(status, 204, "{name}: {body}");
+    }
+    // Without a checksum the store hashes what it receives all the same.
+    let (_, answer) = serve.presign(&serve.alice, "e.sif", None).await;
+    let (status, _) = put(
+        answer["url"].as_str().unwrap(),
+        b"put, no checksum".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let sum = |i: usize| sha256_hex(objects[i].1);
+    let own = |key: &str| format!("uploads/alice/{key}");
+    let entry = |name: &str, sha256: Option<&str>| listed(&serve, name, &own(name), sha256);
+    assert_eq!(
+        serve.list_text("").await,
+        format!(
+            "[{},{},{},{},{}]",
+            entry("a.sif", Some(&sum(0))),
+            entry("b.sif", Some(&sum(1))),
+            entry("c.sif", Some(&sum(2))),
+            entry("d.sif", Some(&sum(3))),
+            entry("e.sif", Some(&sha256_hex(b"put, no checksum"))),
+        )
+    );
+    let group =
+        |name: &str, sha256: &str| listed(&serve, name, &format!("uploads/{name}"), Some(sha256));
+    assert_eq!(
+        serve.list_text("/g1").await,
+        format!("[{}]", group("g1/shared.sif", &sum(4)))
+    );
+    assert_eq!(
+        serve.list_text("/lab/sub").await,
+        format!("[{}]", group("lab/sub/deep.sif", &sum(5)))
+    );
+
+    // b.sif rewritten on disk: same size, other bytes, a later time (as an editor leaves it).
+    let b = serve.object(&own("b.sif"));
+    let later = std::fs::metadata(&b).unwrap().modified().unwrap() + Duration::from_secs(2);
+    std::fs::write(&b, b"THE SECOND OBJECT\n").unwrap();
+    let file = std::fs::File::options().write(true).open(&b).unwrap();
+    file.set_modified(later).unwrap();
+    // c.sif loses its sidecar, d.sif's is garbage.
+    std::fs::remove_file(serve.sidecar(&own("c.sif"))).unwrap();
+    std::fs::write(serve.sidecar(&own("d.sif")), b"\x00not json{").unwrap();
+    assert_eq!(
+        serve.list_text("").await,
+        format!(
+            "[{},{},{},{},{}]",
+            entry("a.sif", Some(&sum(0))),
+            entry("b.sif", None),
+            entry("c.sif", None),
+            entry("d.sif", None),
+            entry("e.sif", Some(&sha256_hex(b"put, no checksum"))),
+        )
+    );
+
+    // A new upload brings the SHA-256 back.
+    let (_, answer) = serve.presign(&serve.alice, "d.sif", Some(&sum(3))).await;
+    let (status, _) = post_form(
+        answer["url"].as_str().unwrap(),
+        &fields_of(&answer),
+        objects[3].1,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let listing: Vec<serde_json::Value> = serde_json::from_str(&serve.list_text("").await).unwrap();
+    assert_eq!(listing[3]["name"], "d.sif");
+    assert_eq!(listing[3]["sha256"], sum(3));
+}
+
 #[tokio::test]
 async fn refused_uploads_store_nothing() {
     let serve = Serve::start(Backend::Store);

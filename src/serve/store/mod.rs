@@ -21,6 +21,10 @@
 //! DIR/.hashup/credentials.json        generated access key pair (when none is configured)
 //! ```
 //!
+//! A listing gives each object the sidecar's `sha256` while the sidecar still describes the data
+//! file (same size, data not modified after the sidecar was written), so an object edited on
+//! disk behind the store's back lists none rather than a stale one.
+//!
 //! Keys are checked before they touch the file system, by [`crate::keys`] (no empty, `.` or `..`
 //! segment, no leading `/`, no control character or backslash, at most 1024 bytes and 255 per
 //! segment), after being percent-decoded exactly once.
@@ -32,7 +36,7 @@ mod http;
 mod receive;
 
 use std::io;
-use std::path::{Component, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -318,6 +322,12 @@ impl Store {
     }
 
     /// Swaps a fully received, verified object and its sidecar into place.
+    ///
+    /// A listing trusts a sidecar only while the data file is not newer than it
+    /// ([`SidecarDigest::sha256_for`]), so the pair is dated with one time taken under the lock,
+    /// and the data goes in first: a commit cut short between the two renames leaves data newer
+    /// than the sidecar beside it, which then lists no SHA-256 rather than another upload's.
+    /// `docs/design.md` ("Listing SHA-256s") has the reasoning.
     fn commit(&self, upload: Received, meta: &ObjectMeta) -> Result<(), StoreError> {
         let data_path = self.object_path(&meta.key)?;
         let meta_path = self.meta_path(&meta.key);
@@ -340,13 +350,26 @@ impl Store {
         if data_path.is_dir() {
             return Err(StoreError::KeyConflict);
         }
+        // Later than the sidecar of any earlier commit, even of an upload received after this one.
+        let now = SystemTime::now();
+        upload
+            .file
+            .as_file()
+            .set_modified(now)
+            .map_err(StoreError::io("dating object"))?;
         meta_tmp
-            .persist(&meta_path)
-            .map_err(|e| StoreError::io("placing sidecar")(e.error))?;
+            .as_file()
+            .set_modified(now)
+            .map_err(StoreError::io("dating sidecar"))?;
         upload
             .file
             .persist(&data_path)
             .map_err(|e| StoreError::io("placing object")(e.error))?;
+        if let Err(e) = meta_tmp.persist(&meta_path) {
+            // The old sidecar describes other bytes now: no sidecar is better than a wrong one.
+            let _ = std::fs::remove_file(&meta_path);
+            return Err(StoreError::io("placing sidecar")(e.error));
+        }
         Ok(())
     }
 
@@ -360,6 +383,7 @@ impl Store {
 
     fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let bucket_dir = self.root.join(&self.bucket);
+        let meta_dir = self.root.join(".hashup/meta").join(&self.bucket);
         // Walk only the directory part of the prefix.
         let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         if !dir_part.is_empty() {
@@ -390,13 +414,24 @@ impl Store {
             if !key.starts_with(prefix) {
                 continue;
             }
-            let md = entry
-                .metadata()
-                .map_err(|e| StoreError::io("listing")(io::Error::other(e)))?;
+            // The sidecar first, then the data's stat: a commit places the data first, so a
+            // sidecar read here can only be paired with its own data or with newer data, which
+            // its time then refuses.
+            let sidecar = SidecarDigest::read(&meta_dir.join(rel));
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                // Deleted since the walk saw it.
+                Err(e) if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) => {
+                    continue;
+                }
+                Err(e) => return Err(StoreError::io("listing")(io::Error::other(e))),
+            };
+            let last_modified = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             out.push(ObjectInfo {
+                sha256: sidecar.and_then(|s| s.sha256_for(md.len(), last_modified)),
                 key,
                 size: md.len(),
-                last_modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                last_modified,
             });
         }
         Ok(out)
@@ -439,6 +474,62 @@ impl Store {
     }
 }
 
+/// What a listing takes from a sidecar: the size and SHA-256 it records, and when the sidecar
+/// file was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SidecarDigest {
+    size: u64,
+    sha256: String,
+    written: SystemTime,
+}
+
+/// A sidecar larger than this is not one the store wrote (its user metadata is bounded by the
+/// request's limits): it is not read.
+const SIDECAR_MAX: u64 = 1024 * 1024;
+
+impl SidecarDigest {
+    /// Reads the sidecar at `path`; `None` when it is missing, unreadable, not a regular file,
+    /// not JSON with a `size` and a lowercase hex `sha256`, or too large to be one.
+    fn read(path: &Path) -> Option<SidecarDigest> {
+        #[derive(Deserialize)]
+        struct Fields {
+            size: u64,
+            sha256: String,
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        // A FIFO put in a sidecar's place would block the open (and the listing) for ever.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let mut file = options.open(path).ok()?;
+        let md = file.metadata().ok()?;
+        if !md.is_file() || md.len() > SIDECAR_MAX {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(md.len() as usize);
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        let fields: Fields = serde_json::from_slice(&bytes).ok()?;
+        let hex = fields.sha256.len() == 64
+            && fields
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        hex.then_some(SidecarDigest {
+            size: fields.size,
+            sha256: fields.sha256,
+            written: md.modified().ok()?,
+        })
+    }
+
+    /// The SHA-256, if this sidecar still describes a data file of `size` bytes last modified
+    /// at `modified`: the same size, and data not modified after the sidecar was written (a
+    /// commit dates both with the same time). An edit behind the store's back makes the data
+    /// newer; one that also sets its time back is not seen.
+    fn sha256_for(self, size: u64, modified: SystemTime) -> Option<String> {
+        (self.size == size && modified <= self.written).then_some(self.sha256)
+    }
+}
+
 /// Checks `key` can be stored as a path below the bucket without escaping it: the rules of
 /// [`crate::keys`], which also keep every segment short enough to be a file name.
 pub fn validate_key(key: &str) -> Result<(), StoreError> {
@@ -458,6 +549,165 @@ fn is_valid_bucket(b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open_store(dir: &Path) -> Store {
+        Store::open(
+            StoreConfig {
+                dir: dir.to_path_buf(),
+                bucket: "hashup".into(),
+                region: "us-east-1".into(),
+                credentials: Some(Credentials::new("KEY", "secret")),
+            },
+            "http://127.0.0.1:1",
+        )
+        .unwrap()
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(data))
+    }
+
+    /// Receives `data`, not yet committed.
+    async fn receive(store: &Store, data: &[u8]) -> Received {
+        let mut receiving = store.receive().await.unwrap();
+        receiving.write(data, MAX_OBJECT_SIZE).await.unwrap();
+        receiving.finish().await.unwrap()
+    }
+
+    fn commit(store: &Store, key: &str, received: Received) {
+        let meta = ObjectMeta {
+            key: key.into(),
+            size: received.len,
+            sha256: hex::encode(received.sha256),
+            metadata: vec![],
+        };
+        store.commit(received, &meta).unwrap();
+    }
+
+    /// Each listed key with its SHA-256, as the listing gives them.
+    fn listed(store: &Store) -> Vec<(String, Option<String>)> {
+        store
+            .list_blocking("uploads/")
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.sha256))
+            .collect()
+    }
+
+    fn mtime(path: &Path) -> SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    /// Rewrites a file, keeping its modification time `at`.
+    fn rewrite(path: &Path, data: &[u8], at: SystemTime) {
+        std::fs::write(path, data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_sidecar_describes_data_of_its_size_not_newer_than_itself() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let second = std::time::Duration::from_secs(1);
+        let nano = std::time::Duration::from_nanos(1);
+        let sidecar = SidecarDigest {
+            size: 10,
+            sha256: "ab".repeat(32),
+            written: t,
+        };
+        let sha = |size, modified| sidecar.clone().sha256_for(size, modified);
+        assert_eq!(sha(10, t), Some("ab".repeat(32)));
+        assert_eq!(sha(10, t - second), Some("ab".repeat(32)));
+        assert_eq!(sha(10, t + nano), None);
+        assert_eq!(sha(11, t), None);
+        assert_eq!(sha(9, t - second), None);
+    }
+
+    #[tokio::test]
+    async fn listings_carry_the_sha256_only_while_the_sidecar_describes_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let data = b"0123456789".as_slice();
+        let keys = [
+            "uploads/u/edited",
+            "uploads/u/garbage",
+            "uploads/u/good",
+            "uploads/u/no-sidecar",
+            "uploads/u/resized",
+            "uploads/u/sidecar-dir",
+            "uploads/u/sidecar-fifo",
+            "uploads/u/upper-hex",
+        ];
+        for key in keys {
+            commit(&store, key, receive(&store, data).await);
+        }
+        let good = store.data_path("uploads/u/good").unwrap();
+        // commit dates the pair alike.
+        assert_eq!(mtime(&good), mtime(&store.meta_path("uploads/u/good")));
+
+        // Same size, other bytes, written later: as an edit on disk leaves it.
+        let edited = store.data_path("uploads/u/edited").unwrap();
+        let later = mtime(&edited) + std::time::Duration::from_millis(10);
+        rewrite(&edited, b"9876543210", later);
+        // Other size, time kept.
+        let resized = store.data_path("uploads/u/resized").unwrap();
+        rewrite(&resized, b"0123456789a", mtime(&resized));
+        std::fs::remove_file(store.meta_path("uploads/u/no-sidecar")).unwrap();
+        std::fs::write(
+            store.meta_path("uploads/u/garbage"),
+            b"{\"size\": 10, \"sha",
+        )
+        .unwrap();
+        let sidecar_dir = store.meta_path("uploads/u/sidecar-dir");
+        std::fs::remove_file(&sidecar_dir).unwrap();
+        std::fs::create_dir(&sidecar_dir).unwrap();
+        let fifo = store.meta_path("uploads/u/sidecar-fifo");
+        std::fs::remove_file(&fifo).unwrap();
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a plain syscall on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let upper = store.meta_path("uploads/u/upper-hex");
+        let json = std::fs::read_to_string(&upper).unwrap();
+        let sum = sha256_hex(data);
+        std::fs::write(&upper, json.replace(&sum, &sum.to_uppercase())).unwrap();
+
+        let want: Vec<(String, Option<String>)> = keys
+            .iter()
+            .map(|k| (k.to_string(), (*k == "uploads/u/good").then(|| sum.clone())))
+            .collect();
+        assert_eq!(listed(&store), want);
+    }
+
+    /// A commit is dated when it happens, not when its body arrived: an upload received before
+    /// another one committed, then committed after it, is newer than that one's sidecar, so if
+    /// it were cut short before its own sidecar went in, the older sidecar would not describe it.
+    #[tokio::test]
+    async fn a_commit_is_newer_than_every_earlier_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let key = "uploads/u/racing";
+        let second = receive(&store, b"second upload").await;
+        // Let the file system's clock move past the second body's write.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        commit(&store, key, receive(&store, b"first  upload").await);
+        let meta_path = store.meta_path(key);
+        let first_sidecar = std::fs::read(&meta_path).unwrap();
+        let first_written = mtime(&meta_path);
+
+        commit(&store, key, second);
+        assert_eq!(
+            listed(&store),
+            [(key.into(), Some(sha256_hex(b"second upload")))]
+        );
+        // What a crash between the two renames leaves: the second data, the first sidecar.
+        rewrite(&meta_path, &first_sidecar, first_written);
+        assert_eq!(listed(&store), [(key.into(), None)]);
+    }
 
     #[test]
     fn keys_cannot_escape() {
