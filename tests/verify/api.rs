@@ -1,7 +1,9 @@
 //! `hashup verify` through the PROMINENCE API (`hashup serve` on its embedded store) and with
-//! `--embedded`: the listings have names and sizes only, so sizes are compared and the output
-//! says so; a removed object is `MISSING`, a group the user may not list fails its names only,
-//! and a token the API refuses stops the run with one message.
+//! `--embedded`, whose listings give each object's SHA-256 (compared, the files hashed through
+//! the hash cache); through `hashup serve` on SeaweedFS, whose listings have names and sizes
+//! only, as PROMINENCE's do: sizes are compared and the output says so. A removed object is
+//! `MISSING`, a group the user may not list fails its names only, and a token the API refuses
+//! stops the run with one message.
 
 use std::path::Path;
 
@@ -20,7 +22,7 @@ fn verify(src: &Path, api: &str, token: &str, home: &Path) -> Run {
 }
 
 #[test]
-fn through_serve_sizes_are_compared_and_a_removed_object_is_missing() {
+fn through_serve_sha256s_are_compared_and_a_removed_object_is_missing() {
     let serve = Serve::start(Backend::Store);
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
@@ -35,11 +37,11 @@ fn through_serve_sizes_are_compared_and_a_removed_object_is_missing() {
 
     let r = verify(&src, &serve.api, &serve.alice, dir.path());
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout_str(), "a.sif: OK\ng1/b.sif: OK\n");
     assert_eq!(
-        r.stdout_str(),
-        "a.sif: OK (size only)\ng1/b.sif: OK (size only)\n"
+        r.stderr,
+        "hashup: 2 OK\nhashup: hashed 0 B (0 files read, 2 from the hash cache)\n"
     );
-    assert_eq!(r.stderr, format!("hashup: 2 OK\n{SIZE_ONLY}"));
 
     // The object gone from the store, and a local file that grew.
     std::fs::remove_file(serve.object("uploads/alice/a.sif")).unwrap();
@@ -54,6 +56,7 @@ fn through_serve_sizes_are_compared_and_a_removed_object_is_missing() {
     assert_eq!(
         r.stderr,
         "hashup: 0 OK, 1 MISSING, 1 DIFFERS\n\
+         hashup: hashed 7 B (1 file read, 1 from the hash cache)\n\
          hashup: the upload command with --check-remote added sends what is missing or differs \
          again\n"
     );
@@ -82,7 +85,7 @@ fn through_serve_sizes_are_compared_and_a_removed_object_is_missing() {
 }
 
 #[test]
-fn embedded_store_sizes_are_compared_and_a_removed_object_is_missing() {
+fn embedded_store_sha256s_are_compared_and_a_removed_object_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     tree(&src, &[("a.txt", b"hello\n"), ("sub/b.txt", b"world!\n")]);
@@ -97,11 +100,7 @@ fn embedded_store_sizes_are_compared_and_a_removed_object_is_missing() {
 
     let r = run("verify").run();
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        r.stdout_str(),
-        "a.txt: OK (size only)\nsub/b.txt: OK (size only)\n"
-    );
-    assert_eq!(r.stderr, format!("hashup: 2 OK\n{SIZE_ONLY}"));
+    assert_eq!(r.stdout_str(), "a.txt: OK\nsub/b.txt: OK\n");
 
     // The nested name is a group path: uploads/sub/b.txt.
     std::fs::remove_file(store.join("hashup/uploads/sub/b.txt")).unwrap();
@@ -122,10 +121,53 @@ fn embedded_store_sizes_are_compared_and_a_removed_object_is_missing() {
     assert_eq!(
         view,
         [
-            ("a.txt", "uploads/hashup/a.txt", "ok", Some("size")),
+            ("a.txt", "uploads/hashup/a.txt", "ok", Some("checksum")),
             ("sub/b.txt", "uploads/sub/b.txt", "missing", None),
         ]
     );
     assert_eq!(summary["missing"], 1);
     assert_eq!(summary["files_read"], 0);
+}
+
+/// `hashup serve` on SeaweedFS lists names, sizes and times, as PROMINENCE does: sizes are all
+/// verify can compare, it says so once, and reads no file; a size that changed still DIFFERS.
+#[tokio::test]
+async fn through_a_listing_of_sizes_only_sizes_are_compared_and_said_once() {
+    let weed = crate::serve::fixture::weed();
+    let bucket = weed.fresh_bucket("verify-sizes").await;
+    let serve = Serve::start(Backend::S3 { bucket: &bucket });
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    tree(&src, &[("a.sif", b"aaaa"), ("g1/b.sif", b"bbbbbb")]);
+    let (api, alice, home) = (
+        serve.api.clone(),
+        serve.alice.clone(),
+        dir.path().to_owned(),
+    );
+    let hashup = move |command: &'static str, src: std::path::PathBuf| {
+        let (api, alice, home) = (api.clone(), alice.clone(), home.clone());
+        tokio::task::spawn_blocking(move || {
+            util::hashup([command.as_ref(), src.as_os_str()])
+                .args(["--url", &api])
+                .env("PROMINENCE_TOKEN", &alice)
+                .home(&home)
+                .run()
+        })
+    };
+    let up = hashup("upload", src.clone()).await.unwrap();
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let r = hashup("verify", src.clone()).await.unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout_str(),
+        "a.sif: OK (size only)\ng1/b.sif: OK (size only)\n"
+    );
+    assert_eq!(r.stderr, format!("hashup: 2 OK\n{SIZE_ONLY}"));
+    std::fs::write(src.join("g1/b.sif"), b"bbbbbbb").unwrap();
+    let r = hashup("verify", src.clone()).await.unwrap();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stdout_str(),
+        "a.sif: OK (size only)\ng1/b.sif: DIFFERS (size 7 ≠ 6)\n"
+    );
 }

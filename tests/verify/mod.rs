@@ -3,6 +3,7 @@
 //! objects), and through the PROMINENCE API of `hashup serve` and `--embedded` (sizes only).
 
 mod api;
+mod heal;
 mod s3;
 
 use serde_json::Value;
