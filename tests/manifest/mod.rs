@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::serve::fixture::sha256_hex;
-use crate::upload::read_manifest;
+use crate::upload::{read_manifest, read_manifest_lines};
 use crate::util::{self, Run, pattern, tree};
 
 /// Runs `hashup ARGS` in `dir` (so names in the output are the relative ones given).
@@ -722,4 +722,86 @@ fn deletions_are_read_and_counted_by_summary_merge_and_diff() {
         ),
         "{run:?}"
     );
+}
+
+/// The manifest's `gone` and `back` lines, as `gone NAME` and `back NAME`.
+fn local_lines(manifest: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter_map(|line| {
+            let (kind, presence) = line.as_object()?.iter().next()?;
+            let name = presence["name"].as_str()?;
+            (kind == "gone" || kind == "back").then(|| format!("{kind} {name}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_name_gone_locally_is_journalled_once_and_a_file_back_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("m.jsonl");
+    tree(
+        d,
+        &[
+            ("src/a.txt", b"a\n"),
+            ("src/b.txt", b"b\n"),
+            ("src/c.txt", b"c\n"),
+            ("other/x.txt", b"x\n"),
+        ],
+    );
+    upload(d, &["src", "other"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), [""; 0]);
+
+    // Night 2 over src alone: b changed, c deleted. x.txt lay under the other PATH: not gone.
+    std::fs::write(d.join("src/b.txt"), b"b2\n").unwrap();
+    std::fs::remove_file(d.join("src/c.txt")).unwrap();
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt"]);
+    let gone: Value = serde_json::from_str(
+        std::fs::read_to_string(&m)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("{\"gone\""))
+            .unwrap(),
+    )
+    .unwrap();
+    let time = gone["gone"]["time"].as_str().unwrap();
+    assert!(
+        time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+    // Two more nights: written once.
+    upload(d, &["src"], "store", "m.jsonl");
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt"]);
+
+    // a.txt deleted: a run that does not see the whole tree does not call it gone, neither
+    // where a filter leaves it out nor under an option --delete refuses.
+    std::fs::remove_file(d.join("src/a.txt")).unwrap();
+    upload(d, &["src", "--include", "b*"], "store", "m.jsonl");
+    upload(d, &["src", "--newer-than", "1d"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt"]);
+    // A filter that takes it does.
+    upload(d, &["src", "--include", "*.txt"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt", "gone a.txt"]);
+
+    // c.txt comes back unchanged: skipped as already stored, with no record, but a back line.
+    std::fs::write(d.join("src/c.txt"), b"c\n").unwrap();
+    let before = read_manifest_lines(&m).len();
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt", "gone a.txt", "back c.txt"]);
+    let night = read_manifest_lines(&m).split_off(before);
+    assert_eq!(night.len(), 2, "{night:?}");
+    assert_eq!(
+        (
+            &night[1]["summary"]["files"],
+            &night[1]["summary"]["already_stored"]
+        ),
+        (&json!(2), &json!(2)),
+        "b.txt and c.txt"
+    );
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m).len(), 3);
 }
