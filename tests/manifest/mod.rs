@@ -97,8 +97,11 @@ fn summary_of_a_real_run_and_of_one_with_nothing_to_do() {
     assert_eq!(
         run.stdout_str(),
         format!(
-            "m.jsonl: 2 files: 2 uploaded (300.0 kB), 0 failed, 0 skipped; finished in {}\n\
-             e.jsonl: nothing to do: no files; finished in {}\n",
+            "m.jsonl: latest run: 2 files: 2 uploaded (300.0 kB), 0 failed, 0 skipped; \
+             finished in {}\n\
+             m.jsonl: per name, over 1 run: 2 stored (300.0 kB), 0 failed\n\
+             e.jsonl: latest run: nothing to do: no files; finished in {}\n\
+             e.jsonl: per name, over 1 run: 0 stored (0 B), 0 failed\n",
             elapsed(&dir.path().join("m.jsonl")),
             elapsed(&dir.path().join("e.jsonl")),
         )
@@ -125,7 +128,10 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout_str(),
-        "failed.jsonl: 3 files: 1 uploaded (6 B), 1 failed, 1 skipped; finished in 1.23 s\n\
+        "failed.jsonl: latest run: 3 files: 1 uploaded (6 B), 1 failed, 1 skipped; finished in \
+         1.23 s\n\
+         failed.jsonl: per name, over 1 run: 1 stored (6 B), 1 failed, 1 skipped (not regular \
+         files)\n\
          failed.jsonl: failed: b.sif: storage answered 500\n"
     );
 
@@ -140,8 +146,9 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout_str(),
-        "killed.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; no summary line: the run \
-         did not finish (killed, or still running)\n\
+        "killed.jsonl: latest run: no summary line: the run did not finish (killed, or still \
+         running)\n\
+         killed.jsonl: per name, over 1 run: 1 stored (6 B), 0 failed\n\
          killed.jsonl:2: torn last line ignored (cut off while it was written)\n"
     );
     assert_eq!(run.stderr, "");
@@ -161,11 +168,13 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout_str(),
-        "stopped.jsonl: 0 files: 0 uploaded (0 B), 0 failed, 0 skipped; stopped early after \
-         0.02 s: authentication failed (401)\n"
+        "stopped.jsonl: latest run: 0 files: 0 uploaded (0 B), 0 failed, 0 skipped; stopped \
+         early after 0.02 s: authentication failed (401)\n\
+         stopped.jsonl: per name, over 1 run: 0 stored (0 B), 0 failed\n"
     );
 
-    // Two runs appended: the second uploaded what the first could not; counts are per name.
+    // Two runs appended: the second uploaded what the first could not; the latest run's counts
+    // are its own, the names' state is over both.
     write(
         d,
         "two.jsonl",
@@ -181,8 +190,9 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 0);
     assert_eq!(
         run.stdout_str(),
-        "two.jsonl: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped; finished in 0.50 s\n\
-         two.jsonl: 2 runs appended; counts are each name's latest record\n"
+        "two.jsonl: latest run: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in \
+         0.50 s\n\
+         two.jsonl: per name, over 2 runs: 2 stored (12 B), 0 failed\n"
     );
 }
 
@@ -209,6 +219,15 @@ fn summary_json_is_one_object_per_manifest() {
             "torn_line": null,
             "failures": [{"name": "b.sif", "error": "file changed while reading"}],
             "deleted": 0, "delete_failures": [], "delete_stopped": null,
+            "latest_run": {
+                "files": 2, "uploaded": 1, "failed": 1, "skipped": 0, "not_started": 0,
+                "bytes": 6, "bytes_hashed": 0, "already_stored": 0, "cached": 0,
+                "elapsed_ms": 40, "hash_gb_per_s": 1.5, "upload_mb_per_s": 0.0,
+                "objects_per_s": 0.0, "uploads_limit": 0, "uploads_limit_max": 0,
+                "stopped": null,
+            },
+            "names": {"stored": 1, "stored_bytes": 6, "failed": 1, "skipped": 0, "gone": 0},
+            "gone": [],
         })
     );
     assert_eq!(run.stdout_str().lines().count(), 1);
@@ -237,7 +256,9 @@ fn a_torn_middle_line_is_refused_with_file_and_line() {
     assert_eq!(run.stderr.lines().count(), 1);
     assert_eq!(
         run.stdout_str(),
-        "good.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in 0.01 s\n"
+        "good.jsonl: latest run: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in \
+         0.01 s\n\
+         good.jsonl: per name, over 1 run: 1 stored (6 B), 0 failed\n"
     );
     for args in [
         &["manifest", "merge", "good.jsonl", "bad.jsonl"][..],
@@ -330,7 +351,8 @@ fn merging_two_shards_gives_the_single_run_set() {
     assert_eq!(run.code, 0);
     assert!(
         run.stdout_str().starts_with(
-            "merged.jsonl: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; finished in "
+            "merged.jsonl: latest run: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; \
+             finished in "
         ),
         "{}",
         run.stdout_str()
@@ -656,9 +678,9 @@ fn deletions_are_read_and_counted_by_summary_merge_and_diff() {
     assert_eq!(run.code, 1, "a deletion failed: {run:?}");
     assert_eq!(
         run.stdout_str(),
-        "new.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped, 1 deleted, 1 not deleted; \
-         finished in 0.04 s\n\
-         new.jsonl: 2 runs appended; counts are each name's latest record\n\
+        "new.jsonl: latest run: 1 file: 0 uploaded (0 B), 0 failed, 1 skipped, 1 deleted, \
+         1 not deleted; finished in 0.04 s\n\
+         new.jsonl: per name, over 2 runs: 1 stored (6 B), 0 failed, 1 deleted, 1 not deleted\n\
          new.jsonl: not deleted: c: HTTP 500: boom\n"
     );
     let run = hashup(d, &["manifest", "summary", "--json", "new.jsonl"]);
@@ -716,11 +738,12 @@ fn deletions_are_read_and_counted_by_summary_merge_and_diff() {
         json!({"found": 2, "deleted": 1, "failed": 1, "elapsed_ms": 7, "stopped": null})
     );
     let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
-    assert!(
-        run.stdout_str().starts_with(
-            "m.jsonl: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped, 1 deleted, 1 not deleted; "
-        ),
-        "{run:?}"
+    assert_eq!(
+        run.stdout_str(),
+        "m.jsonl: latest run: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped, 1 deleted, \
+         1 not deleted; finished in 0.04 s\n\
+         m.jsonl: per name, over 1 run: 2 stored (12 B), 0 failed, 1 deleted, 1 not deleted\n\
+         m.jsonl: not deleted: c: HTTP 500: boom\n"
     );
 }
 
@@ -804,4 +827,133 @@ fn a_name_gone_locally_is_journalled_once_and_a_file_back_clears_it() {
     );
     upload(d, &["src"], "store", "m.jsonl");
     assert_eq!(local_lines(&m).len(), 3);
+}
+
+#[test]
+fn summary_tells_the_latest_run_from_the_names_and_names_those_gone_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("m.jsonl");
+    tree(
+        &d.join("src"),
+        &[("a.txt", b"a\n"), ("b.txt", b"b\n"), ("c.txt", b"c\n")],
+    );
+    upload(d, &["src"], "store", "m.jsonl");
+    // Night 2: b.txt changed, c.txt deleted locally.
+    std::fs::write(d.join("src/b.txt"), b"bb\n").unwrap();
+    std::fs::remove_file(d.join("src/c.txt")).unwrap();
+    upload(d, &["src"], "store", "m.jsonl");
+
+    let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "m.jsonl: latest run: 2 files: 1 uploaded (3 B), 0 failed, 1 skipped (1 already \
+             stored); finished in {}\n\
+             m.jsonl: per name, over 2 runs: 3 stored (7 B), 0 failed; 1 gone locally but still \
+             stored (hashup upload --delete removes it from the store)\n\
+             m.jsonl: gone locally: c.txt\n",
+            elapsed(&m)
+        )
+    );
+
+    // --json: the same split; the keys from before keep counting each name's latest record.
+    let run = hashup(d, &["manifest", "summary", "--json", "m.jsonl"]);
+    assert_eq!(run.code, 0);
+    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    let (_, summary) = read_manifest(&m);
+    assert_eq!(value["latest_run"], summary);
+    assert_eq!(
+        (
+            &summary["files"],
+            &summary["uploaded"],
+            &summary["already_stored"]
+        ),
+        (&json!(2), &json!(1), &json!(1))
+    );
+    assert_eq!(
+        value["names"],
+        json!({"stored": 3, "stored_bytes": 7, "failed": 0, "skipped": 0, "gone": 1})
+    );
+    let gone_line = read_manifest_lines(&m)
+        .into_iter()
+        .find_map(|line| line.get("gone").cloned())
+        .unwrap();
+    assert_eq!(value["gone"], json!([gone_line]));
+    assert_eq!(value["gone"][0]["name"], "c.txt");
+    assert_eq!(
+        (&value["files"], &value["uploaded"], &value["bytes"]),
+        (&json!(3), &json!(3), &json!(7))
+    );
+
+    // c.txt comes back unchanged: nothing is sent, and nothing is gone any more.
+    std::fs::write(d.join("src/c.txt"), b"c\n").unwrap();
+    upload(d, &["src"], "store", "m.jsonl");
+    let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "m.jsonl: latest run: 3 files: 0 uploaded (0 B), 0 failed, 3 skipped (3 already \
+             stored); finished in {}\n\
+             m.jsonl: per name, over 3 runs: 3 stored (7 B), 0 failed\n",
+            elapsed(&m)
+        )
+    );
+}
+
+/// A hand-written `gone` or `back` line.
+fn local(kind: &str, name: &str) -> String {
+    let line = json!({ kind: {"name": name, "time": "2026-11-28T02:00:00.000000000Z"} });
+    format!("{line}\n")
+}
+
+#[test]
+fn summary_names_at_most_ten_gone_and_counts_only_those_still_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..14).map(|i| format!("n{i:02}")).collect();
+    let mut lines: Vec<String> = names
+        .iter()
+        .map(|n| rec(n, "uploaded", Some(A), None))
+        .collect();
+    lines.push(summary([14, 14, 0, 0], 84, 5, None));
+    // Run 2 finds every name gone, and x, which it never stored; n13 is back unchanged, n12
+    // back changed (sent again), n11 deleted from the store by --delete.
+    lines.extend(names.iter().map(|n| local("gone", n)));
+    lines.extend([
+        local("gone", "x"),
+        local("back", "n13"),
+        rec("n12", "uploaded", Some(B), None),
+        del("n11", None),
+        summary([1, 1, 0, 0], 6, 10, None),
+    ]);
+    write(dir.path(), "g.jsonl", &lines);
+
+    let run = hashup(dir.path(), &["manifest", "summary", "g.jsonl"]);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    let listed: String = (0..10)
+        .map(|i| format!("g.jsonl: gone locally: n{i:02}\n"))
+        .collect();
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "g.jsonl: latest run: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in \
+             0.01 s\n\
+             g.jsonl: per name, over 2 runs: 13 stored (78 B), 0 failed, 1 deleted; 11 gone \
+             locally but still stored (hashup upload --delete removes them from the store)\n\
+             {listed}\
+             g.jsonl: ... and 1 more gone locally (--json lists them all)\n"
+        )
+    );
+    let run = hashup(dir.path(), &["manifest", "summary", "--json", "g.jsonl"]);
+    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    let gone: Vec<&str> = value["gone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(gone, names[..11]);
+    assert_eq!(value["names"]["gone"], 11);
 }
