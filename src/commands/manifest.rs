@@ -279,8 +279,8 @@ impl<'a> Report<'a> {
         lines
     }
 
-    /// `3 files: 1 uploaded (6 B), 0 failed, 2 skipped (2 already stored); finished in 0.04 s`,
-    /// from the summary line that ends the file.
+    /// `3 files: 1 uploaded (6 B), 0 failed, 2 skipped (2 unchanged since uploaded); finished
+    /// in 0.04 s`, from the summary line that ends the file.
     fn latest_run_line(&self) -> String {
         let Some(s) = self.latest_run else {
             return "no summary line: the run did not finish (killed, or still running)".into();
@@ -303,16 +303,32 @@ impl<'a> Report<'a> {
         {
             return format!("nothing to do: no files; {how}");
         }
-        let already = match s.already_stored {
+        // Files already stored, saying only what was checked, as the run's own line does: a
+        // file unchanged since its upload is not known to be stored unless a listing agreed.
+        let unchecked = s.already_stored.saturating_sub(s.confirmed);
+        let already: Vec<String> = [
+            (s.confirmed, "confirmed by the destination's listing"),
+            (unchecked, "unchanged since uploaded"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        let already = match already.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", already.join(", ")),
+        };
+        let resent = match s.resent {
             0 => String::new(),
-            n => format!(" ({n} already stored)"),
+            n => format!(", {n} sent again"),
         };
         let not_started = match s.not_started {
             0 => String::new(),
             n => format!(", {n} not started"),
         };
         format!(
-            "{}: {} uploaded ({}), {} failed, {} skipped{already}{not_started}{deletions}; {how}",
+            "{}: {} uploaded ({}{resent}), {} failed, {} skipped{already}{not_started}{deletions}; \
+             {how}",
             count(s.files, "file"),
             s.uploaded,
             human_bytes(s.bytes),

@@ -197,6 +197,34 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
 }
 
 #[test]
+fn the_latest_run_says_what_was_checked_sent_again_and_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = json!({"summary": {
+        "files": 5, "uploaded": 2, "failed": 0, "skipped": 3, "not_started": 1, "bytes": 12,
+        "already_stored": 3, "confirmed": 2, "resent": 1, "elapsed_ms": 2500,
+        "stopped": "interrupted (Ctrl-C)",
+    }});
+    write(
+        dir.path(),
+        "s.jsonl",
+        &[
+            rec("a", "uploaded", Some(A), None),
+            rec("b", "uploaded", Some(B), None),
+            format!("{line}\n"),
+        ],
+    );
+    let run = hashup(dir.path(), &["manifest", "summary", "s.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout_str(),
+        "s.jsonl: latest run: 5 files: 2 uploaded (12 B, 1 sent again), 0 failed, 3 skipped \
+         (2 confirmed by the destination's listing, 1 unchanged since uploaded), 1 not started; \
+         stopped early after 2.50 s: interrupted (Ctrl-C)\n\
+         s.jsonl: per name, over 1 run: 2 stored (12 B), 0 failed\n"
+    );
+}
+
+#[test]
 fn summary_json_is_one_object_per_manifest() {
     let dir = tempfile::tempdir().unwrap();
     write(
@@ -210,7 +238,22 @@ fn summary_json_is_one_object_per_manifest() {
     );
     let run = hashup(dir.path(), &["manifest", "summary", "--json", "m.jsonl"]);
     assert_eq!(run.code, 1);
-    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    let mut value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    // The latest run: its summary line as hashup reads it (fields it lacks at their defaults).
+    let read = hashup::manifest::read(&dir.path().join("m.jsonl")).unwrap();
+    let latest_run = value.as_object_mut().unwrap().remove("latest_run").unwrap();
+    assert_eq!(
+        latest_run,
+        serde_json::to_value(read.summary.unwrap()).unwrap()
+    );
+    assert_eq!(
+        (
+            &latest_run["files"],
+            &latest_run["uploaded"],
+            &latest_run["failed"]
+        ),
+        (&json!(2), &json!(1), &json!(1))
+    );
     assert_eq!(
         value,
         json!({
@@ -219,13 +262,6 @@ fn summary_json_is_one_object_per_manifest() {
             "torn_line": null,
             "failures": [{"name": "b.sif", "error": "file changed while reading"}],
             "deleted": 0, "delete_failures": [], "delete_stopped": null,
-            "latest_run": {
-                "files": 2, "uploaded": 1, "failed": 1, "skipped": 0, "not_started": 0,
-                "bytes": 6, "bytes_hashed": 0, "already_stored": 0, "cached": 0,
-                "elapsed_ms": 40, "hash_gb_per_s": 1.5, "upload_mb_per_s": 0.0,
-                "objects_per_s": 0.0, "uploads_limit": 0, "uploads_limit_max": 0,
-                "stopped": null,
-            },
             "names": {"stored": 1, "stored_bytes": 6, "failed": 1, "skipped": 0, "gone": 0},
             "gone": [],
         })
@@ -849,8 +885,8 @@ fn summary_tells_the_latest_run_from_the_names_and_names_those_gone_locally() {
     assert_eq!(
         run.stdout_str(),
         format!(
-            "m.jsonl: latest run: 2 files: 1 uploaded (3 B), 0 failed, 1 skipped (1 already \
-             stored); finished in {}\n\
+            "m.jsonl: latest run: 2 files: 1 uploaded (3 B), 0 failed, 1 skipped (1 unchanged \
+             since uploaded); finished in {}\n\
              m.jsonl: per name, over 2 runs: 3 stored (7 B), 0 failed; 1 gone locally but still \
              stored (hashup upload --delete removes it from the store)\n\
              m.jsonl: gone locally: c.txt\n",
@@ -895,8 +931,8 @@ fn summary_tells_the_latest_run_from_the_names_and_names_those_gone_locally() {
     assert_eq!(
         run.stdout_str(),
         format!(
-            "m.jsonl: latest run: 3 files: 0 uploaded (0 B), 0 failed, 3 skipped (3 already \
-             stored); finished in {}\n\
+            "m.jsonl: latest run: 3 files: 0 uploaded (0 B), 0 failed, 3 skipped (3 unchanged \
+             since uploaded); finished in {}\n\
              m.jsonl: per name, over 3 runs: 3 stored (7 B), 0 failed\n",
             elapsed(&m)
         )

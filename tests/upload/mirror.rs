@@ -290,8 +290,8 @@ async fn s3_mirror_deletes_exactly_what_no_file_maps_to() {
     assert_eq!(lines.len(), 2, "{run:?}");
     assert!(
         lines[0].contains(
-            ": latest run: 3 files: 1 uploaded (2 B), 0 failed, 2 skipped (2 already stored); \
-             finished in "
+            ": latest run: 3 files: 1 uploaded (2 B), 0 failed, 2 skipped (2 unchanged since \
+             uploaded); finished in "
         ),
         "{run:?}"
     );
