@@ -23,12 +23,24 @@
 //! no longer stored as far as the journal knows: [`Journal::latest`] leaves it out, and a rerun
 //! sends the file again if it comes back.
 //!
+//! **Names gone locally** add `{"gone": {...}}` and `{"back": {...}}` ([`LocalLine`]). A run
+//! that sees the whole tree journals, before its pipeline starts, a `gone` line for each name
+//! this manifest records as stored whose file lay under one of the run's PATHs and which no
+//! file of the run maps to any more (once: not again while the name's last such line is a
+//! `gone` one). A `back` line says a file maps to a gone name again; an unchanged file that
+//! comes back is skipped as already stored and gets no record, so without it the name would
+//! stay gone. A later record for the name supersedes a `gone` line too. A gone name is still
+//! stored (nothing was deleted): [`Journal::latest`], and so what a rerun skips, ignores these
+//! lines; [`Journal::gone`] gives the names gone now. Versions from before these lines skip
+//! them as unknown kinds (but for the oldest ones, which refuse any unknown kind: see below).
+//!
 //! **Reading.** [`read`] returns a [`Journal`]: the records, the summary if the last run wrote
-//! one, the multipart uploads still open, and the line number of a torn (unparseable) last line,
-//! which is tolerated. An unparseable line anywhere else is an error naming the file and line;
-//! a line that is one JSON object under a single key of a kind this version does not know
-//! (`{"kind": {...}}`) is skipped, so later versions may add kinds. (Versions from before the
-//! multipart lines did not skip unknown kinds: they refuse such a manifest as unparseable.)
+//! one, the multipart uploads still open, the `deleted`, `gone` and `back` lines, and the line
+//! number of a torn (unparseable) last line, which is tolerated. An unparseable line anywhere
+//! else is an error naming the file and line; a line that is one JSON object under a single key
+//! of a kind this version does not know (`{"kind": {...}}`) is skipped, so later versions may
+//! add kinds. (Versions from before the multipart lines did not skip unknown kinds: they refuse
+//! such a manifest as unparseable.)
 //! Several runs appended to one file ([`Manifest::append`]) read as one journal;
 //! [`Journal::latest`] gives each name's last record.
 
@@ -227,6 +239,36 @@ struct DeletedLine<D> {
     deleted: D,
 }
 
+/// What a run saw of a name the journal records as stored: its file gone from the local tree,
+/// or back in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The object name (as file records name objects).
+    pub name: String,
+    /// When the run saw it (before its pipeline started), RFC 3339 UTC with nanoseconds.
+    pub time: String,
+}
+
+/// A journal line about a stored name's local file: `{"gone": {...}}` or `{"back": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalLine {
+    /// No file of a run that saw the whole tree maps to the name any more; its object is
+    /// still stored.
+    Gone(Presence),
+    /// A file maps to a gone name again.
+    Back(Presence),
+}
+
+impl LocalLine {
+    /// The name and time the line carries.
+    pub fn presence(&self) -> &Presence {
+        match self {
+            LocalLine::Gone(p) | LocalLine::Back(p) => p,
+        }
+    }
+}
+
 /// The summary as its line holds it: `{"summary": {...}}`.
 #[derive(Serialize)]
 struct SummaryLine<'a> {
@@ -375,6 +417,14 @@ impl Manifest {
             return Ok(());
         };
         writer.shared.write_line(&DeletedLine { deleted })
+    }
+
+    /// Appends a `gone` or `back` line and flushes it, like [`Manifest::record`].
+    pub fn local(&self, line: &LocalLine) -> io::Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        writer.shared.write_line(line)
     }
 
     /// Whether lines go to a file: a multipart upload can only be resumed from a journal.
@@ -560,6 +610,8 @@ pub struct Journal {
     /// `deleted` lines in file order, each with the number of records read before it (which
     /// tells whether a name's record came before or after it).
     pub deleted: Vec<(usize, Deleted)>,
+    /// `gone` and `back` lines in file order, each with the number of records read before it.
+    pub local: Vec<(usize, LocalLine)>,
 }
 
 impl Journal {
@@ -583,6 +635,19 @@ impl Journal {
         latest.into_iter().map(|(name, (_, r))| (name, r)).collect()
     }
 
+    /// The names stored as far as the journal knows, by name: those whose [latest
+    /// record](Journal::latest) is `uploaded`, or `skipped` with a SHA-256 (a skip because the
+    /// file is already stored). Names gone locally ([`Journal::gone`]) among them.
+    pub fn stored(&self) -> BTreeMap<&str, &Record> {
+        let mut latest = self.latest();
+        latest.retain(|_, r| match r.status {
+            Status::Uploaded => true,
+            Status::Skipped => r.sha256.is_some(),
+            Status::Failed => false,
+        });
+        latest
+    }
+
     /// Each name's last `deleted` line, by name, for names with no record after it: what
     /// `--delete` deleted (no `error`) or failed to delete.
     pub fn deletions(&self) -> BTreeMap<&str, &Deleted> {
@@ -596,6 +661,30 @@ impl Journal {
             .iter()
             .filter(|(after, d)| last_record.get(d.name.as_str()).is_none_or(|i| i < after))
             .map(|(_, d)| (d.name.as_str(), d))
+            .collect()
+    }
+
+    /// The names gone locally, by name, with the `gone` line that says so: names whose last
+    /// `gone` or `back` line is a `gone` one, with no record after it. (Whether such a name is
+    /// still stored is [`Journal::latest`]'s to say: a `--delete` run deletes it.)
+    pub fn gone(&self) -> BTreeMap<&str, &Presence> {
+        let last_record: std::collections::HashMap<&str, usize> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let mut last: BTreeMap<&str, (usize, &LocalLine)> = BTreeMap::new();
+        for (after, line) in &self.local {
+            last.insert(line.presence().name.as_str(), (*after, line));
+        }
+        last.into_iter()
+            .filter_map(|(name, (after, line))| match line {
+                LocalLine::Gone(gone) if last_record.get(name).is_none_or(|i| *i < after) => {
+                    Some((name, gone))
+                }
+                _ => None,
+            })
             .collect()
     }
 
@@ -634,6 +723,7 @@ enum Line {
     Summary(Summary),
     Upload(UploadLine),
     Deleted(Deleted),
+    Local(LocalLine),
     /// `{"kind": {...}}` of a kind this version does not know: skipped.
     Other,
 }
@@ -659,6 +749,9 @@ fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
         return serde_json::from_slice::<DeletedLine<Deleted>>(line)
             .map(|l| Line::Deleted(l.deleted));
     }
+    if line.starts_with(b"{\"gone\"") || line.starts_with(b"{\"back\"") {
+        return serde_json::from_slice(line).map(Line::Local);
+    }
     serde_json::from_slice(line)
         .map(Line::Record)
         .or_else(|err| {
@@ -671,6 +764,7 @@ fn parse_line(line: &[u8]) -> Result<Line, serde_json::Error> {
                     serde_json::from_slice::<DeletedLine<Deleted>>(line)
                         .map(|l| Line::Deleted(l.deleted))
                 })
+                .or_else(|_| serde_json::from_slice(line).map(Line::Local))
                 .or_else(|_| other_kind(line).ok_or(()))
                 .map_err(|_| err)
         })
@@ -744,6 +838,11 @@ pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
             }
             Ok(Line::Deleted(deleted)) => {
                 journal.deleted.push((journal.records.len(), deleted));
+                journal.summary = None;
+                open_run = true;
+            }
+            Ok(Line::Local(line)) => {
+                journal.local.push((journal.records.len(), line));
                 journal.summary = None;
                 open_run = true;
             }
@@ -851,6 +950,7 @@ mod tests {
                 runs: 1,
                 open_uploads: vec![],
                 deleted: vec![],
+                local: vec![],
             }
         );
     }
@@ -1102,6 +1202,105 @@ mod tests {
             })[..20];
         let journal = read_str(&torn).unwrap();
         assert_eq!(journal.torn, Some(10));
+    }
+
+    #[test]
+    fn stored_names_are_uploaded_or_skipped_with_a_checksum() {
+        let mut link = record("link", Status::Skipped);
+        link.sha256 = None;
+        let text = [
+            record("a", Status::Uploaded),
+            record("b", Status::Skipped),
+            record("c", Status::Uploaded),
+            record("c", Status::Failed),
+            link,
+            record("d", Status::Uploaded),
+        ]
+        .iter()
+        .map(line)
+        .collect::<String>()
+            + &line(&DeletedLine {
+                deleted: deleted("d", None),
+            });
+        let journal = read_str(&text).unwrap();
+        assert_eq!(
+            journal.stored().keys().copied().collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+
+    fn local(gone: bool, name: &str) -> LocalLine {
+        let presence = Presence {
+            name: name.into(),
+            time: "2027-01-16T02:00:00.000000000Z".into(),
+        };
+        match gone {
+            true => LocalLine::Gone(presence),
+            false => LocalLine::Back(presence),
+        }
+    }
+
+    #[test]
+    fn gone_lines_mark_a_name_until_a_back_line_or_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let (a, b, c) = (
+            record("a", Status::Uploaded),
+            record("b", Status::Uploaded),
+            record("c", Status::Uploaded),
+        );
+        {
+            // Run 1 uploads a, b, c; run 2 finds b and c gone; run 3 finds c back.
+            let manifest = Manifest::create(&path).unwrap();
+            for r in [&a, &b, &c] {
+                manifest.record(r).unwrap();
+            }
+            manifest.summary(&summary(3)).unwrap();
+            manifest.local(&local(true, "b")).unwrap();
+            manifest.local(&local(true, "c")).unwrap();
+            manifest.summary(&summary(0)).unwrap();
+            manifest.local(&local(false, "c")).unwrap();
+            manifest.summary(&summary(0)).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[4],
+            r#"{"gone":{"name":"b","time":"2027-01-16T02:00:00.000000000Z"}}"#
+        );
+        assert_eq!(
+            lines[7],
+            r#"{"back":{"name":"c","time":"2027-01-16T02:00:00.000000000Z"}}"#
+        );
+        // A version that does not know these lines skips them as another kind.
+        assert!(other_kind(lines[4].as_bytes()).is_some());
+        assert!(other_kind(lines[7].as_bytes()).is_some());
+        let journal = read(&path).unwrap();
+        assert_eq!(journal.runs, 3);
+        assert_eq!(journal.local.len(), 3);
+        assert_eq!(journal.local[0], (3, local(true, "b")));
+        // Gone names are still stored.
+        assert_eq!(
+            journal.latest().keys().copied().collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(journal.gone().keys().copied().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(journal.gone()["b"], local(true, "b").presence());
+
+        // A later record supersedes a gone line (the file came back changed).
+        drop(Manifest::append(&path).unwrap().record(&b));
+        assert!(read(&path).unwrap().gone().is_empty());
+        // And a gone line after that record counts again.
+        drop(Manifest::append(&path).unwrap().local(&local(true, "b")));
+        let journal = read(&path).unwrap();
+        assert_eq!(journal.gone().keys().copied().collect::<Vec<_>>(), ["b"]);
+        // The gone lines ended with no summary: that run did not finish.
+        assert_eq!((journal.runs, journal.summary), (4, None));
+        // A torn gone line at the end is tolerated like any other.
+        let torn = text.clone() + &line(&local(true, "a"))[..20];
+        let journal = read_str(&torn).unwrap();
+        assert_eq!(journal.torn, Some(10));
+        assert_eq!(journal.gone().keys().copied().collect::<Vec<_>>(), ["b"]);
     }
 
     #[test]

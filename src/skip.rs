@@ -335,6 +335,7 @@ mod tests {
             runs: 1,
             open_uploads: vec![],
             deleted: vec![],
+            local: vec![],
         }
     }
 

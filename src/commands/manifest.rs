@@ -1,9 +1,14 @@
 //! `hashup manifest summary|merge|diff`: manifests read back, for the person who looks at last
 //! night's run in the morning (plain lines) and for scripts (exit codes, `--json`).
 //!
-//! Counts are always over each name's latest record, so a file holding several appended runs
-//! (or a merged one) counts every name once. A name `--delete` deleted after its latest record
-//! counts as deleted (or, where its DELETE failed, as not deleted), not as a file.
+//! `summary` tells two things apart: the latest run, from the summary line that ends the file
+//! (what last night did), and each name's state over all runs, from its latest record (what is
+//! stored now). A file holding several appended runs (or a merged one) counts every name once
+//! there. A name `--delete` deleted after its latest record counts as deleted (or, where its
+//! DELETE failed, as not deleted), not as stored; a name a run found gone locally is still
+//! stored, and is named.
+//!
+//! `merge` and `diff` count each name's latest record too.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write as _};
@@ -14,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::ManifestConfig;
 use crate::exit::ExitCode;
-use crate::manifest::{self, DeleteSummary, Deleted, Journal, Record, Status, Summary};
+use crate::manifest::{self, DeleteSummary, Deleted, Journal, Presence, Record, Status, Summary};
 use crate::progress::human_bytes;
 use crate::sumfile;
 
@@ -103,7 +108,12 @@ fn to_stdout(write: impl FnOnce(&mut dyn io::Write) -> io::Result<()>) -> io::Re
 // ---------------------------------------------------------------------------------------------
 // summary
 
-/// One manifest's summary, as `--json` prints it.
+/// Gone names listed one a line in plain output; `--json` lists them all.
+const GONE_SHOWN: usize = 10;
+
+/// One manifest's summary, as `--json` prints it. The keys from before `latest_run` and `names`
+/// keep their meaning: `files` to `bytes` count each name's latest record over all runs,
+/// `elapsed_ms`, `finished` and `stopped` are the latest run's.
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     manifest: String,
@@ -123,6 +133,27 @@ struct Report<'a> {
     delete_failures: Vec<Failure<'a>>,
     /// Why the last run's `--delete` deleted nothing (or stopped), from its summary line.
     delete_stopped: Option<&'a str>,
+    /// The latest run's summary line as written; `None` when the file ends without one.
+    latest_run: Option<&'a Summary>,
+    /// Each name's state over all runs.
+    names: Names,
+    /// The names gone locally and still stored, with when a run found each gone.
+    gone: Vec<&'a Presence>,
+}
+
+/// Each name's state by its latest record over all runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+struct Names {
+    /// Names stored: the latest record uploaded, or skipped with a SHA-256 (already stored).
+    stored: u64,
+    /// Their bytes.
+    stored_bytes: u64,
+    /// Names whose latest attempt failed.
+    failed: u64,
+    /// Names last skipped as not regular files: nothing stored.
+    skipped: u64,
+    /// Stored names gone locally.
+    gone: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,9 +165,26 @@ struct Failure<'a> {
 impl<'a> Report<'a> {
     fn new(manifest: String, journal: &'a Journal) -> Report<'a> {
         let latest = journal.latest();
+        let stored = journal.stored();
+        let gone_lines = journal.gone();
+        let gone: Vec<&Presence> = stored
+            .keys()
+            .filter_map(|name| gone_lines.get(name).copied())
+            .collect();
+        let totals = Totals::of(latest.values().copied());
+        let names = Names {
+            stored: stored.len() as u64,
+            stored_bytes: stored.values().map(|r| r.size.unwrap_or(0)).sum(),
+            failed: totals.failed,
+            skipped: latest
+                .values()
+                .filter(|r| r.status == Status::Skipped && r.sha256.is_none())
+                .count() as u64,
+            gone: gone.len() as u64,
+        };
         Report {
             manifest,
-            totals: Totals::of(latest.values().copied()),
+            totals,
             elapsed_ms: journal.summary.as_ref().map(|s| s.elapsed_ms),
             finished: journal.summary.is_some(),
             stopped: journal.summary.as_ref().and_then(|s| s.stopped.as_deref()),
@@ -169,6 +217,9 @@ impl<'a> Report<'a> {
                 .summary
                 .as_ref()
                 .and_then(|s| s.delete.as_ref()?.stopped.as_deref()),
+            latest_run: journal.summary.as_ref(),
+            names,
+            gone,
         }
     }
 
@@ -186,35 +237,14 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// Plain lines, each starting with the manifest's name.
+    /// Plain lines, each starting with the manifest's name: the latest run, then each name's
+    /// state over all runs, then what needs a look (failures, names gone locally, deletions).
     fn lines(&self) -> Vec<String> {
         let m = &self.manifest;
-        let how = match (self.elapsed_ms, self.stopped) {
-            (Some(ms), None) => format!("finished in {}", seconds(ms)),
-            (Some(ms), Some(why)) => format!("stopped early after {}: {why}", seconds(ms)),
-            (None, _) => {
-                "no summary line: the run did not finish (killed, or still running)".into()
-            }
-        };
-        let deletions = match (self.deleted, self.delete_failures.len()) {
-            (0, 0) => String::new(),
-            (deleted, 0) => format!(", {deleted} deleted"),
-            (deleted, failed) => format!(", {deleted} deleted, {failed} not deleted"),
-        };
-        let mut lines = vec![if self.totals.files == 0
-            && deletions.is_empty()
-            && self.exit_code() == ExitCode::Success
-        {
-            format!("{m}: nothing to do: no files; {how}")
-        } else {
-            format!("{m}: {}{deletions}; {how}", self.totals.line())
-        }];
-        if self.runs > 1 {
-            lines.push(format!(
-                "{m}: {} runs appended; counts are each name's latest record",
-                self.runs
-            ));
-        }
+        let mut lines = vec![
+            format!("{m}: latest run: {}", self.latest_run_line()),
+            format!("{m}: {}", self.names_line()),
+        ];
         if let Some(line) = self.torn_line {
             lines.push(format!(
                 "{m}:{line}: torn last line ignored (cut off while it was written)"
@@ -225,6 +255,15 @@ impl<'a> Report<'a> {
                 "{m}: failed: {}: {}",
                 failure.name,
                 failure.error.unwrap_or("(no error recorded)")
+            ));
+        }
+        for gone in self.gone.iter().take(GONE_SHOWN) {
+            lines.push(format!("{m}: gone locally: {}", gone.name));
+        }
+        if self.gone.len() > GONE_SHOWN {
+            lines.push(format!(
+                "{m}: ... and {} more gone locally (--json lists them all)",
+                self.gone.len() - GONE_SHOWN
             ));
         }
         if let Some(why) = self.delete_stopped {
@@ -238,6 +277,96 @@ impl<'a> Report<'a> {
             ));
         }
         lines
+    }
+
+    /// `3 files: 1 uploaded (6 B), 0 failed, 2 skipped (2 unchanged since uploaded); finished
+    /// in 0.04 s`, from the summary line that ends the file.
+    fn latest_run_line(&self) -> String {
+        let Some(s) = self.latest_run else {
+            return "no summary line: the run did not finish (killed, or still running)".into();
+        };
+        let how = match &s.stopped {
+            None => format!("finished in {}", seconds(s.elapsed_ms)),
+            Some(why) => format!("stopped early after {}: {why}", seconds(s.elapsed_ms)),
+        };
+        let deletions = match &s.delete {
+            Some(d) if d.failed > 0 => format!(", {} deleted, {} not deleted", d.deleted, d.failed),
+            Some(d) if d.deleted > 0 => format!(", {} deleted", d.deleted),
+            _ => String::new(),
+        };
+        let delete_stopped = s.delete.as_ref().is_some_and(|d| d.stopped.is_some());
+        if s.files == 0
+            && s.not_started == 0
+            && s.stopped.is_none()
+            && deletions.is_empty()
+            && !delete_stopped
+        {
+            return format!("nothing to do: no files; {how}");
+        }
+        // Files already stored, saying only what was checked, as the run's own line does: a
+        // file unchanged since its upload is not known to be stored unless a listing agreed.
+        let unchecked = s.already_stored.saturating_sub(s.confirmed);
+        let already: Vec<String> = [
+            (s.confirmed, "confirmed by the destination's listing"),
+            (unchecked, "unchanged since uploaded"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        let already = match already.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", already.join(", ")),
+        };
+        let resent = match s.resent {
+            0 => String::new(),
+            n => format!(", {n} sent again"),
+        };
+        let not_started = match s.not_started {
+            0 => String::new(),
+            n => format!(", {n} not started"),
+        };
+        format!(
+            "{}: {} uploaded ({}{resent}), {} failed, {} skipped{already}{not_started}{deletions}; \
+             {how}",
+            count(s.files, "file"),
+            s.uploaded,
+            human_bytes(s.bytes),
+            s.failed,
+            s.skipped,
+        )
+    }
+
+    /// `per name, over 2 runs: 3 stored (18 B), 0 failed; 1 gone locally but still stored
+    /// (...)`: each name's latest record.
+    fn names_line(&self) -> String {
+        let n = &self.names;
+        let skipped = match n.skipped {
+            0 => String::new(),
+            k => format!(", {k} skipped (not regular files)"),
+        };
+        let deletions = match (self.deleted, self.delete_failures.len()) {
+            (0, 0) => String::new(),
+            (deleted, 0) => format!(", {deleted} deleted"),
+            (deleted, failed) => format!(", {deleted} deleted, {failed} not deleted"),
+        };
+        let gone = match n.gone {
+            0 => String::new(),
+            1 => "; 1 gone locally but still stored (hashup upload --delete removes it from \
+                  the store)"
+                .into(),
+            g => format!(
+                "; {g} gone locally but still stored (hashup upload --delete removes them \
+                 from the store)"
+            ),
+        };
+        format!(
+            "per name, over {}: {} stored ({}), {} failed{skipped}{deletions}{gone}",
+            count(self.runs as u64, "run"),
+            n.stored,
+            human_bytes(n.stored_bytes),
+            n.failed,
+        )
     }
 }
 

@@ -719,6 +719,7 @@ mod tests {
             runs: 1,
             open_uploads: vec![],
             deleted: vec![],
+            local: vec![],
         };
         let (stored, left_out) = recorded(&journal);
         let view: Vec<(&str, &str, Option<&str>)> = stored

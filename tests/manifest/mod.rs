@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::serve::fixture::sha256_hex;
-use crate::upload::read_manifest;
+use crate::upload::{read_manifest, read_manifest_lines};
 use crate::util::{self, Run, pattern, tree};
 
 /// Runs `hashup ARGS` in `dir` (so names in the output are the relative ones given).
@@ -97,8 +97,11 @@ fn summary_of_a_real_run_and_of_one_with_nothing_to_do() {
     assert_eq!(
         run.stdout_str(),
         format!(
-            "m.jsonl: 2 files: 2 uploaded (300.0 kB), 0 failed, 0 skipped; finished in {}\n\
-             e.jsonl: nothing to do: no files; finished in {}\n",
+            "m.jsonl: latest run: 2 files: 2 uploaded (300.0 kB), 0 failed, 0 skipped; \
+             finished in {}\n\
+             m.jsonl: per name, over 1 run: 2 stored (300.0 kB), 0 failed\n\
+             e.jsonl: latest run: nothing to do: no files; finished in {}\n\
+             e.jsonl: per name, over 1 run: 0 stored (0 B), 0 failed\n",
             elapsed(&dir.path().join("m.jsonl")),
             elapsed(&dir.path().join("e.jsonl")),
         )
@@ -125,7 +128,10 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout_str(),
-        "failed.jsonl: 3 files: 1 uploaded (6 B), 1 failed, 1 skipped; finished in 1.23 s\n\
+        "failed.jsonl: latest run: 3 files: 1 uploaded (6 B), 1 failed, 1 skipped; finished in \
+         1.23 s\n\
+         failed.jsonl: per name, over 1 run: 1 stored (6 B), 1 failed, 1 skipped (not regular \
+         files)\n\
          failed.jsonl: failed: b.sif: storage answered 500\n"
     );
 
@@ -140,8 +146,9 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout_str(),
-        "killed.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; no summary line: the run \
-         did not finish (killed, or still running)\n\
+        "killed.jsonl: latest run: no summary line: the run did not finish (killed, or still \
+         running)\n\
+         killed.jsonl: per name, over 1 run: 1 stored (6 B), 0 failed\n\
          killed.jsonl:2: torn last line ignored (cut off while it was written)\n"
     );
     assert_eq!(run.stderr, "");
@@ -161,11 +168,13 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout_str(),
-        "stopped.jsonl: 0 files: 0 uploaded (0 B), 0 failed, 0 skipped; stopped early after \
-         0.02 s: authentication failed (401)\n"
+        "stopped.jsonl: latest run: 0 files: 0 uploaded (0 B), 0 failed, 0 skipped; stopped \
+         early after 0.02 s: authentication failed (401)\n\
+         stopped.jsonl: per name, over 1 run: 0 stored (0 B), 0 failed\n"
     );
 
-    // Two runs appended: the second uploaded what the first could not; counts are per name.
+    // Two runs appended: the second uploaded what the first could not; the latest run's counts
+    // are its own, the names' state is over both.
     write(
         d,
         "two.jsonl",
@@ -181,8 +190,37 @@ fn summary_lists_failures_and_tells_how_the_run_ended() {
     assert_eq!(run.code, 0);
     assert_eq!(
         run.stdout_str(),
-        "two.jsonl: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped; finished in 0.50 s\n\
-         two.jsonl: 2 runs appended; counts are each name's latest record\n"
+        "two.jsonl: latest run: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in \
+         0.50 s\n\
+         two.jsonl: per name, over 2 runs: 2 stored (12 B), 0 failed\n"
+    );
+}
+
+#[test]
+fn the_latest_run_says_what_was_checked_sent_again_and_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = json!({"summary": {
+        "files": 5, "uploaded": 2, "failed": 0, "skipped": 3, "not_started": 1, "bytes": 12,
+        "already_stored": 3, "confirmed": 2, "resent": 1, "elapsed_ms": 2500,
+        "stopped": "interrupted (Ctrl-C)",
+    }});
+    write(
+        dir.path(),
+        "s.jsonl",
+        &[
+            rec("a", "uploaded", Some(A), None),
+            rec("b", "uploaded", Some(B), None),
+            format!("{line}\n"),
+        ],
+    );
+    let run = hashup(dir.path(), &["manifest", "summary", "s.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout_str(),
+        "s.jsonl: latest run: 5 files: 2 uploaded (12 B, 1 sent again), 0 failed, 3 skipped \
+         (2 confirmed by the destination's listing, 1 unchanged since uploaded), 1 not started; \
+         stopped early after 2.50 s: interrupted (Ctrl-C)\n\
+         s.jsonl: per name, over 1 run: 2 stored (12 B), 0 failed\n"
     );
 }
 
@@ -200,7 +238,22 @@ fn summary_json_is_one_object_per_manifest() {
     );
     let run = hashup(dir.path(), &["manifest", "summary", "--json", "m.jsonl"]);
     assert_eq!(run.code, 1);
-    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    let mut value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    // The latest run: its summary line as hashup reads it (fields it lacks at their defaults).
+    let read = hashup::manifest::read(&dir.path().join("m.jsonl")).unwrap();
+    let latest_run = value.as_object_mut().unwrap().remove("latest_run").unwrap();
+    assert_eq!(
+        latest_run,
+        serde_json::to_value(read.summary.unwrap()).unwrap()
+    );
+    assert_eq!(
+        (
+            &latest_run["files"],
+            &latest_run["uploaded"],
+            &latest_run["failed"]
+        ),
+        (&json!(2), &json!(1), &json!(1))
+    );
     assert_eq!(
         value,
         json!({
@@ -209,6 +262,8 @@ fn summary_json_is_one_object_per_manifest() {
             "torn_line": null,
             "failures": [{"name": "b.sif", "error": "file changed while reading"}],
             "deleted": 0, "delete_failures": [], "delete_stopped": null,
+            "names": {"stored": 1, "stored_bytes": 6, "failed": 1, "skipped": 0, "gone": 0},
+            "gone": [],
         })
     );
     assert_eq!(run.stdout_str().lines().count(), 1);
@@ -237,7 +292,9 @@ fn a_torn_middle_line_is_refused_with_file_and_line() {
     assert_eq!(run.stderr.lines().count(), 1);
     assert_eq!(
         run.stdout_str(),
-        "good.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in 0.01 s\n"
+        "good.jsonl: latest run: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in \
+         0.01 s\n\
+         good.jsonl: per name, over 1 run: 1 stored (6 B), 0 failed\n"
     );
     for args in [
         &["manifest", "merge", "good.jsonl", "bad.jsonl"][..],
@@ -330,7 +387,8 @@ fn merging_two_shards_gives_the_single_run_set() {
     assert_eq!(run.code, 0);
     assert!(
         run.stdout_str().starts_with(
-            "merged.jsonl: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; finished in "
+            "merged.jsonl: latest run: 4 files: 4 uploaded (70.0 kB), 0 failed, 0 skipped; \
+             finished in "
         ),
         "{}",
         run.stdout_str()
@@ -656,9 +714,9 @@ fn deletions_are_read_and_counted_by_summary_merge_and_diff() {
     assert_eq!(run.code, 1, "a deletion failed: {run:?}");
     assert_eq!(
         run.stdout_str(),
-        "new.jsonl: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped, 1 deleted, 1 not deleted; \
-         finished in 0.04 s\n\
-         new.jsonl: 2 runs appended; counts are each name's latest record\n\
+        "new.jsonl: latest run: 1 file: 0 uploaded (0 B), 0 failed, 1 skipped, 1 deleted, \
+         1 not deleted; finished in 0.04 s\n\
+         new.jsonl: per name, over 2 runs: 1 stored (6 B), 0 failed, 1 deleted, 1 not deleted\n\
          new.jsonl: not deleted: c: HTTP 500: boom\n"
     );
     let run = hashup(d, &["manifest", "summary", "--json", "new.jsonl"]);
@@ -716,10 +774,222 @@ fn deletions_are_read_and_counted_by_summary_merge_and_diff() {
         json!({"found": 2, "deleted": 1, "failed": 1, "elapsed_ms": 7, "stopped": null})
     );
     let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
-    assert!(
-        run.stdout_str().starts_with(
-            "m.jsonl: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped, 1 deleted, 1 not deleted; "
-        ),
-        "{run:?}"
+    assert_eq!(
+        run.stdout_str(),
+        "m.jsonl: latest run: 2 files: 2 uploaded (12 B), 0 failed, 0 skipped, 1 deleted, \
+         1 not deleted; finished in 0.04 s\n\
+         m.jsonl: per name, over 1 run: 2 stored (12 B), 0 failed, 1 deleted, 1 not deleted\n\
+         m.jsonl: not deleted: c: HTTP 500: boom\n"
     );
+}
+
+/// The manifest's `gone` and `back` lines, as `gone NAME` and `back NAME`.
+fn local_lines(manifest: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter_map(|line| {
+            let (kind, presence) = line.as_object()?.iter().next()?;
+            let name = presence["name"].as_str()?;
+            (kind == "gone" || kind == "back").then(|| format!("{kind} {name}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_name_gone_locally_is_journalled_once_and_a_file_back_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("m.jsonl");
+    tree(
+        d,
+        &[
+            ("src/a.txt", b"a\n"),
+            ("src/b.txt", b"b\n"),
+            ("src/c.txt", b"c\n"),
+            ("other/x.txt", b"x\n"),
+        ],
+    );
+    upload(d, &["src", "other"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), [""; 0]);
+
+    // Night 2 over src alone: b changed, c deleted. x.txt lay under the other PATH: not gone.
+    std::fs::write(d.join("src/b.txt"), b"b2\n").unwrap();
+    std::fs::remove_file(d.join("src/c.txt")).unwrap();
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt"]);
+    let gone: Value = serde_json::from_str(
+        std::fs::read_to_string(&m)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("{\"gone\""))
+            .unwrap(),
+    )
+    .unwrap();
+    let time = gone["gone"]["time"].as_str().unwrap();
+    assert!(
+        time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+    // Two more nights: written once.
+    upload(d, &["src"], "store", "m.jsonl");
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt"]);
+
+    // a.txt deleted: a run that does not see the whole tree does not call it gone, neither
+    // where a filter leaves it out nor under an option --delete refuses.
+    std::fs::remove_file(d.join("src/a.txt")).unwrap();
+    upload(d, &["src", "--include", "b*"], "store", "m.jsonl");
+    upload(d, &["src", "--newer-than", "1d"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt"]);
+    // A filter that takes it does.
+    upload(d, &["src", "--include", "*.txt"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt", "gone a.txt"]);
+
+    // c.txt comes back unchanged: skipped as already stored, with no record, but a back line.
+    std::fs::write(d.join("src/c.txt"), b"c\n").unwrap();
+    let before = read_manifest_lines(&m).len();
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m), ["gone c.txt", "gone a.txt", "back c.txt"]);
+    let night = read_manifest_lines(&m).split_off(before);
+    assert_eq!(night.len(), 2, "{night:?}");
+    assert_eq!(
+        (
+            &night[1]["summary"]["files"],
+            &night[1]["summary"]["already_stored"]
+        ),
+        (&json!(2), &json!(2)),
+        "b.txt and c.txt"
+    );
+    upload(d, &["src"], "store", "m.jsonl");
+    assert_eq!(local_lines(&m).len(), 3);
+}
+
+#[test]
+fn summary_tells_the_latest_run_from_the_names_and_names_those_gone_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("m.jsonl");
+    tree(
+        &d.join("src"),
+        &[("a.txt", b"a\n"), ("b.txt", b"b\n"), ("c.txt", b"c\n")],
+    );
+    upload(d, &["src"], "store", "m.jsonl");
+    // Night 2: b.txt changed, c.txt deleted locally.
+    std::fs::write(d.join("src/b.txt"), b"bb\n").unwrap();
+    std::fs::remove_file(d.join("src/c.txt")).unwrap();
+    upload(d, &["src"], "store", "m.jsonl");
+
+    let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "m.jsonl: latest run: 2 files: 1 uploaded (3 B), 0 failed, 1 skipped (1 unchanged \
+             since uploaded); finished in {}\n\
+             m.jsonl: per name, over 2 runs: 3 stored (7 B), 0 failed; 1 gone locally but still \
+             stored (hashup upload --delete removes it from the store)\n\
+             m.jsonl: gone locally: c.txt\n",
+            elapsed(&m)
+        )
+    );
+
+    // --json: the same split; the keys from before keep counting each name's latest record.
+    let run = hashup(d, &["manifest", "summary", "--json", "m.jsonl"]);
+    assert_eq!(run.code, 0);
+    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    let (_, summary) = read_manifest(&m);
+    assert_eq!(value["latest_run"], summary);
+    assert_eq!(
+        (
+            &summary["files"],
+            &summary["uploaded"],
+            &summary["already_stored"]
+        ),
+        (&json!(2), &json!(1), &json!(1))
+    );
+    assert_eq!(
+        value["names"],
+        json!({"stored": 3, "stored_bytes": 7, "failed": 0, "skipped": 0, "gone": 1})
+    );
+    let gone_line = read_manifest_lines(&m)
+        .into_iter()
+        .find_map(|line| line.get("gone").cloned())
+        .unwrap();
+    assert_eq!(value["gone"], json!([gone_line]));
+    assert_eq!(value["gone"][0]["name"], "c.txt");
+    assert_eq!(
+        (&value["files"], &value["uploaded"], &value["bytes"]),
+        (&json!(3), &json!(3), &json!(7))
+    );
+
+    // c.txt comes back unchanged: nothing is sent, and nothing is gone any more.
+    std::fs::write(d.join("src/c.txt"), b"c\n").unwrap();
+    upload(d, &["src"], "store", "m.jsonl");
+    let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "m.jsonl: latest run: 3 files: 0 uploaded (0 B), 0 failed, 3 skipped (3 unchanged \
+             since uploaded); finished in {}\n\
+             m.jsonl: per name, over 3 runs: 3 stored (7 B), 0 failed\n",
+            elapsed(&m)
+        )
+    );
+}
+
+/// A hand-written `gone` or `back` line.
+fn local(kind: &str, name: &str) -> String {
+    let line = json!({ kind: {"name": name, "time": "2026-11-28T02:00:00.000000000Z"} });
+    format!("{line}\n")
+}
+
+#[test]
+fn summary_names_at_most_ten_gone_and_counts_only_those_still_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..14).map(|i| format!("n{i:02}")).collect();
+    let mut lines: Vec<String> = names
+        .iter()
+        .map(|n| rec(n, "uploaded", Some(A), None))
+        .collect();
+    lines.push(summary([14, 14, 0, 0], 84, 5, None));
+    // Run 2 finds every name gone, and x, which it never stored; n13 is back unchanged, n12
+    // back changed (sent again), n11 deleted from the store by --delete.
+    lines.extend(names.iter().map(|n| local("gone", n)));
+    lines.extend([
+        local("gone", "x"),
+        local("back", "n13"),
+        rec("n12", "uploaded", Some(B), None),
+        del("n11", None),
+        summary([1, 1, 0, 0], 6, 10, None),
+    ]);
+    write(dir.path(), "g.jsonl", &lines);
+
+    let run = hashup(dir.path(), &["manifest", "summary", "g.jsonl"]);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    let listed: String = (0..10)
+        .map(|i| format!("g.jsonl: gone locally: n{i:02}\n"))
+        .collect();
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "g.jsonl: latest run: 1 file: 1 uploaded (6 B), 0 failed, 0 skipped; finished in \
+             0.01 s\n\
+             g.jsonl: per name, over 2 runs: 13 stored (78 B), 0 failed, 1 deleted; 11 gone \
+             locally but still stored (hashup upload --delete removes them from the store)\n\
+             {listed}\
+             g.jsonl: ... and 1 more gone locally (--json lists them all)\n"
+        )
+    );
+    let run = hashup(dir.path(), &["manifest", "summary", "--json", "g.jsonl"]);
+    let value: Value = serde_json::from_str(run.stdout_str()).unwrap();
+    let gone: Vec<&str> = value["gone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(gone, names[..11]);
+    assert_eq!(value["names"]["gone"], 11);
 }

@@ -482,6 +482,7 @@ fn journal_of(runs: &[(Vec<Record>, Option<Summary>)]) -> Journal {
         runs: summaries + usize::from(open),
         open_uploads: vec![],
         deleted: vec![],
+        local: vec![],
     }
 }
 
@@ -567,6 +568,7 @@ proptest! {
             runs: usize::from(cut > 0),
             open_uploads: vec![],
             deleted: vec![],
+            local: vec![],
         };
         prop_assert_eq!(journal, expected);
     }
@@ -601,7 +603,7 @@ proptest! {
         let open = !records.is_empty() && summary.is_none();
         let runs = usize::from(summary.is_some()) + usize::from(open);
         let summary_read = summary.clone();
-        prop_assert_eq!(journal, Journal { records, summary: summary_read, torn: None, runs, open_uploads: vec![], deleted: vec![] });
+        prop_assert_eq!(journal, Journal { records, summary: summary_read, torn: None, runs, open_uploads: vec![], deleted: vec![], local: vec![] });
 
         // With it.
         input.extend(&bad);
@@ -622,6 +624,7 @@ proptest! {
                     runs: 1,
                     open_uploads: vec![],
                     deleted: vec![],
+                    local: vec![],
                 });
             }
             Err(err) => {
@@ -686,6 +689,7 @@ proptest! {
             runs: 1 + usize::from(before.summary.is_some()),
             open_uploads: vec![],
             deleted: vec![],
+            local: vec![],
         };
         prop_assert_eq!(manifest::read(&path).unwrap(), expected);
     }

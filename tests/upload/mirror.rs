@@ -282,12 +282,21 @@ async fn s3_mirror_deletes_exactly_what_no_file_maps_to() {
             .contains(&"runs/1/b.sif".to_string())
     );
 
-    // `hashup manifest summary` reads the deletions back and counts them.
+    // `hashup manifest summary` reads the deletions back and counts them: the last run sent
+    // b.sif again; of the names, c.tar and sub/e.sif stay deleted.
     let run = util::hashup(["manifest", "summary"]).arg(&manifest).run();
     assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout_str().lines().collect();
+    assert_eq!(lines.len(), 2, "{run:?}");
     assert!(
-        run.stdout_str()
-            .contains(": 3 files: 3 uploaded (7 B), 0 failed, 0 skipped, 2 deleted; "),
+        lines[0].contains(
+            ": latest run: 3 files: 1 uploaded (2 B), 0 failed, 2 skipped (2 unchanged since \
+             uploaded); finished in "
+        ),
+        "{run:?}"
+    );
+    assert!(
+        lines[1].ends_with(": per name, over 5 runs: 3 stored (7 B), 0 failed, 2 deleted"),
         "{run:?}"
     );
 }

@@ -30,16 +30,8 @@ impl Mirror {
         selection: &Selection,
         entries: &[Result<FileEntry, FileError>],
     ) -> Mirror {
-        let names = entries
-            .iter()
-            .filter_map(|entry| match entry {
-                Ok(entry) => entry.name.to_str().map(str::to_string),
-                // A walk's skip or error carries the name below its root.
-                Err(err) => crate::naming::object_name(&err.name, &config.source.naming).ok(),
-            })
-            .collect();
         Mirror {
-            names,
+            names: planned_names(&config.source.naming, entries),
             scope: Scope::new(&config.source.naming, selection.selector.clone()),
             max_delete: config.max_delete,
             quiet: config.quiet,
@@ -192,6 +184,23 @@ impl Mirror {
         };
         (summary, code)
     }
+}
+
+/// The final object name of every planned file, skipped ones too (a special file or a link not
+/// followed still stands for its object), and of every file the walk failed on: what keeps an
+/// object from looking removed.
+pub(super) fn planned_names(
+    naming: &crate::config::Naming,
+    entries: &[Result<FileEntry, FileError>],
+) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Ok(entry) => entry.name.to_str().map(str::to_string),
+            // A walk's skip or error carries the name below its root.
+            Err(err) => crate::naming::object_name(&err.name, naming).ok(),
+        })
+        .collect()
 }
 
 /// `delete NAME` per object on stdout; `Ok(false)` when stdout is closed.

@@ -3,6 +3,7 @@
 //! mirror step (`delete.rs`) follows, before the summary line.
 
 mod delete;
+mod gone;
 mod report;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -128,6 +129,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         report::warn_if_token_outlived(token, &entries, &hash);
     }
     let manifest = Arc::new(open_manifest(config)?);
+    gone::journal(config, &selection, &entries, &manifest);
     let options = PipelineOptions {
         hash,
         uploads: config.uploads.within(crate::limit::uploads_that_fit()),
