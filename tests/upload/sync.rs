@@ -262,10 +262,11 @@ fn sigkill_at_any_moment_then_the_same_command_resumes_without_resending() {
 }
 
 /// `--skip-existing` asks `hashup serve`'s listings (`GET /data` and `GET /data/<group>`, as
-/// PROMINENCE answers them): files stored with the same name and size are skipped even with no
-/// manifest to say so; a new file and one whose size changed are sent.
+/// PROMINENCE answers them, with the store's SHA-256 of each object): files stored with the
+/// same name and SHA-256 are skipped even with no manifest to say so; a new file, one whose
+/// size changed and one changed with the same size are sent.
 #[test]
-fn skip_existing_trusts_the_api_listing_for_name_and_size() {
+fn skip_existing_trusts_the_api_listing_for_name_and_sha256() {
     use crate::serve::fixture::{Backend, Serve};
     let serve = Serve::start(Backend::Store);
     let dir = tempfile::tempdir().unwrap();
@@ -302,8 +303,10 @@ fn skip_existing_trusts_the_api_listing_for_name_and_size() {
     let (solo_first, _) = run(&[&solo], "solo-first.jsonl", &[]);
     assert_eq!(solo_first.code, 0, "{}", solo_first.stderr);
 
-    // Another machine (no manifest of the first runs): b.sif grew, d.sif is new.
+    // Another machine (no manifest of the first runs): b.sif grew, c.sif changed with the
+    // same size, d.sif is new.
     std::fs::write(src.join("b.sif"), b"bbbbb").unwrap();
+    std::fs::write(src.join("c.sif"), b"CCCC").unwrap();
     std::fs::write(src.join("d.sif"), b"dddd").unwrap();
     let (second, (records, summary)) = run(
         &[&src],
@@ -321,19 +324,19 @@ fn skip_existing_trusts_the_api_listing_for_name_and_size() {
             )
         })
         .collect();
-    const LISTED: &str = "already stored with this size (listed by the destination)";
+    const LISTED: &str = "already stored with this SHA-256 (listed by the destination)";
     let listed = Some(LISTED);
     assert_eq!(
         outcome,
         vec![
             ("g1/a.sif", "skipped", listed),
             ("g1/b.sif", "uploaded", None),
-            ("g1/c.sif", "skipped", listed),
+            ("g1/c.sif", "uploaded", None),
             ("g1/d.sif", "uploaded", None),
         ]
     );
-    assert_eq!(summary["already_stored"], 2);
-    assert_eq!(summary["uploaded"], 2);
+    assert_eq!(summary["already_stored"], 1);
+    assert_eq!(summary["uploaded"], 3);
 
     // A name without a group is checked against the user's own listing.
     let (solo_again, (records, _)) = run(&[&solo], "solo-again.jsonl", &["--skip-existing"]);
