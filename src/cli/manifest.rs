@@ -19,7 +19,8 @@ pub struct ManifestArgs {
 /// The manifest subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
-    /// Print each manifest's totals, how the run ended, and its failures.
+    /// Print each manifest's latest run apart from its names' state (stored, failed, gone
+    /// locally), and its failures.
     Summary(SummaryArgs),
     /// Merge shard manifests into one; report names in several shards, and gaps against a list.
     Merge(MergeArgs),
