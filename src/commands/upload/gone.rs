@@ -17,28 +17,24 @@ use std::time::SystemTime;
 
 use crate::config::UploadConfig;
 use crate::hash::{FileEntry, FileError};
-use crate::manifest::{self, Journal, LocalLine, Manifest, Presence};
+use crate::manifest::{Journal, LocalLine, Manifest, Presence};
 use crate::mirror::Scope;
 use crate::select::Selection;
 
 /// Journals the names gone locally, and those back, in `manifest`, the journal of a run (not a
-/// dry run) about to upload `entries`. A journal that cannot be read or written is warned
-/// about: the lines say what the run saw, they are not needed to upload.
+/// dry run) about to upload `entries`, from `read`, what the manifest held before the run. A
+/// journal that cannot be written is warned about: the lines say what the run saw, they are
+/// not needed to upload.
 pub(super) fn journal(
     config: &UploadConfig,
+    read: Option<&Journal>,
     selection: &Selection,
     entries: &[Result<FileEntry, FileError>],
     manifest: &Manifest,
 ) {
-    let Some(path) = config.manifest.as_deref().filter(|_| !config.restart) else {
-        return; // no journal, or one started afresh: no name is recorded as stored
-    };
-    let journal = match manifest::read(path) {
-        Ok(journal) => journal,
-        Err(err) => {
-            eprintln!("hashup: warning: {err}; names gone locally are not journalled");
-            return;
-        }
+    // No journal, or one started afresh: no name is recorded as stored.
+    let Some(journal) = read.filter(|_| config.manifest.is_some() && !config.restart) else {
+        return;
     };
     let naming = &config.source.naming;
     let walked_all = !entries
@@ -50,7 +46,7 @@ pub(super) fn journal(
     let planned: HashSet<&str> = names.iter().map(String::as_str).collect();
     let time = crate::utc::rfc3339_nanos(SystemTime::now());
     for line in changes(
-        &journal,
+        journal,
         &planned,
         &config.source.paths,
         scope.as_ref(),
@@ -239,7 +235,7 @@ mod tests {
             local: vec![(2, gone("a")), (2, gone("b"))],
             deleted: vec![(
                 3,
-                manifest::Deleted {
+                crate::manifest::Deleted {
                     name: "b".into(),
                     key: None,
                     size: 6,

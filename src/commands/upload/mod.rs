@@ -66,7 +66,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let mirror = config
         .delete
         .then(|| delete::Mirror::prepare(config, &selection, &entries));
-    let (mut stored, open_uploads) = already_stored(config)?;
+    let (mut stored, open_uploads, read) = already_stored(config)?;
     let cache = open_or_warn(config.cache.dir(&env));
     let hash = HashOptions {
         cache: cache.clone(),
@@ -129,7 +129,8 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         report::warn_if_token_outlived(token, &entries, &hash);
     }
     let manifest = Arc::new(open_manifest(config)?);
-    gone::journal(config, &selection, &entries, &manifest);
+    gone::journal(config, read.as_ref(), &selection, &entries, &manifest);
+    drop(read);
     let options = PipelineOptions {
         hash,
         uploads: config.uploads.within(crate::limit::uploads_that_fit()),
@@ -431,7 +432,9 @@ fn exit_code(config: &UploadConfig, report: &Report) -> ExitCode {
 /// multipart uploads the manifest being resumed left open. A manifest that cannot be read stops
 /// the run: resuming blind could send everything again. (With `--restart`, the open uploads of
 /// the manifest about to be truncated, as far as it reads, so that they are aborted.)
-fn already_stored(config: &UploadConfig) -> anyhow::Result<(AlreadyStored, Vec<OpenUpload>)> {
+fn already_stored(
+    config: &UploadConfig,
+) -> anyhow::Result<(AlreadyStored, Vec<OpenUpload>, Option<manifest::Journal>)> {
     let mut previous = Vec::new();
     for path in &config.previous {
         previous.push(
@@ -439,12 +442,13 @@ fn already_stored(config: &UploadConfig) -> anyhow::Result<(AlreadyStored, Vec<O
                 .with_context(|| format!("cannot read --previous {}", path.display()))?,
         );
     }
-    let journal = match &config.manifest {
+    let mut journal = match &config.manifest {
         Some(path) if config.restart => {
             let open = manifest::read(path).map(|j| j.open_uploads);
             return Ok((
                 AlreadyStored::from_journals(&previous, None),
                 open.unwrap_or_default(),
+                None,
             ));
         }
         Some(path) => match manifest::read(path) {
@@ -460,7 +464,11 @@ fn already_stored(config: &UploadConfig) -> anyhow::Result<(AlreadyStored, Vec<O
         _ => None,
     };
     let stored = AlreadyStored::from_journals(&previous, journal.as_ref());
-    Ok((stored, journal.map(|j| j.open_uploads).unwrap_or_default()))
+    let open = journal
+        .as_mut()
+        .map(|j| std::mem::take(&mut j.open_uploads))
+        .unwrap_or_default();
+    Ok((stored, open, journal))
 }
 
 /// Ctrl-C and SIGTERM, caught from the moment they are installed.
