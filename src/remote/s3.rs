@@ -112,9 +112,9 @@ impl S3 {
     /// Multipart uploads in progress are not objects and are not listed.
     ///
     /// Pages follow each other by continuation token, one round trip each; so the key space is
-    /// cut into ranges at every [`RANGE_NAMES`]th of the run's own keys (`names`), and up to
-    /// [`RANGES_IN_FLIGHT`] ranges are listed at once, each from `start-after` its boundary
-    /// until it meets a later boundary's key or the end ([`ranges`]).
+    /// cut into ranges at every 1,000th of the run's own keys (`names`), and up to 16 ranges
+    /// are listed at once, each from `start-after` its boundary until it meets a later
+    /// boundary's key or the end (which keeps any store order whole: see `ranges`).
     pub async fn list<'a>(
         &self,
         names: impl IntoIterator<Item = &'a str>,
