@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::serve::fixture::{Backend, Serve};
-use crate::util::{self, Run, tree};
+use crate::util::{self, Run, settle, tree};
 
 const SIZE_ONLY: &str =
     "hashup: note: 2 checked by size only: the destination lists names and sizes, no checksums\n";
@@ -28,6 +28,8 @@ fn through_serve_sha256s_are_compared_and_a_removed_object_is_missing() {
     let src = dir.path().join("src");
     // A name of alice's own, and one in her group g1.
     tree(&src, &[("a.sif", b"aaaa"), ("g1/b.sif", b"bbbbbb")]);
+    // Old enough for the hash cache to keep what the upload hashed.
+    settle(&src);
     let up = util::hashup(["upload".as_ref(), src.as_os_str()])
         .args(["--url", &serve.api, "--progress", "none"])
         .env("PROMINENCE_TOKEN", &serve.alice)
@@ -89,6 +91,7 @@ fn embedded_store_sha256s_are_compared_and_a_removed_object_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     tree(&src, &[("a.txt", b"hello\n"), ("sub/b.txt", b"world!\n")]);
+    settle(&src);
     let store = dir.path().join("store");
     let run = |command: &str| {
         util::hashup([command.as_ref(), src.as_os_str()])
