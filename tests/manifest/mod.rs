@@ -57,13 +57,15 @@ fn write(dir: &Path, name: &str, lines: &[String]) {
     std::fs::write(dir.join(name), lines.concat()).unwrap();
 }
 
-/// The file's records without the field that differs between runs (`duration_ms`).
+/// The file's records without the fields that differ between runs: `duration_ms`, and
+/// `stored_at` (the store's clock when it answered).
 fn comparable(records: &[Value]) -> Vec<Value> {
     records
         .iter()
         .map(|r| {
             let mut r = r.clone();
             r.as_object_mut().unwrap().remove("duration_ms");
+            r.as_object_mut().unwrap().remove("stored_at");
             r
         })
         .collect()
