@@ -1,6 +1,7 @@
 //! What a listing of the embedded store costs: 10,000 objects of one user, each with its sidecar
 //! as the store writes them, listed through the API (`GET /data`: the walk, the JSON and HTTP on
-//! loopback) and by the store alone (`Store::list`).
+//! loopback), by the store alone (`Store::list`), and by a store just opened, which has read no
+//! sidecar yet (`Store::list, first`; the page cache is warm all the same).
 //!
 //! `cargo bench --bench listing` (the store goes to `HASHUP_BENCH_DIR`, else the temporary
 //! directory). `docs/design.md` ("Listing SHA-256s") has the figures.
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hashup::serve::auth::{Identity, Tokens};
 use hashup::serve::store::{ObjectMeta, Store};
 use hashup::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
@@ -105,6 +106,16 @@ fn listing(c: &mut Criterion) {
                 .unwrap();
             assert_eq!(listed.len(), OBJECTS);
         })
+    });
+    group.bench_function("Store::list, first", |b| {
+        b.iter_batched(
+            || Arc::new(Store::open(store_config(dir.path()), "http://127.0.0.1:1").unwrap()),
+            |store| {
+                let listed = runtime.block_on(store.list("uploads/alice/")).unwrap();
+                assert_eq!(listed.len(), OBJECTS);
+            },
+            BatchSize::PerIteration,
+        )
     });
     group.finish();
 }

@@ -31,12 +31,13 @@
 //! Two keys where one is a "directory" of the other (`a` and `a/b`) cannot both exist here,
 
 mod credentials;
+mod digests;
 mod form;
 mod http;
 mod receive;
 
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -49,10 +50,16 @@ use super::URL_LIFETIME;
 use super::storage::{ObjectInfo, Presigned};
 use crate::sign::{self, Credentials, PostRequest, SignError, UrlRequest};
 use credentials::load_or_create_credentials;
+use digests::Digests;
 use receive::Received;
 
 /// S3's limit for one upload request.
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// At most this many threads stat a listing's objects and sidecars...
+const LISTING_THREADS: usize = 4;
+/// ...each with at least this many objects (fewer are not worth a thread).
+const LISTING_PER_THREAD: usize = 1000;
 
 /// Where and how the embedded store keeps objects.
 #[derive(Debug, Clone)]
@@ -174,6 +181,8 @@ pub struct Store {
     /// Held while an object and its sidecar are swapped in or removed, so that the pair always
     /// belongs to the same upload (the last one to finish).
     commit_lock: Mutex<()>,
+    /// The sidecars' SHA-256s, as listings last read them.
+    digests: Digests,
 }
 
 impl std::fmt::Debug for Store {
@@ -218,6 +227,7 @@ impl Store {
             credentials,
             base_url: base_url.trim_end_matches('/').to_string(),
             commit_lock: Mutex::new(()),
+            digests: Digests::default(),
         })
     }
 
@@ -324,7 +334,7 @@ impl Store {
     /// Swaps a fully received, verified object and its sidecar into place.
     ///
     /// A listing trusts a sidecar only while the data file is not newer than it
-    /// ([`SidecarDigest::sha256_for`]), so the pair is dated with one time taken under the lock,
+    /// (`digests::SidecarDigest::sha256_for`), so the pair is dated with one time taken under the lock,
     /// and the data goes in first: a commit cut short between the two renames leaves data newer
     /// than the sidecar beside it, which then lists no SHA-256 rather than another upload's.
     /// `docs/design.md` ("Listing SHA-256s") has the reasoning.
@@ -383,14 +393,15 @@ impl Store {
 
     fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let bucket_dir = self.root.join(&self.bucket);
-        let meta_dir = self.root.join(".hashup/meta").join(&self.bucket);
         // Walk only the directory part of the prefix.
         let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         if !dir_part.is_empty() {
             validate_key(dir_part)?;
         }
         let start = bucket_dir.join(dir_part);
-        let mut out = Vec::new();
+        // The walk reads directories only; the stats (data and sidecar) come after, spread
+        // over a few threads for a long listing.
+        let mut found = Vec::new();
         for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
             let entry = match entry {
                 Ok(e) => e,
@@ -411,25 +422,54 @@ impl Store {
             else {
                 continue;
             };
-            if !key.starts_with(prefix) {
-                continue;
+            if key.starts_with(prefix) {
+                found.push((key, entry.into_path()));
             }
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(LISTING_THREADS)
+            .min(found.len() / LISTING_PER_THREAD)
+            .max(1);
+        if threads == 1 {
+            return self.describe_all(&found);
+        }
+        // This thread takes the first part, one more thread each of the others.
+        let (first, rest) = found.split_at(found.len().div_ceil(threads));
+        std::thread::scope(|scope| {
+            let rest: Vec<_> = rest
+                .chunks(first.len())
+                .map(|part| scope.spawn(|| self.describe_all(part)))
+                .collect();
+            let mut out = self.describe_all(first)?;
+            for part in rest {
+                out.extend(
+                    part.join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
+    /// The listing entries of objects found by the walk, in order; one deleted since is left out.
+    fn describe_all(&self, found: &[(String, PathBuf)]) -> Result<Vec<ObjectInfo>, StoreError> {
+        let meta_dir = self.root.join(".hashup/meta").join(&self.bucket);
+        let mut out = Vec::with_capacity(found.len());
+        for (key, path) in found {
             // The sidecar first, then the data's stat: a commit places the data first, so a
             // sidecar read here can only be paired with its own data or with newer data, which
             // its time then refuses.
-            let sidecar = SidecarDigest::read(&meta_dir.join(rel));
-            let md = match entry.metadata() {
+            let sidecar = self.digests.get(key, &meta_dir.join(key));
+            let md = match std::fs::symlink_metadata(path) {
                 Ok(md) => md,
-                // Deleted since the walk saw it.
-                Err(e) if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) => {
-                    continue;
-                }
-                Err(e) => return Err(StoreError::io("listing")(io::Error::other(e))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io(format!("listing {key}"))(e)),
             };
             let last_modified = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             out.push(ObjectInfo {
                 sha256: sidecar.and_then(|s| s.sha256_for(md.len(), last_modified)),
-                key,
+                key: key.clone(),
                 size: md.len(),
                 last_modified,
             });
@@ -452,6 +492,7 @@ impl Store {
         if data.is_dir() {
             return Ok(());
         }
+        self.digests.forget(key);
         for (path, top) in [
             (data, self.root.join(&self.bucket)),
             (meta, self.root.join(".hashup/meta").join(&self.bucket)),
@@ -474,62 +515,6 @@ impl Store {
     }
 }
 
-/// What a listing takes from a sidecar: the size and SHA-256 it records, and when the sidecar
-/// file was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SidecarDigest {
-    size: u64,
-    sha256: String,
-    written: SystemTime,
-}
-
-/// A sidecar larger than this is not one the store wrote (its user metadata is bounded by the
-/// request's limits): it is not read.
-const SIDECAR_MAX: u64 = 1024 * 1024;
-
-impl SidecarDigest {
-    /// Reads the sidecar at `path`; `None` when it is missing, unreadable, not a regular file,
-    /// not JSON with a `size` and a lowercase hex `sha256`, or too large to be one.
-    fn read(path: &Path) -> Option<SidecarDigest> {
-        #[derive(Deserialize)]
-        struct Fields {
-            size: u64,
-            sha256: String,
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        // A FIFO put in a sidecar's place would block the open (and the listing) for ever.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-        let mut file = options.open(path).ok()?;
-        let md = file.metadata().ok()?;
-        if !md.is_file() || md.len() > SIDECAR_MAX {
-            return None;
-        }
-        let mut bytes = Vec::with_capacity(md.len() as usize);
-        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
-        let fields: Fields = serde_json::from_slice(&bytes).ok()?;
-        let hex = fields.sha256.len() == 64
-            && fields
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        hex.then_some(SidecarDigest {
-            size: fields.size,
-            sha256: fields.sha256,
-            written: md.modified().ok()?,
-        })
-    }
-
-    /// The SHA-256, if this sidecar still describes a data file of `size` bytes last modified
-    /// at `modified`: the same size, and data not modified after the sidecar was written (a
-    /// commit dates both with the same time). An edit behind the store's back makes the data
-    /// newer; one that also sets its time back is not seen.
-    fn sha256_for(self, size: u64, modified: SystemTime) -> Option<String> {
-        (self.size == size && modified <= self.written).then_some(self.sha256)
-    }
-}
-
 /// Checks `key` can be stored as a path below the bucket without escaping it: the rules of
 /// [`crate::keys`], which also keep every segment short enough to be a file name.
 pub fn validate_key(key: &str) -> Result<(), StoreError> {
@@ -548,6 +533,10 @@ fn is_valid_bucket(b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::digests::SidecarDigest;
     use super::*;
 
     fn open_store(dir: &Path) -> Store {
@@ -612,15 +601,15 @@ mod tests {
 
     #[test]
     fn a_sidecar_describes_data_of_its_size_not_newer_than_itself() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        let second = std::time::Duration::from_secs(1);
-        let nano = std::time::Duration::from_nanos(1);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let second = Duration::from_secs(1);
+        let nano = Duration::from_nanos(1);
         let sidecar = SidecarDigest {
             size: 10,
-            sha256: "ab".repeat(32),
+            sha256: [0xab; 32],
             written: t,
         };
-        let sha = |size, modified| sidecar.clone().sha256_for(size, modified);
+        let sha = |size, modified| sidecar.sha256_for(size, modified);
         assert_eq!(sha(10, t), Some("ab".repeat(32)));
         assert_eq!(sha(10, t - second), Some("ab".repeat(32)));
         assert_eq!(sha(10, t + nano), None);
@@ -649,10 +638,18 @@ mod tests {
         let good = store.data_path("uploads/u/good").unwrap();
         // commit dates the pair alike.
         assert_eq!(mtime(&good), mtime(&store.meta_path("uploads/u/good")));
+        let sum = sha256_hex(data);
+        // Once listed, remembered: what follows must be noticed all the same.
+        let all: Vec<(String, Option<String>)> = keys
+            .iter()
+            .map(|k| (k.to_string(), Some(sum.clone())))
+            .collect();
+        assert_eq!(listed(&store), all);
+        assert_eq!(store.digests.cached(), keys.len());
 
         // Same size, other bytes, written later: as an edit on disk leaves it.
         let edited = store.data_path("uploads/u/edited").unwrap();
-        let later = mtime(&edited) + std::time::Duration::from_millis(10);
+        let later = mtime(&edited) + Duration::from_millis(10);
         rewrite(&edited, b"9876543210", later);
         // Other size, time kept.
         let resized = store.data_path("uploads/u/resized").unwrap();
@@ -673,13 +670,77 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
         let upper = store.meta_path("uploads/u/upper-hex");
         let json = std::fs::read_to_string(&upper).unwrap();
-        let sum = sha256_hex(data);
         std::fs::write(&upper, json.replace(&sum, &sum.to_uppercase())).unwrap();
 
         let want: Vec<(String, Option<String>)> = keys
             .iter()
             .map(|k| (k.to_string(), (*k == "uploads/u/good").then(|| sum.clone())))
             .collect();
+        assert_eq!(listed(&store), want);
+    }
+
+    /// A sidecar rewritten in place with its size and modification time restored is read
+    /// again (its change time moved); a deleted object is forgotten.
+    #[tokio::test]
+    async fn a_remembered_digest_stands_only_while_the_sidecar_is_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let key = "uploads/u/k";
+        commit(&store, key, receive(&store, b"data").await);
+        assert_eq!(listed(&store), [(key.into(), Some(sha256_hex(b"data")))]);
+
+        let meta_path = store.meta_path(key);
+        let written = mtime(&meta_path);
+        let json = std::fs::read_to_string(&meta_path).unwrap();
+        let other = "0".repeat(64);
+        // Past the file system's clock tick, so the change time moves.
+        std::thread::sleep(Duration::from_millis(50));
+        rewrite(
+            &meta_path,
+            json.replace(&sha256_hex(b"data"), &other).as_bytes(),
+            written,
+        );
+        assert_eq!(
+            std::fs::metadata(&meta_path).unwrap().len(),
+            json.len() as u64
+        );
+        assert_eq!(listed(&store), [(key.into(), Some(other))]);
+
+        store.delete_blocking(key).unwrap();
+        assert_eq!(store.digests.cached(), 0);
+        assert_eq!(listed(&store), []);
+    }
+
+    /// A listing long enough to be spread over threads comes back whole and in order.
+    #[test]
+    fn a_long_listing_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let n = 4 * LISTING_PER_THREAD + 7;
+        let key = |i: usize| format!("uploads/u/{:x}/{i}", i % 3);
+        let mut want = Vec::new();
+        for i in 0..n {
+            let data = i.to_string();
+            let sha256 = sha256_hex(data.as_bytes());
+            let meta = ObjectMeta {
+                key: key(i),
+                size: data.len() as u64,
+                sha256: sha256.clone(),
+                metadata: vec![],
+            };
+            for (path, bytes) in [
+                (store.data_path(&key(i)).unwrap(), data.into_bytes()),
+                (store.meta_path(&key(i)), serde_json::to_vec(&meta).unwrap()),
+            ] {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            // One without a sidecar, somewhere in the middle.
+            let sha256 = (i != n / 2).then_some(sha256);
+            want.push((key(i), sha256));
+        }
+        std::fs::remove_file(store.meta_path(&key(n / 2))).unwrap();
+        want.sort();
         assert_eq!(listed(&store), want);
     }
 
@@ -693,7 +754,7 @@ mod tests {
         let key = "uploads/u/racing";
         let second = receive(&store, b"second upload").await;
         // Let the file system's clock move past the second body's write.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
         commit(&store, key, receive(&store, b"first  upload").await);
         let meta_path = store.meta_path(key);
         let first_sidecar = std::fs::read(&meta_path).unwrap();
