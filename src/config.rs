@@ -216,6 +216,8 @@ pub struct UploadConfig {
     pub cache: Cache,
     /// Uploads in flight at once: `N`, or `auto[:MAX]` to find the number while running.
     pub uploads: crate::limit::Concurrency,
+    /// `--bwlimit`: the bytes per second every body shares, by time of day; `None` is no cap.
+    pub bwlimit: Option<crate::bandwidth::Schedule>,
     /// Direct S3 mode: files of at least this size go as multipart uploads.
     pub multipart_threshold: u64,
     /// Direct S3 mode: bytes per part; `None` picks one by file size.

@@ -14,7 +14,7 @@
 //!   store, direct S3 mode) into one value every command asks for targets, multipart, listings,
 //!   lookups, deletions, its key rule and size limit. Under it: [`request`] (the one retry loop:
 //!   classify, back off with [`retry`], tell the adaptive [`limit`], stop on Ctrl-C via
-//!   [`stop`]), [`presign`] (the API client and the local signer), [`sign`] (SigV4), [`aws`]
+//!   [`stop`]), [`presign`] (the API client and the local signer), [`bandwidth`] (`--bwlimit`), [`sign`] (SigV4), [`aws`]
 //!   (credentials, region, endpoint as the AWS tools find them), [`http`] (clients, capped
 //!   answers).
 //! - **The server** ([`serve`]): the PROMINENCE-compatible presign endpoint and embedded store;
@@ -25,6 +25,7 @@
 //!   bandwidth, resets) for benchmarks and tests.
 
 pub mod aws;
+pub mod bandwidth;
 pub mod commands;
 pub mod config;
 pub mod exit;

@@ -288,6 +288,9 @@ pub async fn run(
     let storage = storage
         .counting_sent(tally.bytes_sent.clone())
         .telling(limiter.clone());
+    if let Some(cap) = storage.cap() {
+        let _ = tally.cap.set(cap.clone());
+    }
     let hasher = Hasher::spawn(entries, &options.hash)?;
     let progress = Progress::start(options.progress, tally.clone(), started);
     let shared = Arc::new(Shared {

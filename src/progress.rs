@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::bandwidth::Rate;
 use crate::config::ProgressMode;
 
 /// Counts shared by the pipeline (which adds) and the progress display (which reads).
@@ -45,6 +46,25 @@ pub struct Tally {
     pub bytes_sent: Arc<AtomicU64>,
     /// Uploads allowed in flight now (0: not known yet).
     pub uploads_limit: Arc<AtomicU64>,
+    /// `--bwlimit`, shown on the lines and the bar.
+    pub cap: std::sync::OnceLock<Arc<crate::bandwidth::Bandwidth>>,
+}
+
+impl Tally {
+    /// `capped at 8.4 MB/s (--bwlimit 8M)`, `--bwlimit off now` between a timetable's capped
+    /// hours, or nothing.
+    fn cap_text(&self) -> Option<String> {
+        let cap = self.cap.get()?;
+        match cap.schedule().rate_now() {
+            Rate::Bytes(b) => Some(format!(
+                "capped at {:.1} MB/s (--bwlimit {})",
+                b as f64 / 1e6,
+                Rate::Bytes(b)
+            )),
+            Rate::Off if cap.schedule().changes_over_time() => Some("--bwlimit off now".into()),
+            Rate::Off => None,
+        }
+    }
 }
 
 impl Tally {
@@ -125,10 +145,14 @@ impl Progress {
                         bytes.set_length(hashed.max(sent));
                         bytes.set_position(sent);
                         let failed = Tally::get(&tally.failed);
-                        bytes.set_message(if failed > 0 {
-                            format!("({failed} failed)")
-                        } else {
-                            String::new()
+                        let notes: Vec<String> = (failed > 0)
+                            .then(|| format!("{failed} failed"))
+                            .into_iter()
+                            .chain(tally.cap_text())
+                            .collect();
+                        bytes.set_message(match notes.is_empty() {
+                            true => String::new(),
+                            false => format!("({})", notes.join(", ")),
                         });
                     }
                 });
@@ -190,6 +214,10 @@ pub fn status_line(tally: &Tally, elapsed: Duration) -> String {
     match Tally::get(&tally.uploads_limit) {
         0 => {}
         n => line += &format!(", up to {n} in flight"),
+    }
+    if let Some(cap) = tally.cap_text() {
+        line += ", ";
+        line += &cap;
     }
     line
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
+
+use crate::bandwidth::Bandwidth;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::http::{Refusal, Timeouts, Tls};
@@ -165,6 +167,8 @@ pub struct Storage {
     sent: Arc<AtomicU64>,
     /// Told of every answer that says the store is full (a whole file's or a part's).
     limiter: Option<Arc<Limiter>>,
+    /// `--bwlimit`: the cap every body's bytes share.
+    cap: Option<Arc<Bandwidth>>,
 }
 
 impl Storage {
@@ -180,6 +184,7 @@ impl Storage {
             timeouts,
             sent: Arc::default(),
             limiter: None,
+            cap: None,
         })
     }
 
@@ -196,6 +201,19 @@ impl Storage {
             limiter: Some(limiter),
             ..self
         }
+    }
+
+    /// The same client, its bodies' bytes held to `cap` (shared with every clone of it).
+    pub fn capped(self, cap: Arc<Bandwidth>) -> Self {
+        Storage {
+            cap: Some(cap),
+            ..self
+        }
+    }
+
+    /// The cap on its bodies' bytes, if any.
+    pub fn cap(&self) -> Option<&Arc<Bandwidth>> {
+        self.cap.as_ref()
     }
 
     /// Sends the first `size` bytes of `path` as object `name`; the storage's success status.
@@ -232,7 +250,7 @@ impl Storage {
             Target::Post { url, fields } => {
                 let form = Form::new(fields, name);
                 let body = stream::once(async { Ok(Bytes::from(form.head)) })
-                    .chain(file_chunks(file, size, self.sent.clone(), progress.clone()))
+                    .chain(self.file_chunks(file, size, &progress))
                     .chain(stream::once(async { Ok(Bytes::from(form.tail)) }));
                 self.client
                     .post(url)
@@ -259,12 +277,9 @@ impl Storage {
             .client
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(file_chunks(
-                file,
-                len,
-                self.sent.clone(),
-                progress.clone(),
-            )));
+            .body(reqwest::Body::wrap_stream(
+                self.file_chunks(file, len, progress),
+            ));
         for (name, value) in headers {
             request = request.header(name, value);
         }
@@ -323,10 +338,23 @@ impl Storage {
         progress: &Progress,
     ) -> Result<reqwest::Response, TransferError> {
         let stall = self.timeouts.stall;
+        let deadline = self.timeouts.deadline(size);
+        // Under a cap the deadline runs only while the body is not waiting for its turn: the
+        // wait is ours, not the server's.
+        let request = match self.cap {
+            None => request.timeout(deadline),
+            Some(_) => request,
+        };
         tokio::select! {
-            response = request.timeout(self.timeouts.deadline(size)).send() => {
-                response.map_err(not_sent)
-            }
+            response = request.send() => response.map_err(not_sent),
+            () = progress.overdue(deadline), if self.cap.is_some() => Err(TransferError::Transient {
+                status: None,
+                retry_after: None,
+                message: format!(
+                    "timed out: not done within {} s (not counting waits for --bwlimit)",
+                    deadline.as_secs()
+                ),
+            }),
             () = progress.stalled(stall) => Err(TransferError::Transient {
                 status: None,
                 retry_after: None,
@@ -414,6 +442,8 @@ struct Progress {
     started: Instant,
     /// Milliseconds after `started`.
     last: AtomicU64,
+    /// Milliseconds the body spent waiting for the bandwidth cap.
+    waited: AtomicU64,
 }
 
 impl Progress {
@@ -421,12 +451,42 @@ impl Progress {
         Progress {
             started: Instant::now(),
             last: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
         }
     }
 
     fn touch(&self) {
         let now = self.started.elapsed().as_millis() as u64;
         self.last.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Waits `wait` for the bandwidth cap, counted as progress (the stall is ours) and kept
+    /// out of the deadline.
+    async fn wait_for_cap(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        // In steps, so that a long wait never looks like a stall.
+        loop {
+            self.touch();
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        }
+        self.waited
+            .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves once the request has run `deadline` beyond its waits for the cap.
+    async fn overdue(&self, deadline: Duration) {
+        loop {
+            let waited = Duration::from_millis(self.waited.load(Ordering::Relaxed));
+            let ran = self.started.elapsed().saturating_sub(waited);
+            if ran >= deadline {
+                return;
+            }
+            tokio::time::sleep(deadline - ran).await;
+        }
     }
 
     /// Resolves once nothing has moved for `stall`: a body the peer stopped taking, or an
@@ -445,38 +505,51 @@ impl Progress {
     }
 }
 
-/// Exactly `size` bytes of `file`, in chunks; an error if it ends early.
-fn file_chunks(
-    file: tokio::fs::File,
-    size: u64,
-    sent: Arc<AtomicU64>,
-    progress: Arc<Progress>,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    stream::try_unfold((file, size), move |(mut file, left)| {
-        let sent = sent.clone();
+impl Storage {
+    /// Exactly `size` bytes of `file`, in chunks, each waiting for its turn under the cap; an
+    /// error if the file ends early.
+    fn file_chunks(
+        &self,
+        file: tokio::fs::File,
+        size: u64,
+        progress: &Arc<Progress>,
+    ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let sent = self.sent.clone();
         let progress = progress.clone();
-        async move {
-            progress.touch();
-            if left == 0 {
-                return Ok(None);
-            }
-            let want = left.min(CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            let mut got = 0;
-            while got < want {
-                let n = file.read(&mut buf[got..]).await?;
-                if n == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "file shrank while uploading",
-                    ));
+        let cap = self.cap.clone();
+        stream::try_unfold((file, size), move |(mut file, left)| {
+            let sent = sent.clone();
+            let progress = progress.clone();
+            let cap = cap.clone();
+            async move {
+                progress.touch();
+                if left == 0 {
+                    return Ok(None);
                 }
-                got += n;
+                let want = left.min(CHUNK as u64) as usize;
+                if let Some(cap) = &cap {
+                    let wait = cap.reserve(want as u64);
+                    if !wait.is_zero() {
+                        progress.wait_for_cap(wait).await;
+                    }
+                }
+                let mut buf = vec![0u8; want];
+                let mut got = 0;
+                while got < want {
+                    let n = file.read(&mut buf[got..]).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "file shrank while uploading",
+                        ));
+                    }
+                    got += n;
+                }
+                sent.fetch_add(want as u64, Ordering::Relaxed);
+                Ok(Some((Bytes::from(buf), (file, left - want as u64))))
             }
-            sent.fetch_add(want as u64, Ordering::Relaxed);
-            Ok(Some((Bytes::from(buf), (file, left - want as u64))))
-        }
-    })
+        })
+    }
 }
 
 /// The fixed parts of a multipart body around the file's bytes.

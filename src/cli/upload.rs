@@ -5,6 +5,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use hashup::bandwidth::Schedule;
 use hashup::config::{ProgressMode, UploadConfig};
 use hashup::limit::Concurrency;
 
@@ -56,6 +57,12 @@ pub struct UploadArgs {
     /// with 429, 503 or timeouts), `auto:MAX` to cap it.
     #[arg(long, value_name = "N|auto[:MAX]", default_value = "auto", value_parser = Concurrency::from_str)]
     pub uploads: Concurrency,
+
+    /// Cap the bytes per second sent, shared by every file and part in flight: RATE in KiB/s or
+    /// with a suffix B, K, M, G (10M is 10 MiB/s, 512k 512 KiB/s), or a timetable by local time
+    /// such as "08:00,512k 19:00,off" (rclone's syntax; also Mon-08:00,2M).
+    #[arg(long, value_name = "RATE", value_parser = Schedule::parse)]
+    pub bwlimit: Option<Schedule>,
 
     /// With --s3: files of at least SIZE go as multipart uploads, parts sent in parallel and
     /// each checked by the store (units as --min-size; 5MiB to 5GiB).
@@ -162,6 +169,7 @@ impl UploadArgs {
             network: self.network.network(),
             cache: self.cache.cache(),
             uploads: self.uploads,
+            bwlimit: self.bwlimit,
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
             parts_in_flight: self.parts_in_flight as usize,

@@ -2,6 +2,7 @@
 //! SeaweedFS) and `--embedded`, direct S3 mode on SeaweedFS, faults from a small in-test server,
 //! what is refused before any upload, and which files are selected.
 
+mod bwlimit;
 mod direct;
 mod e2e;
 mod faults;

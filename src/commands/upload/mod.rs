@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 
+use crate::bandwidth::Bandwidth;
 use crate::config::UploadConfig;
 use crate::exit::ExitCode;
 use crate::hash::cache::{open_or_warn, save_or_warn};
@@ -324,7 +325,10 @@ async fn upload(
         options.requests.clone(),
     )
     .await?;
-    let storage = remote.storage()?;
+    let mut storage = remote.storage()?;
+    if let Some(schedule) = &config.bwlimit {
+        storage = storage.capped(Arc::new(Bandwidth::new(schedule.clone())));
+    }
     let presigner = remote.presigner();
     let multipart = MultipartOptions {
         threshold: config.multipart_threshold,
