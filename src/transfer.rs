@@ -464,17 +464,20 @@ impl Progress {
     /// out of the deadline.
     async fn wait_for_cap(&self, wait: Duration) {
         let until = Instant::now() + wait;
-        // In steps, so that a long wait never looks like a stall.
+        // In steps, so that a long wait never looks like a stall, nor runs into the deadline.
         loop {
             self.touch();
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let step = until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
+            if step.is_zero() {
                 break;
             }
-            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            // Counted before the sleep: the deadline's watch may look during it.
+            self.waited
+                .fetch_add(step.as_millis() as u64 + 1, Ordering::Relaxed);
+            tokio::time::sleep(step).await;
         }
-        self.waited
-            .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Resolves once the request has run `deadline` beyond its waits for the cap.

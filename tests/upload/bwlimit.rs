@@ -110,3 +110,41 @@ async fn one_big_file_in_parts_shares_one_cap() {
     assert_eq!(status, 200);
     assert!(body == data, "the stored bytes differ");
 }
+
+/// A request's deadline is its connect and stall timeouts plus its bytes at 64 KiB/s: here
+/// 1 + 2 + 1 = 4 s for each 64 KiB file. 96 of them at 1 MiB/s take 6 s, and the last ones
+/// wait for the cap longer than their deadline; the wait is the run's own, so none may time
+/// out, nor be tried again.
+#[tokio::test]
+async fn waiting_for_the_cap_is_not_held_against_a_requests_deadline() {
+    let weed = weed();
+    let bucket = weed.fresh_bucket("bwdeadline").await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = pattern(64 << 10);
+    for i in 0..96 {
+        std::fs::write(src.join(format!("f{i:02}")), &data).unwrap();
+    }
+    let manifest = dir.path().join("m.jsonl");
+    let command = util::hashup(["upload".as_ref(), src.as_os_str()])
+        .args(["--s3", &format!("s3://{bucket}"), "--endpoint", &weed.endpoint])
+        .args(["--manifest".as_ref(), manifest.as_os_str()])
+        .args(["--bwlimit", "1M", "--uploads", "96", "--retries", "0"])
+        .args(["--connect-timeout", "1", "--stall-timeout", "2"])
+        .args(["--no-cache", "--progress", "none"])
+        .env("AWS_ACCESS_KEY_ID", WEED_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", WEED_SECRET)
+        .home(dir.path());
+    let started = Instant::now();
+    let run = tokio::task::spawn_blocking(move || command.run())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(took >= Duration::from_secs(5), "not capped: {took:?}");
+    let (records, summary) = read_manifest(&manifest);
+    assert_eq!(summary["uploaded"], 96, "{summary}");
+    assert!(records.iter().all(|r| r["status"] == "uploaded"));
+    assert_eq!(weed.objects(&bucket).await.len(), 96);
+}
