@@ -22,6 +22,8 @@ pub fn raise_open_files_limit() -> Option<u64> {
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                     limit = raised;
+                } else if let Some(raised) = capped_by_the_kernel(limit) {
+                    limit = raised;
                 }
             }
         }
@@ -29,5 +31,26 @@ pub fn raise_open_files_limit() -> Option<u64> {
         Some(limit.rlim_cur as u64)
     }
     #[cfg(not(unix))]
+    None
+}
+
+/// macOS reports an unlimited hard limit but refuses a soft limit above `kern.maxfilesperproc`
+/// (which `OPEN_MAX`, 10,240, never exceeds): raise the soft limit that far instead of staying
+/// at the default 256.
+#[cfg(target_os = "macos")]
+unsafe fn capped_by_the_kernel(limit: libc::rlimit) -> Option<libc::rlimit> {
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max.min(libc::OPEN_MAX as libc::rlim_t),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit with a valid pointer to a plain struct.
+    (raised.rlim_cur > limit.rlim_cur
+        && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0)
+        .then_some(raised)
+}
+
+/// Elsewhere the hard limit is the ceiling, and setting it failed for another reason.
+#[cfg(all(unix, not(target_os = "macos")))]
+unsafe fn capped_by_the_kernel(_: libc::rlimit) -> Option<libc::rlimit> {
     None
 }

@@ -317,16 +317,17 @@ fn map_window(file: &File, offset: u64, size: u64) -> Result<Option<Window>, Map
 
 /// Fills in the page tables of a mapping without touching its bytes. Never raises
 /// SIGBUS: past a truncated end the kernel returns an error instead, ignored here
-/// (the hashing thread's own access then trips the guard).
+/// (the hashing thread's own access then trips the guard). Linux 5.14 and later; elsewhere
+/// (macOS) the kernel is only asked to read the pages ahead, which cannot fault either.
 fn populate(map: &memmap2::Mmap) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const ADVICE: libc::c_int = libc::MADV_POPULATE_READ;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const ADVICE: libc::c_int = libc::MADV_WILLNEED;
     // SAFETY: the range is a live mapping owned by the caller, which outlives this
     // call (scoped thread); madvise only reads its pages in.
     unsafe {
-        libc::madvise(
-            map.as_ptr() as *mut libc::c_void,
-            map.len(),
-            libc::MADV_POPULATE_READ,
-        );
+        libc::madvise(map.as_ptr() as *mut libc::c_void, map.len(), ADVICE);
     }
 }
 
