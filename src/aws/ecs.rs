@@ -55,7 +55,12 @@ impl Container {
         match &self.authorization {
             Some(Authorization::Token(token)) => request = request.header("authorization", token),
             Some(Authorization::File(path)) => {
-                let token = std::fs::read_to_string(path).map_err(|e| {
+                let token =
+                    super::read_small_file(path, super::TOKEN_FILE_LIMIT).and_then(|bytes| {
+                        String::from_utf8(bytes)
+                            .map_err(|_| std::io::Error::other("not UTF-8 text"))
+                    });
+                let token = token.map_err(|e| {
                     fail(
                         format!(
                             "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: {}",
