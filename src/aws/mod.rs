@@ -368,6 +368,12 @@ pub fn s3_settings(
 fn fetch_first(source: Source) -> Result<LiveCredentials, CredentialsError> {
     let provider = || source.describe();
     match live::block_on(source.fetch(3)) {
+        Ok(Ok(first)) if live::expired(&first, std::time::SystemTime::now()) => {
+            Err(CredentialsError::Provider {
+                provider: provider(),
+                message: "it handed out credentials that are already expired".into(),
+            })
+        }
         Ok(Ok(first)) => Ok(LiveCredentials::refreshing(source, first)),
         Ok(Err(e)) => Err(CredentialsError::Provider {
             provider: provider(),
@@ -613,6 +619,11 @@ enum KeysProblem {
 }
 
 impl KeysAnswer {
+    /// Whether it carries any secret: an answer no message may quote.
+    fn holds_keys(&self) -> bool {
+        self.access_key_id.is_some() || self.secret_access_key.is_some() || self.token.is_some()
+    }
+
     /// The keys and when they expire.
     fn into_expiring(self) -> Result<Expiring, KeysProblem> {
         let (Some(id), Some(secret)) = (self.access_key_id, self.secret_access_key) else {
