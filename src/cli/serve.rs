@@ -90,7 +90,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Connections served at once from one address.
+    /// Connections served at once from one address (behind a reverse proxy all come from its
+    /// address: raise it to --max-connections).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_per_address as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_per_address: u32,
