@@ -796,6 +796,16 @@ pub fn read(path: &Path) -> io::Result<Journal> {
     })
 }
 
+/// The longest manifest line read, newline included (a record of a 1,024-byte name, all
+/// escaped, and a long error is well under 64 KiB); a longer one is an `InvalidData` error, so a
+/// manifest that is not one (`/dev/zero`) costs no more memory than this.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Whether `sha256` is 64 hex digits.
+fn is_sha256_hex(sha256: &str) -> bool {
+    sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// [`read`] from any reader; `origin` names it in errors.
 pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
     let mut journal = Journal::default();
@@ -807,10 +817,20 @@ pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
     let mut number = 0;
     loop {
         buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
+        if (&mut input)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut buf)?
+            == 0
+        {
             break;
         }
         number += 1;
+        if buf.len() == MAX_LINE && buf.last() != Some(&b'\n') && !input.fill_buf()?.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{origin}:{number}: a line longer than {MAX_LINE} bytes"),
+            ));
+        }
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -820,7 +840,22 @@ pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
                 format!("{origin}:{line}: not a manifest line: {err}"),
             ));
         }
-        match parse_line(&buf) {
+        let parsed = parse_line(&buf);
+        let sha256 = match &parsed {
+            Ok(Line::Record(record)) => record.sha256.as_deref(),
+            Ok(Line::Upload(UploadLine::Multipart(started))) => Some(started.sha256.as_str()),
+            _ => None,
+        };
+        if let Some(sha256) = sha256.filter(|s| !is_sha256_hex(s)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{origin}:{number}: sha256 is not 64 hex digits: {}",
+                    crate::message::server_text(sha256)
+                ),
+            ));
+        }
+        match parsed {
             Ok(Line::Record(record)) => {
                 journal.records.push(record);
                 journal.summary = None;

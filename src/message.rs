@@ -24,6 +24,23 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// A name (an object name, a path, a name read from a manifest) as printed: itself, or, if it
+/// holds control characters (an escape sequence that moves the cursor or clears the screen, a
+/// newline that starts a forged line of hashup's own), escaped as `str::escape_debug` does:
+/// `a\u{1b}[2Jb`, `a\nb`. The rule `hashup verify` and `hash -c` apply to object names.
+pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string().into()
+    } else {
+        name.into()
+    }
+}
+
+/// A path as printed: lossy UTF-8, then [`shown`].
+pub fn shown_path(path: &std::path::Path) -> String {
+    shown(&path.to_string_lossy()).into_owned()
+}
+
 /// How many characters of a server's text reach a message: enough for any real S3 or API
 /// error, too few to flood a terminal or a manifest.
 pub const SERVER_TEXT_CHARS: usize = 300;
@@ -120,6 +137,19 @@ mod tests {
         assert_eq!(cut.chars().count(), SERVER_TEXT_CHARS + 1);
         assert!(cut.ends_with('…'));
         assert_eq!(server_text("  a \t\r\n b  "), "a b");
+    }
+
+    #[test]
+    fn names_with_control_characters_are_escaped() {
+        assert_eq!(shown("plain/name é.sif"), "plain/name é.sif");
+        assert_eq!(
+            shown("a\x1b[2J\nhashup: 7 files"),
+            "a\\u{1b}[2J\\nhashup: 7 files"
+        );
+        assert_eq!(
+            shown_path(std::path::Path::new("dir/\x07bell")),
+            "dir/\\u{7}bell"
+        );
     }
 
     #[test]

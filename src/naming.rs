@@ -11,7 +11,7 @@ use crate::hash::{FileEntry, FileError};
 
 /// An object name that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {problem}", path.display())]
+#[error("{}: {problem}", crate::message::shown_path(path))]
 pub struct NameProblem {
     /// The file.
     pub path: PathBuf,

@@ -190,8 +190,10 @@ impl Shared {
         self.count(record.status, record.size.unwrap_or(0));
         // After a fatal answer every later failure is its consequence: one message says it all.
         if let Some(error) = record.error.as_ref().filter(|_| self.fatal().is_none()) {
-            self.progress
-                .print(&format!("hashup: {}: {error}", record.path));
+            self.progress.print(&format!(
+                "hashup: {}: {error}",
+                crate::message::shown(&record.path)
+            ));
         }
         self.write(&record);
     }
@@ -422,7 +424,7 @@ async fn feed(
             shared.tally.resent.fetch_add(1, Ordering::Relaxed);
             shared.progress.print(&format!(
                 "hashup: {}: sending again: {why}",
-                file.path.display()
+                crate::message::shown_path(&file.path)
             ));
         }
         // Files are taken up ahead of the upload slots, up to twice the limit, so that each

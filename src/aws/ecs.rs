@@ -55,7 +55,12 @@ impl Container {
         match &self.authorization {
             Some(Authorization::Token(token)) => request = request.header("authorization", token),
             Some(Authorization::File(path)) => {
-                let token = std::fs::read_to_string(path).map_err(|e| {
+                let token =
+                    super::read_small_file(path, super::TOKEN_FILE_LIMIT).and_then(|bytes| {
+                        String::from_utf8(bytes)
+                            .map_err(|_| std::io::Error::other("not UTF-8 text"))
+                    });
+                let token = token.map_err(|e| {
                     fail(
                         format!(
                             "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: {}",
@@ -79,9 +84,18 @@ impl Container {
         let body = read_body(response).await.map_err(|e| fail(e, false))?;
         let answer: Option<KeysAnswer> = serde_json::from_str(&body).ok();
         if !(200..300).contains(&status) {
-            let detail = answer
-                .and_then(|a| a.message.or(a.code))
-                .unwrap_or_else(|| body.chars().take(120).collect());
+            // The body is quoted only where it holds no keys: an agent that answers an error
+            // status with credentials in it must not have them printed.
+            let secret = answer.as_ref().is_some_and(KeysAnswer::holds_keys)
+                || body.to_ascii_lowercase().contains("secretaccesskey");
+            let detail = match answer {
+                _ if secret => "(the answer holds credentials: not shown)".into(),
+                Some(a) => a
+                    .message
+                    .or(a.code)
+                    .unwrap_or_else(|| body.chars().take(120).collect()),
+                None => body.chars().take(120).collect(),
+            };
             return Err(fail(
                 format!("HTTP {status}: {}", crate::message::server_text(&detail)),
                 (400..500).contains(&status) && status != 429,

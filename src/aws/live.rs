@@ -13,7 +13,12 @@
 //!   refreshes failed): the caller waits for a refresh, and if that fails too, gets an error
 //!   rather than keys that S3 would refuse. On a multi-thread tokio runtime that wait (for
 //!   the turn to ask, and for the answer) runs in `block_in_place`: the worker's other tasks
-//!   move to another thread first, so the runtime keeps running while it lasts.
+//!   move to another thread first, so the runtime keeps running while it lasts. One such
+//!   refresh runs at a time, and at most one per [`RETRY_AFTER`]: until then the callers get
+//!   its outcome (the keys it stored, still unexpired, or its error) without asking again.
+//!   Keys that are already expired when fetched are an error, as botocore's "refreshed
+//!   credentials are still expired", never used: a source that hands them out is not asked on
+//!   every signature, and the run fails rather than sending what S3 must refuse.
 //!
 //! The lock on the keys themselves is only held to copy or replace them, never across a fetch.
 
@@ -99,8 +104,9 @@ struct Inner {
     refreshing: AtomicBool,
     /// When the last background refresh started.
     last_refresh: Mutex<Option<Instant>>,
-    /// Held by whoever waits for a refresh, so only one asks at a time.
-    waiting: Mutex<()>,
+    /// Held by whoever waits for a refresh, so only one asks at a time; holds when the last
+    /// such refresh asked, and its error if it failed.
+    waiting: Mutex<Option<(Instant, Option<String>)>>,
 }
 
 impl From<Credentials> for LiveCredentials {
@@ -132,7 +138,7 @@ impl LiveCredentials {
             current: RwLock::new(first),
             refreshing: AtomicBool::new(false),
             last_refresh: Mutex::new(None),
-            waiting: Mutex::new(()),
+            waiting: Mutex::new(None),
         }))
     }
 
@@ -165,20 +171,32 @@ impl LiveCredentials {
     }
 
     /// Blocks until keys good at `now` are stored: one caller asks the source, the others
-    /// wait for their turn and find its result.
+    /// wait for their turn and find its result. Within [`RETRY_AFTER`] of the last ask, the
+    /// source is not asked again: the keys it gave, while not expired, or its error.
     fn wait_for_refresh(&self, source: &Source, now: SystemTime) -> Result<Credentials, String> {
-        let _turn = self.0.waiting.lock().expect("not poisoned");
+        let mut last = self.0.waiting.lock().expect("not poisoned");
         let current = self.peek();
-        if current
-            .expires
-            .is_some_and(|e| e.duration_since(now).unwrap_or_default() > MUST_REFRESH)
-        {
+        let left = |keys: &Expiring| {
+            keys.expires
+                .map_or(Duration::MAX, |e| e.duration_since(now).unwrap_or_default())
+        };
+        if left(&current) > MUST_REFRESH {
             return Ok(current.credentials);
+        }
+        if let Some((asked, failed)) = &*last
+            && asked.elapsed() < RETRY_AFTER
+        {
+            return match failed {
+                Some(why) => Err(why.clone()),
+                None if left(&current) > Duration::ZERO => Ok(current.credentials),
+                None => Err(still_expired(source)),
+            };
         }
         let inner = self.0.clone();
         let fetched =
             block_on(async move { inner.source.as_ref().expect("a source").fetch(2).await });
-        match fetched {
+        let outcome = match fetched {
+            Ok(Ok(fresh)) if left(&fresh) == Duration::ZERO => Err(still_expired(source)),
             Ok(Ok(fresh)) => {
                 self.store(fresh.clone());
                 Ok(fresh.credentials)
@@ -188,7 +206,9 @@ impl LiveCredentials {
                 source.describe()
             )),
             Err(e) => Err(e),
-        }
+        };
+        *last = Some((Instant::now(), outcome.as_ref().err().cloned()));
+        outcome
     }
 
     fn store(&self, fresh: Expiring) {
@@ -211,7 +231,9 @@ impl LiveCredentials {
             let source = this.0.source.as_ref().expect("a source");
             // A failure leaves the keys as they are; the next signature after RETRY_AFTER
             // tries again, and under MUST_REFRESH signing waits for a refresh or fails.
-            if let Ok(fresh) = source.fetch(3).await {
+            if let Ok(fresh) = source.fetch(3).await
+                && !expired(&fresh, SystemTime::now())
+            {
                 this.store(fresh);
             }
             this.0.refreshing.store(false, Ordering::Release);
@@ -225,6 +247,19 @@ impl LiveCredentials {
             }
         }
     }
+}
+
+/// Why keys fresh from `source` cannot be used.
+fn still_expired(source: &Source) -> String {
+    format!(
+        "the credentials from {} were refreshed, but the refreshed credentials are still expired",
+        source.describe()
+    )
+}
+
+/// Whether keys fetched at `now` are already expired.
+pub(crate) fn expired(keys: &Expiring, now: SystemTime) -> bool {
+    keys.expires.is_some_and(|e| e <= now)
 }
 
 /// Runs `blocking`, which may wait on a lock and the network, without holding up a tokio
@@ -419,6 +454,71 @@ mod tests {
         assert_eq!(got.unwrap().access_key_id, "NEW");
     }
 
+    fn answer_expiring(expiration: &str) -> String {
+        format!(
+            r#"{{"AccessKeyId":"NEW","SecretAccessKey":"s","Token":"t","Expiration":"{expiration}"}}"#
+        )
+    }
+
+    #[test]
+    fn refreshed_keys_that_are_still_expired_are_refused_and_not_asked_for_again() {
+        let (url, count) = agent(200, answer_expiring("2000-01-01T00:00:00Z"));
+        let live = LiveCredentials::refreshing(container(&url), keys("OLD", Duration::ZERO));
+        let want = format!(
+            "the credentials from container credentials at {url} were refreshed, but the \
+             refreshed credentials are still expired"
+        );
+        for _ in 0..100 {
+            assert_eq!(live.get(SystemTime::now()), Err(want.clone()));
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "asked once for 100 signatures"
+        );
+        assert_eq!(live.peek().credentials.access_key_id, "OLD");
+        // Nor are they taken at the start.
+        let err = super::super::fetch_first(container(&url)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "container credentials at {url}: it handed out credentials that are already \
+                 expired"
+            )
+        );
+    }
+
+    #[test]
+    fn keys_about_to_expire_are_asked_for_at_most_once_per_retry_interval() {
+        // The agent hands out keys with 30 s left: good now, but within MUST_REFRESH.
+        let soon = crate::utc::rfc3339_nanos(SystemTime::now() + Duration::from_secs(30));
+        let (url, count) = agent(200, answer_expiring(&soon));
+        let live = LiveCredentials::refreshing(container(&url), keys("OLD", Duration::ZERO));
+        for _ in 0..100 {
+            assert_eq!(live.get(SystemTime::now()).unwrap().access_key_id, "NEW");
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_error_answer_holding_keys_is_not_quoted() {
+        let body = r#"{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"wJalrXUtnFEMI","Token":"t"}"#;
+        let (url, _) = agent(500, body.into());
+        let live = LiveCredentials::refreshing(container(&url), keys("OLD", Duration::ZERO));
+        let err = live.get(SystemTime::now()).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "the credentials from container credentials at {url} expire soon and cannot be \
+                 refreshed: HTTP 500: (the answer holds credentials: not shown)"
+            )
+        );
+        let (url, _) = agent(500, "SecretAccessKey=wJalrXUtnFEMI".into());
+        let live = LiveCredentials::refreshing(container(&url), keys("OLD", Duration::ZERO));
+        let err = live.get(SystemTime::now()).unwrap_err();
+        assert!(!err.contains("wJalrXUtnFEMI"), "{err}");
+    }
+
     #[test]
     fn keys_that_cannot_be_refreshed_in_time_are_an_error() {
         let (url, count) = agent(500, r#"{"code":"Oops","message":"agent down"}"#.into());
@@ -437,5 +537,8 @@ mod tests {
             2,
             "a server error is asked again once"
         );
+        // Within RETRY_AFTER, the same error without asking.
+        assert_eq!(live.get(SystemTime::now()).unwrap_err(), err);
+        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 }

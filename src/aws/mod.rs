@@ -58,6 +58,46 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// The largest answer read from STS, a container agent or IMDS (a real one is about 1 KiB).
 pub const ANSWER_LIMIT: usize = 64 << 10;
 
+/// The largest token file read (`AWS_WEB_IDENTITY_TOKEN_FILE`,
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`; a real one is about 1 KiB).
+pub const TOKEN_FILE_LIMIT: u64 = 64 << 10;
+
+/// The largest shared config or credentials file read (a thousand profiles fit).
+pub const PROFILE_FILE_LIMIT: u64 = 1 << 20;
+
+/// Reads a small file whole: at most `limit` bytes, else an error, and only a regular file
+/// (`/dev/null` reads as empty). It is opened without blocking, so a FIFO with no writer is
+/// refused at once rather than waited on for ever, and a device such as `/dev/zero` is refused
+/// rather than read until memory runs out.
+pub(crate) fn read_small_file(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if path == std::path::Path::new("/dev/null") {
+        return Ok(Vec::new());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a directory, FIFO, socket or device is not read)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB",
+            limit >> 10
+        )));
+    }
+    Ok(bytes)
+}
+
 /// A setting and where it came from (`--region`, `AWS_REGION`, `profile "x" in FILE`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
@@ -328,6 +368,12 @@ pub fn s3_settings(
 fn fetch_first(source: Source) -> Result<LiveCredentials, CredentialsError> {
     let provider = || source.describe();
     match live::block_on(source.fetch(3)) {
+        Ok(Ok(first)) if live::expired(&first, std::time::SystemTime::now()) => {
+            Err(CredentialsError::Provider {
+                provider: provider(),
+                message: "it handed out credentials that are already expired".into(),
+            })
+        }
         Ok(Ok(first)) => Ok(LiveCredentials::refreshing(source, first)),
         Ok(Err(e)) => Err(CredentialsError::Provider {
             provider: provider(),
@@ -573,6 +619,11 @@ enum KeysProblem {
 }
 
 impl KeysAnswer {
+    /// Whether it carries any secret: an answer no message may quote.
+    fn holds_keys(&self) -> bool {
+        self.access_key_id.is_some() || self.secret_access_key.is_some() || self.token.is_some()
+    }
+
     /// The keys and when they expire.
     fn into_expiring(self) -> Result<Expiring, KeysProblem> {
         let (Some(id), Some(secret)) = (self.access_key_id, self.secret_access_key) else {
@@ -879,6 +930,122 @@ mod tests {
         assert!(ecs::allowed_full_uri("http://[::1]:9/x").is_ok());
         assert!(ecs::allowed_full_uri("http://169.254.170.23/v1/credentials").is_ok());
         assert!(ecs::allowed_full_uri("http://[fd00:ec2::23]/v1/credentials").is_ok());
+    }
+
+    /// Runs `f` on a thread; `None` if it has not returned within 5 s (it blocked).
+    fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    }
+
+    /// A FIFO that no one writes to.
+    #[cfg(unix)]
+    fn fifo(dir: &Path) -> String {
+        let path = dir.join("fifo");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        path.display().to_string()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn shared_files_that_are_not_small_regular_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = fifo(dir.path());
+        // Sparse: 2 GiB on paper, nothing on disk.
+        let huge = dir.path().join("huge");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
+        let huge = huge.display().to_string();
+        let not_regular = "cannot read it: not a regular file (a directory, FIFO, socket or \
+                           device is not read)";
+        for var in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+            for (file, why) in [
+                ("/dev/zero", not_regular),
+                (fifo.as_str(), not_regular),
+                (huge.as_str(), "cannot read it: larger than 1024 KiB"),
+            ] {
+                let vars = [("HOME", "/nonexistent"), (var, file)];
+                let vars: Vec<(String, String)> = vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let err = within_5s(move || {
+                    let vars: Vec<(&str, &str)> =
+                        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    load(&vars, Flags::default()).unwrap_err().to_string()
+                });
+                assert_eq!(err, Some(format!("{file}: {why}")), "{var}");
+            }
+        }
+        // /dev/null is an empty file, as the AWS CLI reads it.
+        let err = load(
+            &[("HOME", "/nonexistent"), ("AWS_CONFIG_FILE", "/dev/null")],
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("no AWS credentials found"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn token_files_that_are_not_small_regular_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = fifo(dir.path());
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; (TOKEN_FILE_LIMIT + 1) as usize]).unwrap();
+        let big = big.display().to_string();
+        for (file, why) in [
+            (
+                fifo.clone(),
+                "not a regular file (a directory, FIFO, socket or device is not read)",
+            ),
+            (big, "larger than 64 KiB"),
+        ] {
+            let vars = [
+                ("AWS_WEB_IDENTITY_TOKEN_FILE".to_string(), file.clone()),
+                ("AWS_ROLE_ARN".into(), "arn:aws:iam::1:role/r".into()),
+                ("AWS_REGION".into(), "eu-west-1".into()),
+            ];
+            let err = within_5s(move || {
+                let vars: Vec<(&str, &str)> =
+                    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                load(&vars, Flags::default()).unwrap_err().to_string()
+            });
+            assert_eq!(
+                err,
+                Some(format!(
+                    "web identity (role arn:aws:iam::1:role/r, token {file} from \
+                     AWS_WEB_IDENTITY_TOKEN_FILE): cannot read the web identity token {file}: \
+                     {why}"
+                ))
+            );
+            // The container agent's token file: refused before anything is sent (port 9
+            // has no agent).
+            let container = ecs::Container {
+                url: "http://127.0.0.1:9/creds".into(),
+                authorization: Some(ecs::Authorization::File(file.clone().into())),
+            };
+            let err = within_5s(move || {
+                live::block_on(container.fetch())
+                    .unwrap()
+                    .unwrap_err()
+                    .message
+            });
+            assert_eq!(
+                err,
+                Some(format!(
+                    "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {file}: {why}"
+                ))
+            );
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct FileError {
 impl File {
     /// Reads and parses `path`; a missing file is an empty one.
     pub fn read(path: PathBuf) -> Result<File, FileError> {
-        let text = match std::fs::read(&path) {
+        let text = match super::read_small_file(&path, super::PROFILE_FILE_LIMIT) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|_| FileError {
                 path: path.clone(),
                 message: "not UTF-8 text".into(),

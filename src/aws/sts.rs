@@ -17,9 +17,6 @@ const CONNECT: Duration = Duration::from_secs(5);
 /// The whole call, answer included.
 const DEADLINE: Duration = Duration::from_secs(15);
 
-/// The largest token file read (a service account token is about 1 KiB).
-const TOKEN_LIMIT: u64 = 64 << 10;
-
 /// One role to assume with one token file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebIdentity {
@@ -153,15 +150,15 @@ impl WebIdentity {
     }
 
     fn read_token(&self) -> Result<String, FetchError> {
-        use std::io::Read as _;
         let fatal = |message: String| FetchError {
             message,
             fatal: true,
         };
         let path = self.token_file.display();
-        let mut token = String::new();
-        std::fs::File::open(&self.token_file)
-            .and_then(|f| f.take(TOKEN_LIMIT).read_to_string(&mut token))
+        let token = super::read_small_file(&self.token_file, super::TOKEN_FILE_LIMIT)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+            })
             .map_err(|e| {
                 fatal(format!(
                     "cannot read the web identity token {path}: {}",

@@ -9,7 +9,9 @@ use hashup::config::ManifestConfig;
 #[derive(Debug, Args)]
 #[command(
     after_help = "A manifest is what `hashup upload --manifest FILE` writes: one JSON line per file, \
-then a summary line."
+then a summary line. A line over 1 MiB, or a sha256 that is not 64 hex digits, is an error naming \
+the file and line (exit 2). Names and errors read from a manifest are printed with control \
+characters escaped."
 )]
 pub struct ManifestArgs {
     #[command(subcommand)]

@@ -13,13 +13,17 @@ use hashup::sign::Credentials;
 
 /// What `serve --help` says about the limits that are not flags.
 const LIMITS_HELP: &str = "\
-Limits: at most --max-connections connections are served at once; more wait in the listen \
-backlog (the cap is lowered to fit the open-files limit, whose soft value is raised to the hard \
-one at start). A request's headers must arrive within --header-timeout of the connection \
-opening or of the previous response, which also ends idle keep-alive connections. A request \
+Limits: at most --max-connections connections are served at once, and at most \
+--max-per-address of them from one address (an IPv6 /64 counts as one); more from that address \
+are closed at once, more from others wait in the listen backlog (the cap is lowered to fit the \
+open-files limit, whose soft value is raised to the hard one at start). A request's line and \
+headers must arrive within --header-timeout of the connection opening or of the previous \
+response, which also ends idle keep-alive connections, and fit in 64 KiB (else 431). A request \
 body may send nothing, and a response go unread, for at most --idle-timeout, and must average \
-64 KiB/s after its first 60 s (n bytes may take 60 s + n / 64 KiB/s). A POST to the store may spend at most 4 KiB before the first boundary, 8 KiB on one part's headers, 64 \
-fields and 64 KiB on the fields before the file, and 64 KiB after it.";
+64 KiB/s after its first 60 s (n bytes may take 60 s + n / 64 KiB/s). A POST to the store must \
+deliver its fields before the file within --header-timeout, and may spend at most 4 KiB before \
+the first boundary, 8 KiB on one part's headers, 64 fields and 64 KiB on the fields before the \
+file, and 64 KiB after it.";
 
 /// Flags of `hashup serve`.
 ///
@@ -86,7 +90,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Seconds a client has to send a request's headers.
+    /// Connections served at once from one address (behind a reverse proxy all come from its
+    /// address: raise it to --max-connections).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_per_address as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_address: u32,
+
+    /// Seconds a client has to send a request's headers, or a POST form its fields.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().header_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
@@ -126,6 +136,7 @@ impl ServeArgs {
             backend,
             limits: Limits {
                 max_connections: self.max_connections as usize,
+                max_per_address: self.max_per_address as usize,
                 header_timeout: Duration::from_secs(self.header_timeout),
                 idle_timeout: Duration::from_secs(self.idle_timeout),
                 ..Limits::default()

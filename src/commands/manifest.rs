@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::config::ManifestConfig;
 use crate::exit::ExitCode;
 use crate::manifest::{self, DeleteSummary, Deleted, Journal, Presence, Record, Status, Summary};
+use crate::message::{server_text, shown};
 use crate::progress::human_bytes;
 use crate::sumfile;
 
@@ -86,9 +87,18 @@ fn count(n: u64, what: &str) -> String {
     }
 }
 
-/// The first characters of a checksum, enough to tell two apart by eye.
+/// The first characters of a checksum, enough to tell two apart by eye (by characters, not
+/// bytes: a reader may have let anything through).
 fn short(sha256: &str) -> String {
-    format!("{}..", &sha256[..sha256.len().min(8)])
+    format!(
+        "{}..",
+        server_text(&sha256.chars().take(8).collect::<String>())
+    )
+}
+
+/// A recorded error as printed: one line of plain text ([`server_text`]).
+fn error_text(error: Option<&str>) -> String {
+    error.map_or_else(|| "(no error recorded)".into(), server_text)
 }
 
 fn seconds(ms: u64) -> String {
@@ -253,12 +263,12 @@ impl<'a> Report<'a> {
         for failure in &self.failures {
             lines.push(format!(
                 "{m}: failed: {}: {}",
-                failure.name,
-                failure.error.unwrap_or("(no error recorded)")
+                shown(failure.name),
+                error_text(failure.error)
             ));
         }
         for gone in self.gone.iter().take(GONE_SHOWN) {
-            lines.push(format!("{m}: gone locally: {}", gone.name));
+            lines.push(format!("{m}: gone locally: {}", shown(&gone.name)));
         }
         if self.gone.len() > GONE_SHOWN {
             lines.push(format!(
@@ -267,13 +277,13 @@ impl<'a> Report<'a> {
             ));
         }
         if let Some(why) = self.delete_stopped {
-            lines.push(format!("{m}: --delete: {why}"));
+            lines.push(format!("{m}: --delete: {}", server_text(why)));
         }
         for failure in &self.delete_failures {
             lines.push(format!(
                 "{m}: not deleted: {}: {}",
-                failure.name,
-                failure.error.unwrap_or("(no error recorded)")
+                shown(failure.name),
+                error_text(failure.error)
             ));
         }
         lines
@@ -287,7 +297,11 @@ impl<'a> Report<'a> {
         };
         let how = match &s.stopped {
             None => format!("finished in {}", seconds(s.elapsed_ms)),
-            Some(why) => format!("stopped early after {}: {why}", seconds(s.elapsed_ms)),
+            Some(why) => format!(
+                "stopped early after {}: {}",
+                seconds(s.elapsed_ms),
+                server_text(why)
+            ),
         };
         let deletions = match &s.delete {
             Some(d) if d.failed > 0 => format!(", {} deleted, {} not deleted", d.deleted, d.failed),
@@ -431,7 +445,7 @@ fn incomplete(journal: &Journal) -> Option<String> {
         None => Some("no summary line: that run did not finish".into()),
         Some(Summary {
             stopped: Some(why), ..
-        }) => Some(format!("stopped early: {why}")),
+        }) => Some(format!("stopped early: {}", server_text(why))),
         Some(_) => None,
     }
 }
@@ -590,24 +604,16 @@ fn merge(
     let expected = expect.map(read_list).transpose()?;
     let merged = merge_journals(&inputs);
 
-    match output {
-        Some(out) => write_atomically(out, &merged)?,
-        None => {
-            let records = merged.records.values().map(|(_, r)| r);
-            let deleted = merged.deleted.values().map(|(_, d)| d);
-            if !to_stdout(|out| manifest::write_all(out, records, deleted, &merged.summary))? {
-                return Ok(ExitCode::Success);
-            }
-        }
-    }
-
+    // Everything said about the merge is worked out before OUT is written: nothing that goes
+    // wrong in it can leave OUT replaced.
+    let mut said: Vec<String> = Vec::new();
     let mut problems = 0;
     for (name, journal) in &inputs {
         if let Some(line) = journal.torn {
-            eprintln!("hashup: {name}:{line}: torn last line ignored");
+            said.push(format!("{name}:{line}: torn last line ignored"));
         }
         if let Some(why) = incomplete(journal) {
-            eprintln!("hashup: {name}: {why}");
+            said.push(format!("{name}: {why}"));
             problems += 1;
         }
     }
@@ -629,20 +635,26 @@ fn merge(
                 .collect();
             format!("in {}", and_list(&files))
         };
-        eprintln!("hashup: overlap: {name}: {detail}");
+        said.push(format!("overlap: {}: {detail}", shown(name)));
     }
     for (name, (i, record)) in &merged.records {
         if record.status == Status::Failed {
-            eprintln!(
-                "hashup: failed: {name}: {} (in {})",
-                record.error.as_deref().unwrap_or("(no error recorded)"),
+            said.push(format!(
+                "failed: {}: {} (in {})",
+                shown(name),
+                error_text(record.error.as_deref()),
                 inputs[*i].0
-            );
+            ));
         }
     }
     for (name, (i, line)) in &merged.deleted {
         if let Some(error) = &line.error {
-            eprintln!("hashup: not deleted: {name}: {error} (in {})", inputs[*i].0);
+            said.push(format!(
+                "not deleted: {}: {} (in {})",
+                shown(name),
+                server_text(error),
+                inputs[*i].0
+            ));
             problems += 1;
         }
     }
@@ -651,25 +663,30 @@ fn merge(
         let list_name = list_path.display();
         let (mut gaps, mut extras, mut mismatches) = (0, 0, 0);
         for name in list.keys().filter(|n| !merged.records.contains_key(*n)) {
-            eprintln!("hashup: gap: {name}: listed in {list_name}, in no manifest");
+            said.push(format!(
+                "gap: {}: listed in {list_name}, in no manifest",
+                shown(name)
+            ));
             gaps += 1;
         }
         for (name, (i, record)) in &merged.records {
             match (list.get(name), &record.sha256) {
                 (None, _) => {
-                    eprintln!(
-                        "hashup: extra: {name}: in {}, not listed in {list_name}",
+                    said.push(format!(
+                        "extra: {}: in {}, not listed in {list_name}",
+                        shown(name),
                         inputs[*i].0
-                    );
+                    ));
                     extras += 1;
                 }
                 (Some(want), Some(got)) if !want.eq_ignore_ascii_case(got) => {
-                    eprintln!(
-                        "hashup: mismatch: {name}: sha256 {} in {}, {} in {list_name}",
+                    said.push(format!(
+                        "mismatch: {}: sha256 {} in {}, {} in {list_name}",
+                        shown(name),
                         short(got),
                         inputs[*i].0,
                         short(want)
-                    );
+                    ));
                     mismatches += 1;
                 }
                 _ => {}
@@ -695,13 +712,28 @@ fn merge(
         }
         _ => String::new(),
     };
-    eprintln!(
-        "hashup: merged {}: {}{deletions}; {}{checked}",
+    said.push(format!(
+        "merged {}: {}{deletions}; {}{checked}",
         count(inputs.len() as u64, "manifest"),
         totals.line(),
         count(merged.overlaps.len() as u64, "overlap"),
-    );
+    ));
     problems += merged.overlaps.len() as u64 + summary.failed;
+
+    match output {
+        Some(out) => write_atomically(out, &merged)?,
+        None => {
+            let records = merged.records.values().map(|(_, r)| r);
+            let deleted = merged.deleted.values().map(|(_, d)| d);
+            if !to_stdout(|out| manifest::write_all(out, records, deleted, &merged.summary))? {
+                return Ok(ExitCode::Success);
+            }
+        }
+    }
+
+    for line in said {
+        eprintln!("hashup: {line}");
+    }
     Ok(if problems > 0 {
         ExitCode::SomeFailed
     } else {
@@ -717,7 +749,15 @@ fn write_atomically(out: &Path, merged: &Merged) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     let context = || format!("cannot write {}", out.display());
-    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(context)?;
+    // The mode any new file gets (0666 less the umask), as upload's manifests have; a
+    // temporary file's own 0600 would make the merged manifest unreadable to the group.
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut temp = builder.tempfile_in(dir).with_context(context)?;
     {
         let mut writer = io::BufWriter::new(temp.as_file_mut());
         let records = merged.records.values().map(|(_, r)| r);
@@ -754,9 +794,9 @@ impl std::fmt::Display for Change<'_> {
     /// `+ name`, `- name`, `- name (deleted)`, `~ name (sha 1234abcd.. -> 5678abcd.., failed -> uploaded)`
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Change::Added(name) => write!(f, "+ {name}"),
-            Change::Removed(name) => write!(f, "- {name}"),
-            Change::Deleted(name) => write!(f, "- {name} (deleted)"),
+            Change::Added(name) => write!(f, "+ {}", shown(name)),
+            Change::Removed(name) => write!(f, "- {}", shown(name)),
+            Change::Deleted(name) => write!(f, "- {} (deleted)", shown(name)),
             Change::Changed {
                 name,
                 sha256,
@@ -769,7 +809,7 @@ impl std::fmt::Display for Change<'_> {
                 if let Some((old, new)) = status {
                     what.push(format!("{} -> {}", old.as_str(), new.as_str()));
                 }
-                write!(f, "~ {name} ({})", what.join(", "))
+                write!(f, "~ {} ({})", shown(name), what.join(", "))
             }
         }
     }

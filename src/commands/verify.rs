@@ -618,12 +618,8 @@ fn files(n: u64) -> String {
 /// `name: FAILED open or read`, escaped like `hashup hash -c` (names that cannot be object names
 /// are shown with their control characters escaped).
 fn write_line(out: &mut Vec<u8>, checked: &Checked) -> io::Result<()> {
-    let shown = if checked.name.chars().any(char::is_control) {
-        checked.name.escape_debug().to_string()
-    } else {
-        checked.name.clone()
-    };
-    crate::sumfile::write_check_prefix(out, Path::new(&shown))?;
+    let shown = crate::message::shown(&checked.name);
+    crate::sumfile::write_check_prefix(out, Path::new(shown.as_ref()))?;
     match &checked.verdict {
         Verdict::Ok(Evidence::Checksum | Evidence::Composite) => writeln!(out, "OK"),
         Verdict::Ok(Evidence::Metadata) => writeln!(out, "OK (prominence_sha256 only)"),

@@ -168,7 +168,7 @@ impl fmt::Display for SkipReason {
 
 /// A file that has no checksum, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {kind}", path.display())]
+#[error("{}: {kind}", crate::message::shown_path(path))]
 pub struct FileError {
     /// The path as walked or listed.
     pub path: PathBuf,

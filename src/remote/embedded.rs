@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::serve::auth::{Identity, Tokens};
-use crate::serve::{BackendConfig, ServeConfig, Server, StoreConfig};
+use crate::serve::{BackendConfig, Limits, ServeConfig, Server, StoreConfig};
 
 /// The user the embedded store's one-run token stands for.
 pub const EMBEDDED_USER: &str = "hashup";
@@ -54,7 +54,11 @@ pub async fn start<'a>(
             region: "us-east-1".into(),
             credentials: None,
         }),
-        limits: Default::default(),
+        // Every connection comes from this run, on loopback: no per-address cap.
+        limits: Limits {
+            max_per_address: usize::MAX,
+            ..Limits::default()
+        },
     };
     let server = Server::bind_with_tokens(config, tokens).await?;
     let url = server.api_url();

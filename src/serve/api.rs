@@ -376,11 +376,21 @@ async fn delete(
     } else {
         format!("uploads/{}/{}", identity.user, name)
     };
-    let valid = keys::check_key(&key).is_ok();
-    if valid && let Err(e) = state.backend.delete(&key).await {
-        super::log_error(&format!("deleting {key}"), &e);
+    // PROMINENCE answers 204 whatever happened; a client that is told so journals a deletion
+    // that did not happen. A missing object is still a 204 (S3's DeleteObject).
+    if let Some(why) = keys::object_name_problem(&key) {
+        return error(StatusCode::BAD_REQUEST, why);
     }
-    StatusCode::NO_CONTENT.into_response()
+    match state.backend.delete(&key).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            super::log_error(&format!("deleting {key}"), &e);
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Unable to delete the object",
+            )
+        }
+    }
 }
 
 #[cfg(test)]

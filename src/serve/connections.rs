@@ -6,6 +6,13 @@
 //!
 //! - at most [`Limits::max_connections`] are served at once; more wait in the listen backlog
 //!   until one ends (and the idle ones end by the header timeout), so no fd is spent on them;
+//! - at most [`Limits::max_per_address`] of those come from one source address (an IPv6 /64
+//!   counts as one): the backlog is served in arrival order, so one address that keeps
+//!   reconnecting could otherwise fill every slot and hold the real clients in the queue
+//!   behind it. A connection over this cap is closed as soon as it is accepted, which moves
+//!   the queue on at once;
+//! - the request line and headers may fill at most [`HEADER_BUFFER`] bytes (more is a 431),
+//!   which is what an unauthenticated connection costs in buffers;
 //! - the request line and headers must arrive within [`Limits::header_timeout`] of the
 //!   connection opening or of the previous response, which also ends idle keep-alive
 //!   connections;
@@ -15,10 +22,12 @@
 //!   and discards for a short while ([`LINGER`]), as nginx's lingering close does, so that a
 //!   client still sending sees the answer instead of a reset.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +45,11 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// How much of a closed connection's remaining input is thrown away, at most.
 const LINGER_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The largest read buffer of a connection, which bounds a request's line and headers: more
+/// headers than fit are answered 431. hyper's default (about 400 KiB) let 1,000 tokenless
+/// connections that never finished their headers cost 389 MB.
+pub const HEADER_BUFFER: usize = 64 * 1024;
+
 /// File descriptors one connection can hold: its socket, an upload's temporary file and its
 /// second handle, and a sidecar being written.
 const FDS_PER_CONNECTION: u64 = 4;
@@ -49,8 +63,12 @@ pub struct Limits {
     /// Connections served at once; more wait in the listen backlog. Lowered at start if the
     /// open-files limit cannot hold this many.
     pub max_connections: usize,
+    /// Connections served at once from one source address (one IPv6 /64); more are closed as
+    /// soon as they are accepted.
+    pub max_per_address: usize,
     /// From a connection's start, or the end of its previous response, to the end of the next
-    /// request's headers.
+    /// request's headers; also the time a POST form has, from its start, to deliver its fields
+    /// before the file (they are what authenticates it).
     pub header_timeout: Duration,
     /// The longest a request body may send nothing, or a response go unread.
     pub idle_timeout: Duration,
@@ -65,6 +83,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_per_address: 256,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_floor: Duration::from_secs(60),
@@ -129,6 +148,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let sources = Arc::new(Sources::new(limits.max_per_address));
     // Dropped to tell connections to finish; each holds `alive` until it has.
     let (stop_tx, stop_rx) = watch::channel(());
     let (alive_tx, alive_rx) = watch::channel(());
@@ -138,9 +158,13 @@ pub async fn serve(
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, slot) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => match sources.admit(peer.ip()) {
+                    Some(slot) => (stream, slot),
+                    // Over its address's cap: closed now, so the backlog moves on.
+                    None => continue,
+                },
                 Err(e) => {
                     // Out of fds or memory, or a connection reset before accept: wait a
                     // little rather than spin.
@@ -161,6 +185,7 @@ pub async fn serve(
         let alive = alive_rx.clone();
         tokio::spawn(async move {
             connection(stream, router, limits, stop).await;
+            drop(slot);
             drop(permit);
             drop(alive);
         });
@@ -169,6 +194,69 @@ pub async fn serve(
     drop(stop_tx);
     drop(alive_rx);
     alive_tx.closed().await;
+}
+
+/// The connections open per source address, each at most `max`.
+struct Sources {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+}
+
+/// One connection's place in its address's count, given back on drop.
+struct SourceSlot {
+    sources: Arc<Sources>,
+    source: IpAddr,
+}
+
+impl Sources {
+    fn new(max: usize) -> Self {
+        Sources {
+            open: Mutex::new(HashMap::new()),
+            max: max.max(1),
+        }
+    }
+
+    /// A place for one more connection from `peer`, unless its source has `max` open.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<SourceSlot> {
+        let source = source_of(peer);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(source).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            sources: self.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.sources.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// The source a peer counts as: its IPv4 address (also when mapped into IPv6), or its IPv6
+/// /64, the smallest block a site is given, so that one host cannot rotate its addresses.
+fn source_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+        },
+    }
 }
 
 /// Runs one connection to its end, then closes it.
@@ -187,6 +275,7 @@ async fn connection(
     });
     let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        .max_buf_size(HEADER_BUFFER)
         .header_read_timeout(limits.header_timeout)
         .serve_connection(io, service);
     let mut stopping = false;
@@ -322,6 +411,25 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(client);
+    }
+
+    #[test]
+    fn sources_are_counted_per_address_and_per_ipv6_64() {
+        let sources = Arc::new(Sources::new(2));
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let first = sources.admit(a).unwrap();
+        let second = sources.admit("::ffff:127.0.0.2".parse().unwrap()).unwrap();
+        assert!(sources.admit(a).is_none());
+        assert!(sources.admit("127.0.0.1".parse().unwrap()).is_some());
+        drop(first);
+        let third = sources.admit(a).unwrap();
+        drop((second, third));
+        assert!(sources.open.lock().unwrap().is_empty());
+
+        let _one = sources.admit("2001:db8::1".parse().unwrap()).unwrap();
+        let _two = sources.admit("2001:db8::ffff:2".parse().unwrap()).unwrap();
+        assert!(sources.admit("2001:db8::3".parse().unwrap()).is_none());
+        assert!(sources.admit("2001:db8:0:1::1".parse().unwrap()).is_some());
     }
 
     #[test]

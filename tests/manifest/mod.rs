@@ -995,3 +995,163 @@ fn summary_names_at_most_ten_gone_and_counts_only_those_still_stored() {
     assert_eq!(gone, names[..11]);
     assert_eq!(value["names"]["gone"], 11);
 }
+
+/// The process's umask (the commands run here inherit it).
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
+}
+
+/// A sha256 that is not 64 hex digits (here with a two-byte character across byte 8, which
+/// made `diff` and `merge` panic slicing it) is refused at read, naming file and line, by every
+/// command; `merge -o` leaves OUT as it was, and writes a new OUT with the mode any new file
+/// gets, not 0600.
+#[test]
+fn a_sha256_that_is_not_hex_is_refused_and_merge_replaces_out_only_on_success() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let odd = format!("0123456é{}", &A[..55]);
+    write(
+        d,
+        "odd.jsonl",
+        &[
+            rec("a", "uploaded", Some(A), None),
+            rec("b", "uploaded", Some(&odd), None),
+            summary([2, 2, 0, 0], 12, 10, None),
+        ],
+    );
+    write(
+        d,
+        "good.jsonl",
+        &[
+            rec("b", "uploaded", Some(B), None),
+            summary([1, 1, 0, 0], 6, 10, None),
+        ],
+    );
+    std::fs::write(d.join("out.jsonl"), "what was there\n").unwrap();
+    let refused = format!("hashup: odd.jsonl:2: sha256 is not 64 hex digits: {odd}\n");
+    for args in [
+        &["manifest", "summary", "odd.jsonl"][..],
+        &["manifest", "diff", "good.jsonl", "odd.jsonl"],
+        &["manifest", "diff", "odd.jsonl", "good.jsonl"],
+        &["manifest", "merge", "good.jsonl", "odd.jsonl"],
+        &[
+            "manifest",
+            "merge",
+            "odd.jsonl",
+            "good.jsonl",
+            "-o",
+            "out.jsonl",
+        ],
+    ] {
+        let run = hashup(d, args);
+        assert_eq!(
+            (run.code, run.stderr.as_str()),
+            (2, refused.as_str()),
+            "{args:?}"
+        );
+        assert_eq!(run.stdout_str(), "", "{args:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.join("out.jsonl")).unwrap(),
+        "what was there\n"
+    );
+
+    let run = hashup(d, &["manifest", "merge", "good.jsonl", "-o", "new.jsonl"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mode = std::fs::metadata(d.join("new.jsonl"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666 & !umask());
+}
+
+/// A manifest line is read up to 1 MiB: a file that is all one line (`/dev/zero`, or a
+/// 2 MiB record) is refused, naming file and line, without reading it whole.
+#[test]
+fn a_manifest_line_over_a_mebibyte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut long = rec("a", "uploaded", Some(A), None);
+    long.insert_str(1, &" ".repeat(2 << 20));
+    write(
+        d,
+        "long.jsonl",
+        &[rec("b", "uploaded", Some(B), None), long],
+    );
+    let run = hashup(d, &["manifest", "summary", "long.jsonl"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "hashup: long.jsonl:2: a line longer than 1048576 bytes\n"
+    );
+    let run = hashup(d, &["manifest", "summary", "/dev/zero"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "hashup: /dev/zero:1: a line longer than 1048576 bytes\n"
+    );
+}
+
+/// Names and error texts read from a manifest reach the terminal as object names and server
+/// text do elsewhere: control characters escaped in names, errors one plain line. Each field
+/// here would otherwise clear the screen and forge a line of hashup's own.
+#[test]
+fn names_and_errors_from_a_manifest_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let forged = "x\u{1b}[2J\nhashup: 7 files, 7 uploaded";
+    let error = "boom\u{1b}[31m\nhashup: 7 files, 7 uploaded";
+    write(
+        d,
+        "m.jsonl",
+        &[
+            rec(forged, "failed", None, Some(error)),
+            rec("ok", "uploaded", Some(A), None),
+            del(&format!("d{forged}"), Some(error)),
+            summary([2, 1, 1, 0], 6, 10, Some(error)),
+        ],
+    );
+    write(d, "other.jsonl", &[rec("ok", "uploaded", Some(B), None)]);
+    let name = "x\\u{1b}[2J\\nhashup: 7 files, 7 uploaded";
+    let said = "boom [31m hashup: 7 files, 7 uploaded";
+
+    let run = hashup(d, &["manifest", "summary", "m.jsonl"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "m.jsonl: latest run: 2 files: 1 uploaded (6 B), 1 failed, 0 skipped; stopped early \
+             after 0.01 s: {said}\n\
+             m.jsonl: per name, over 1 run: 1 stored (6 B), 1 failed, 0 deleted, 1 not deleted\n\
+             m.jsonl: failed: {name}: {said}\n\
+             m.jsonl: not deleted: d{name}: {said}\n"
+        )
+    );
+
+    let run = hashup(d, &["manifest", "diff", "other.jsonl", "m.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stdout_str(),
+        format!(
+            "~ ok (sha bbbbbbbb.. -> aaaaaaaa..)\n\
+             + {name}\n\
+             1 added, 0 removed, 1 changed, 0 unchanged\n"
+        )
+    );
+
+    let run = hashup(d, &["manifest", "merge", "m.jsonl", "-o", "merged.jsonl"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "hashup: m.jsonl: stopped early: {said}\n\
+             hashup: failed: {name}: {said} (in m.jsonl)\n\
+             hashup: not deleted: d{name}: {said} (in m.jsonl)\n\
+             hashup: merged 1 manifest: 2 files: 1 uploaded (6 B), 1 failed, 0 skipped, 0 \
+             deleted, 1 not deleted; 0 overlaps\n"
+        )
+    );
+}

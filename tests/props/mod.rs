@@ -1,7 +1,7 @@
 //! Property tests (`proptest`) of the parsers that take outside input on the client side, through
 //! the crate's public API only: the `sha256sum` list reader ([`hashup::sumfile`], and `hashup hash
-//! -c` reading a list), the manifest reader ([`hashup::manifest`]) and object-name validation
-//! ([`hashup::naming`]).
+//! -c` reading a list), the manifest reader ([`hashup::manifest`]), the AWS profile reader
+//! ([`hashup::aws::profile`]) and object-name validation ([`hashup::naming`]).
 //!
 //! Inputs are biased towards what the parsers look at (hex runs, escapes, separators, control
 //! characters, torn lines, `.`/`..` segments) rather than uniform bytes, which would almost never
@@ -342,11 +342,19 @@ fn status() -> impl Strategy<Value = Status> {
     select(vec![Status::Uploaded, Status::Failed, Status::Skipped])
 }
 
+/// A SHA-256 as a manifest holds it: 64 hex digits (lower case as written; upper case read too).
+fn sha256_hex() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[0-9a-f]{64}",
+        1 => "[0-9a-fA-F]{64}",
+    ]
+}
+
 fn record() -> impl Strategy<Value = Record> {
     (
         (text(), text(), any::<Option<u64>>(), option::of(text())),
         (
-            option::of(text()),
+            option::of(sha256_hex()),
             status(),
             any::<Option<u16>>(),
             any::<u32>(),
@@ -527,7 +535,43 @@ proptest! {
         if let Ok(journal) = read_bytes(&input) {
             let lines = input.split(|&b| b == b'\n').count();
             prop_assert!(journal.torn.is_none_or(|n| (1..=lines).contains(&n)), "{:?}", journal);
+            for record in &journal.records {
+                prop_assert!(record.sha256.as_deref().is_none_or(is_sha256_hex), "{:?}", record);
+            }
         }
+    }
+
+    /// A record whose sha256 is anything but 64 hex digits is refused, naming its line, wherever
+    /// it stands (last too: it is whole, not torn), rather than kept for `merge` to call stored
+    /// and `diff` to slice.
+    #[test]
+    fn a_sha256_that_is_not_hex_is_refused_with_its_line(
+        before in vec(record(), 0..4),
+        bad in record(),
+        sha256 in prop_oneof![
+            text(),
+            "[0-9a-f]{63}",
+            "[0-9a-f]{65}",
+            "[0-9a-f]{7}[é😀\u{1b}\n][0-9a-f]{55,56}",
+            "[0-9a-fg-z ]{64}",
+        ].prop_filter("not a SHA-256", |s| !is_sha256_hex(s)),
+        after in vec(record(), 0..3),
+    ) {
+        let bad = Record { sha256: Some(sha256), ..bad };
+        let mut input = Vec::new();
+        for record in &before {
+            input.extend(written_lines(std::slice::from_ref(record), &Summary::default()).remove(0));
+        }
+        input.extend(written_lines(std::slice::from_ref(&bad), &Summary::default()).remove(0));
+        for record in &after {
+            input.extend(written_lines(std::slice::from_ref(record), &Summary::default()).remove(0));
+        }
+        let err = read_bytes(&input).unwrap_err();
+        prop_assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let want = format!("m.jsonl:{}: sha256 is not 64 hex digits: ", before.len() + 1);
+        prop_assert!(err.to_string().starts_with(&want), "{}", err);
+        // The message is one line of plain text, whatever the field held.
+        prop_assert!(!err.to_string().contains(|c: char| c.is_control()), "{:?}", err.to_string());
     }
 
     /// Runs written by `write_all`, one after another (killed ones without their summary), read
@@ -900,6 +944,170 @@ proptest! {
             Err(problems) => {
                 let got: Vec<_> = problems.into_iter().map(|p| p.path).collect();
                 prop_assert_eq!(got, refused);
+            }
+        }
+    }
+}
+
+/// Whether `s` is 64 hex digits.
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A line is read up to [`manifest::MAX_LINE`] bytes, newline included, and no further: a
+    /// valid record padded to just under the cap reads, one just over it is refused with its
+    /// line number (so `/dev/zero` costs a mebibyte, not all memory).
+    #[test]
+    fn a_line_is_read_up_to_the_cap_and_no_further(
+        before in vec(record(), 0..3),
+        record in record(),
+        over in -40i64..40,
+        newline in any::<bool>(),
+    ) {
+        let mut input = Vec::new();
+        for r in &before {
+            input.extend(written_lines(std::slice::from_ref(r), &Summary::default()).remove(0));
+        }
+        let mut line = written_lines(std::slice::from_ref(&record), &Summary::default()).remove(0);
+        line.pop(); // the newline
+        line.pop(); // the closing brace
+        let len = (manifest::MAX_LINE as i64 + over) as usize;
+        let pad = len - line.len() - 1 - usize::from(newline);
+        line.extend(std::iter::repeat_n(b' ', pad));
+        line.push(b'}');
+        if newline {
+            line.push(b'\n');
+        }
+        assert_eq!(line.len(), len);
+        input.extend(&line);
+        match read_bytes(&input) {
+            Ok(journal) => {
+                prop_assert!(len <= manifest::MAX_LINE, "a {}-byte line was read", len);
+                prop_assert_eq!(journal.records.last(), Some(&record));
+            }
+            Err(err) => {
+                prop_assert!(len > manifest::MAX_LINE, "{}-byte line: {}", len, err);
+                let want = format!(
+                    "m.jsonl:{}: a line longer than {} bytes",
+                    before.len() + 1,
+                    manifest::MAX_LINE
+                );
+                prop_assert_eq!(err.to_string(), want);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The AWS profile reader
+// ---------------------------------------------------------------------------------------------
+
+/// Text of profile-file lines: headers, properties, continuations, comments, blank lines and
+/// junk, in any order, with the characters the reader looks at over-represented.
+fn profile_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        text(),
+        select(vec![
+            "[",
+            "]",
+            "=",
+            "#",
+            ";",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "\r\n",
+            "[default]",
+            "[profile x]",
+            "[ profile  y ]",
+            "[]",
+            "key = value",
+            "a=b#c",
+            "a = b #c",
+            "  s3 =",
+            "    x = y",
+            "  cont",
+            "[services s]",
+            "aws_access_key_id = AK",
+            "\u{feff}",
+            "é",
+        ])
+        .prop_map(str::to_string),
+    ];
+    vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
+/// A section name, a property name, a value: what the writer below can put in a file so that
+/// the reader must give it back.
+fn profile_word() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_.-]{1,12}"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Any text parses or is refused with the number of one of its lines, without panicking.
+    #[test]
+    fn any_profile_text_parses_or_names_a_line(text in profile_text()) {
+        match hashup::aws::profile::parse(&text) {
+            Ok(sections) => {
+                for (header, properties) in &sections {
+                    prop_assert!(!header.is_empty() && !header.contains("  "), "{:?}", header);
+                    for name in properties.keys() {
+                        prop_assert!(!name.is_empty(), "{:?}", sections);
+                    }
+                }
+            }
+            Err((line, message)) => {
+                let lines = text.lines().count();
+                prop_assert!((1..=lines).contains(&line), "line {} of {}: {}", line, lines, message);
+                prop_assert!(!message.is_empty());
+            }
+        }
+    }
+
+    /// Sections of `name = value` written with any spacing, comments, blank lines and line
+    /// endings read back as written (names lower-cased, as the AWS CLI does).
+    #[test]
+    fn written_profiles_read_back(
+        sections in btree_map(
+            profile_word(),
+            btree_map("[a-z_][a-z0-9_]{0,11}", prop_oneof![Just(String::new()).boxed(), profile_word().boxed()], 0..5),
+            0..4,
+        ),
+        spacing in vec((select(vec!["", " ", "  ", "\t"]), select(vec!["", " ", "\t "])), 64),
+        comments in vec(select(vec!["", "# a comment\n", "; another\n", "\n", "   \n"]), 64),
+        crlf in any::<bool>(),
+    ) {
+        let mut text = String::new();
+        let mut at = 0;
+        let mut next = || { at += 1; at - 1 };
+        for (section, properties) in &sections {
+            let (pad, _) = spacing[next() % 64];
+            text.push_str(&format!("[{pad}{section}{pad}]\n"));
+            text.push_str(comments[next() % 64]);
+            for (name, value) in properties {
+                let (before, after) = spacing[next() % 64];
+                text.push_str(&format!("{name}{before}={after}{value}\n"));
+                text.push_str(comments[next() % 64]);
+            }
+        }
+        if crlf {
+            text = text.replace('\n', "\r\n");
+        }
+        let parsed = hashup::aws::profile::parse(&text);
+        prop_assert!(parsed.is_ok(), "{:?}: {:?}", text, parsed);
+        let parsed = parsed.unwrap();
+        prop_assert_eq!(parsed.len(), sections.len());
+        for (section, properties) in &sections {
+            let got = &parsed[section];
+            prop_assert_eq!(got.len(), properties.len(), "{:?}", text);
+            for (name, value) in properties {
+                prop_assert_eq!(got.get(&name.to_ascii_lowercase()), Some(value), "{:?}", text);
             }
         }
     }

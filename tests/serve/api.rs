@@ -268,8 +268,23 @@ async fn listing_and_delete_follow_the_key_layout() {
         json!({"error": "Not authorized to access this path"})
     );
 
-    // DELETE: 204 always; a group path needs membership.
-    for name in ["a.sif", "g1/shared.sif", "never-existed", "a%00b"] {
+    // DELETE: 204 when the object is gone (or never was); a name that cannot be a key is a 400,
+    // not a 204 for nothing deleted; a group path needs membership.
+    for (name, why) in [
+        ("a%00b", "The object name contains a control character"),
+        ("a%5Cb", "The object name contains a backslash"),
+        ("g1/a%01b", "The object name contains a control character"),
+    ] {
+        let r = http()
+            .delete(format!("{}/data/{name}", serve.api))
+            .bearer_auth(&serve.alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{name}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({ "error": why }));
+    }
+    for name in ["a.sif", "g1/shared.sif", "never-existed"] {
         let r = http()
             .delete(format!("{}/data/{name}", serve.api))
             .bearer_auth(&serve.alice)
@@ -297,6 +312,27 @@ async fn listing_and_delete_follow_the_key_layout() {
     assert_eq!(names, ["b.sif"]);
     assert!(serve.list("/g1").await.is_empty());
     assert!(serve.object("uploads/bob/a.sif").exists());
+}
+
+/// A deletion the storage refused is a 500, not PROMINENCE's unconditional 204: a client told
+/// 204 journals a deletion that did not happen. (Here the S3 backend's bucket does not exist on
+/// SeaweedFS, which refuses the DELETE.)
+#[tokio::test]
+async fn a_deletion_the_storage_refused_is_a_500() {
+    let serve = Serve::start(Backend::S3 {
+        bucket: "hashup-no-such-bucket",
+    });
+    let r = http()
+        .delete(format!("{}/data/a.sif", serve.api))
+        .bearer_auth(&serve.alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "Unable to delete the object"})
+    );
 }
 
 #[test]

@@ -403,3 +403,173 @@ async fn a_form_that_never_ends_frees_its_temp_file_in_time() {
         assert_eq!(server.temp_files(), 0, "({tick:?})");
     }
 }
+
+/// A whole upload as alice, as a well-behaved client from 127.0.0.1 makes it (presign, then the
+/// POST form), on fresh connections: the store's status, or the error.
+async fn real_upload(server: &InProcess, name: &str) -> Result<u16, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let data = b"real client's bytes\n";
+    let answer: serde_json::Value = client
+        .post(format!("{}/data/upload", server.api))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"filename": name, "checksum": sha256_hex(data)}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (content_type, body) = multipart(&fields_of(&answer), name, data);
+    client
+        .post(answer["url"].as_str().unwrap())
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+/// A connection from `source` to `addr` that sends nothing, reopened as soon as the server
+/// closes it, until `stop`; counts the connections made in `made`.
+async fn idle_from(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    made: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Relaxed) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((source, 0).into()).unwrap();
+        let Ok(mut stream) = socket.connect(addr).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        made.fetch_add(1, Ordering::Relaxed);
+        let mut buf = [0u8; 64];
+        // Until the server closes it (or the test ends).
+        while !stop.load(Ordering::Relaxed) {
+            match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => break,
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// One address that opens 20 times the connection cap and reopens each one the moment it is
+/// closed cannot keep a client from another address waiting: the per-address cap closes its
+/// excess on accept, so the backlog keeps moving. Without the cap (every slot held until the
+/// 10 s header timeout, reopened at once) the real upload waited for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_lock_the_others_out() {
+    hashup::rlimit::raise_open_files_limit();
+    let limits = Limits {
+        max_connections: 16,
+        max_per_address: 4,
+        ..Limits::default()
+    };
+    let server = in_process(limits).await;
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let idle: Vec<_> = (0..320)
+        .map(|_| tokio::spawn(idle_from(attacker, addr, stop.clone(), made.clone())))
+        .collect();
+    while made.load(std::sync::atomic::Ordering::Relaxed) < 320 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..3 {
+        let started = Instant::now();
+        assert_eq!(
+            real_upload(&server, &format!("real-{i}.sif")).await,
+            Ok(204)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "upload {i} waited {:?}",
+            started.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in idle {
+        task.await.unwrap();
+    }
+}
+
+/// A POST form is unauthenticated until its fields are in: they must all arrive within the
+/// header timeout, not merely keep trickling within the 60 s body floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_delivers_its_fields_within_the_header_timeout() {
+    let limits = Limits {
+        header_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let server = in_process(limits).await;
+    let host = server.base.trim_start_matches("http://").to_string();
+    // Nothing after the headers; a field's value trickled a byte every 200 ms.
+    for trickle in [false, true] {
+        let head = format!(
+            "POST /store/hashup HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {}\r\n\r\n",
+            1 << 20
+        );
+        let (read, mut write) = TcpStream::connect(&host).await.unwrap().into_split();
+        let started = Instant::now();
+        write.write_all(head.as_bytes()).await.unwrap();
+        let writer = tokio::spawn(async move {
+            if trickle {
+                let part = b"--b0undary\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n";
+                write.write_all(part).await.unwrap();
+                for _ in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if write.write_all(b"k").await.is_err() {
+                        break;
+                    }
+                }
+            }
+            write
+        });
+        let answer = read_answer(read, Duration::from_secs(8)).await;
+        let took = started.elapsed();
+        writer.abort();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{trickle}: {answer:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "trickle {trickle}: answered after {took:?}"
+        );
+    }
+}
+
+/// A connection's headers may fill 64 KiB of buffer, not hyper's default of about 400 KiB:
+/// 100 KiB of an unfinished header is answered 431 at once rather than waited on.
+#[tokio::test]
+async fn headers_over_64_kib_are_refused_at_once() {
+    let server = in_process(Limits::default()).await;
+    let host = server.base.trim_start_matches("http://").to_string();
+    let (read, mut write) = TcpStream::connect(&host).await.unwrap().into_split();
+    let started = Instant::now();
+    let head = format!(
+        "GET /prominence/v1/data HTTP/1.1\r\nHost: {host}\r\nX-Pad: {}",
+        "a".repeat(100 * 1024)
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_answer(read, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // 60 KiB of headers are still served.
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/data", server.api))
+        .bearer_auth(TOKEN)
+        .header("x-pad", "a".repeat(60 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -210,6 +210,17 @@ async fn answer(
             }
             json_keys().into_response()
         }
+        ("GET", "/creds-expired") => {
+            state
+                .seen
+                .lock()
+                .unwrap()
+                .container
+                .push(header("authorization"));
+            let mut keys: serde_json::Value = serde_json::from_str(&json_keys()).unwrap();
+            keys["Expiration"] = "2000-01-01T00:00:00Z".into();
+            keys.to_string().into_response()
+        }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -619,6 +630,40 @@ async fn container_credentials_come_with_the_authorization_token() {
         vec![Some("not-the-token".into()), Some(CONTAINER_AUTH.into())]
     );
     assert_no_secret(&r, &manifest, &[WEED_SECRET, SESSION_TOKEN, CONTAINER_AUTH]);
+}
+
+/// Keys that are already expired when the agent hands them out are refused, as botocore
+/// refuses them, rather than used and asked for again for every file (the run used to ask 101
+/// times for 100 files and exit 0).
+#[tokio::test]
+async fn container_credentials_that_are_already_expired_are_refused() {
+    let weed = weed();
+    let bucket = weed.fresh_bucket("expired-keys").await;
+    let agent = Agent::start(Sts::Expired, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, manifest) = fixture(dir.path(), 100);
+    let url = format!("{}/creds-expired", agent.url);
+    let env = vec![
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.clone()),
+        ("AWS_ENDPOINT_URL_S3", weed.endpoint.clone()),
+    ];
+    let r = upload(&src, &bucket, &manifest, &[], env, dir.path()).await;
+    assert_eq!(
+        (r.code, r.stdout_str(), r.stderr.as_str()),
+        (
+            2,
+            "",
+            format!(
+                "hashup: container credentials at {url}: it handed out credentials that are \
+                 already expired\n"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(agent.seen(|s| s.container.len()), 1);
+    assert!(!manifest.exists());
+    assert_none_stored(weed, &bucket, 100).await;
+    assert_no_secret(&r, &manifest, &[WEED_SECRET, SESSION_TOKEN]);
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ fn bad_and_duplicate_names_are_refused_before_any_upload() {
         &[
             ("x/a", b"1"),
             ("x/c\x07d", b"2"),
+            ("x/e\x1b[2J\nhashup: 7 files, 7 uploaded", b"6"),
             ("x/ok", b"3"),
             ("y/a", b"4"),
         ],
@@ -39,13 +40,17 @@ fn bad_and_duplicate_names_are_refused_before_any_upload() {
         .run();
     assert_eq!(run.code, 2, "{}", run.stderr);
     let s = src.display();
+    // Paths are escaped as the names are: no bell rings, no escape sequence runs, and a newline
+    // in a name forges no line of hashup's own.
     assert_eq!(
         run.stderr,
         format!(
-            "hashup: {s}/x/c\u{7}d: object name \"c\\u{{7}}d\" contains control characters\n\
+            "hashup: {s}/x/c\\u{{7}}d: object name \"c\\u{{7}}d\" contains control characters\n\
+             hashup: {s}/x/e\\u{{1b}}[2J\\nhashup: 7 files, 7 uploaded: object name \
+             \"e\\u{{1b}}[2J\\nhashup: 7 files, 7 uploaded\" contains control characters\n\
              hashup: {s}/y/a: object name \"a\" is also the name of {s}/x/a\n\
              hashup: {s}/y/\u{fffd}: name \"\\xFF\" is not UTF-8\n\
-             hashup: 3 unusable object name(s); nothing was uploaded\n"
+             hashup: 4 unusable object name(s); nothing was uploaded\n"
         )
     );
     assert!(mock.api_seen().is_empty());

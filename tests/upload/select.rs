@@ -439,13 +439,14 @@ fn files_from_null_separated_reads_names_with_newlines_and_spaces() {
         &[("odd\nname/x y.sif", b"odd"), ("plain.sif", b"plain")],
     );
     let list = b"./odd\nname/x y.sif\0plain.sif\0";
-    // The path is read whole, and its name refused: a newline cannot be in an object name.
+    // The path is read whole, and its name refused: a newline cannot be in an object name (nor
+    // reach the terminal as one: the path is printed escaped).
     let run = dry_run(dir.path(), &["--files-from", "-", "-0"], &[], list);
     assert_eq!(
         (run.code, run.stderr.as_str(), run.stdout_str()),
         (
             2,
-            "hashup: odd\nname/x y.sif: object name \"odd\\nname/x y.sif\" contains control \
+            "hashup: odd\\nname/x y.sif: object name \"odd\\nname/x y.sif\" contains control \
              characters\nhashup: 1 unusable object name(s); nothing was uploaded\n",
             ""
         )

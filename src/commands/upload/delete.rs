@@ -8,6 +8,7 @@ use crate::config::UploadConfig;
 use crate::exit::ExitCode;
 use crate::hash::{FileEntry, FileError};
 use crate::manifest::{DeleteSummary, Manifest};
+use crate::message::shown;
 use crate::mirror::execute::{Event, Halt};
 use crate::mirror::{self, Planned, Scope};
 use crate::pipeline::StopLevel;
@@ -154,9 +155,13 @@ impl Mirror {
 
         let quiet = self.quiet;
         let tell = |event: Event<'_>| match event {
-            Event::Deleted(object) if !quiet => eprintln!("hashup: deleted {}", object.name),
+            Event::Deleted(object) if !quiet => {
+                eprintln!("hashup: deleted {}", shown(&object.name))
+            }
             Event::Deleted(_) => {}
-            Event::Failed(object, why) => eprintln!("hashup: {}: not deleted: {why}", object.name),
+            Event::Failed(object, why) => {
+                eprintln!("hashup: {}: not deleted: {why}", shown(&object.name))
+            }
         };
         let done = mirror::execute::execute(remote, &gone, manifest, stop, &tell).await;
         summary.deleted = done.deleted;
@@ -209,7 +214,7 @@ fn print_deletions(gone: &[mirror::StoredObject]) -> std::io::Result<bool> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for object in gone {
-        if !keep_writing(writeln!(out, "delete {}", object.name))? {
+        if !keep_writing(writeln!(out, "delete {}", shown(&object.name)))? {
             return Ok(false);
         }
     }

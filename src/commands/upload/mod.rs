@@ -541,7 +541,10 @@ fn dry_run(
                 };
                 if let Some(why) = why {
                     let _ = out.flush();
-                    eprintln!("hashup: {}: would send again: {why}", file.path.display());
+                    eprintln!(
+                        "hashup: {}: would send again: {why}",
+                        crate::message::shown_path(&file.path)
+                    );
                 }
                 let line = writeln!(out, "{}  {}", file.hex(), file.name.display());
                 if !super::keep_writing(line)? {

@@ -267,10 +267,13 @@ async fn post_inner(
     let body = Timed::new(body.into_data_stream(), &limits);
     let mut form = FormReader::new(body, &boundary, FormLimits::default());
 
-    // The fields before the file, bounded in number and size by the reader.
+    // The fields before the file, bounded in number and size by the reader, and in time by the
+    // header timeout: until they are in, nothing says the client may upload at all.
+    let fields_by = tokio::time::Instant::now() + limits.header_timeout;
     let mut fields: Vec<(String, String)> = Vec::new();
     loop {
-        match form.next(body_error).await? {
+        let next = tokio::time::timeout_at(fields_by, form.next(body_error));
+        match next.await.map_err(|_| FormError::Timeout)?? {
             Event::Field { name, value } => fields.push((name, value)),
             Event::File => break,
             Event::Data(_) | Event::End => unreachable!("the reader yields File first"),
