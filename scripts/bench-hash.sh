@@ -12,6 +12,8 @@
 # rhash -r and sha256deep -r (installed from Debian packages when missing and root).
 # The ceiling is `openssl speed -evp sha256` on one core (16 KiB blocks) x cores.
 # Prints a table and the targets as ratios. Needs: cargo, python3, openssl.
+# HASHUP_BUILDS="musl=DIR/hashup ..." adds other builds of hashup as rows of their own (e.g.
+# scripts/dist.sh's static binaries), timed in the same run as the release build.
 set -euo pipefail
 
 runs=${1:-3}
@@ -99,6 +101,11 @@ declare -A seconds
 tools=(hashup sha256sum "xargs sha256sum" "xargs openssl")
 command -v rhash >/dev/null && tools+=("rhash -r")
 command -v sha256deep >/dev/null && tools+=("sha256deep -r")
+declare -A builds
+for build in ${HASHUP_BUILDS:-}; do
+    builds["hashup ${build%%=*}"]=${build#*=}
+    tools+=("hashup ${build%%=*}")
+done
 
 command_for() {
     local tool=$1 set=$2 dir=$data/$2 n=1
@@ -110,6 +117,7 @@ command_for() {
     "xargs openssl") echo "find '$dir' -type f -print0 | xargs -0 -P$cores -n$n openssl dgst -sha256" ;;
     "rhash -r") echo "rhash --sha256 -r '$dir'" ;;
     "sha256deep -r") echo "sha256deep -r '$dir'" ;;
+    *) echo "'${builds[$tool]}' hash '$dir'" ;;
     esac
 }
 
