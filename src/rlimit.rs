@@ -39,8 +39,10 @@ pub fn raise_open_files_limit() -> Option<u64> {
 /// at the default 256.
 #[cfg(target_os = "macos")]
 unsafe fn capped_by_the_kernel(limit: libc::rlimit) -> Option<libc::rlimit> {
+    /// `OPEN_MAX` of `<sys/syslimits.h>` (the libc crate does not export it).
+    const OPEN_MAX: libc::rlim_t = 10_240;
     let raised = libc::rlimit {
-        rlim_cur: limit.rlim_max.min(libc::OPEN_MAX as libc::rlim_t),
+        rlim_cur: limit.rlim_max.min(OPEN_MAX),
         rlim_max: limit.rlim_max,
     };
     // SAFETY: setrlimit with a valid pointer to a plain struct.
