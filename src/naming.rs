@@ -4,6 +4,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::hash::{BuildHasher as _, RandomState};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::config::Naming;
@@ -98,11 +101,15 @@ pub fn plan(
     walk: impl IntoIterator<Item = Result<FileEntry, FileError>>,
     naming: &Naming,
     keys: &Keys,
-) -> Result<Vec<Result<FileEntry, FileError>>, Vec<NameProblem>> {
-    let mut entries = Vec::new();
+) -> Result<Plan, Vec<NameProblem>> {
+    let mut entries = Plan::default();
     let mut problems = Vec::new();
-    // Key -> (the first file with it, its name).
-    let mut seen: HashMap<String, (PathBuf, String)> = HashMap::new();
+    // A key's hash -> the index among `entries`' files of the first file with it: no copy of any name
+    // or path per file. Keys whose hash an earlier, different key has are kept whole in
+    // `collided`.
+    let hashing = RandomState::new();
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    let mut collided: HashMap<String, usize> = HashMap::new();
     for item in walk {
         let mut entry = match item {
             Ok(entry) => entry,
@@ -120,17 +127,33 @@ pub fn plan(
         }
         match object_name(&entry.name, naming) {
             Ok(name) => {
-                let key = keys.key(&name).into_owned();
-                if let Some((first, first_name)) = seen.get(&key) {
-                    let problem = if *first_name == name {
+                let key = keys.key(&name);
+                let hash = hashing.hash_one(&*key);
+                let first = match seen.get(&hash) {
+                    None => {
+                        seen.insert(hash, entries.files.len());
+                        None
+                    }
+                    Some(&i) if key_of(entries.file(i), keys) == key => Some(i),
+                    Some(_) => match collided.get(&*key) {
+                        Some(&i) => Some(i),
+                        None => {
+                            collided.insert(key.to_string(), entries.files.len());
+                            None
+                        }
+                    },
+                };
+                if let Some(first) = first.map(|i| entries.file(i)) {
+                    let first_name = first.name.to_string_lossy();
+                    let problem = if first_name == name {
                         format!(
                             "object name {name:?} is also the name of {}",
-                            first.display()
+                            first.path.display()
                         )
                     } else {
                         format!(
                             "object name {name:?} is stored as {key:?}, as {} (named {first_name:?}) is",
-                            first.display()
+                            first.path.display()
                         )
                     };
                     problems.push(NameProblem {
@@ -139,7 +162,6 @@ pub fn plan(
                     });
                     continue;
                 }
-                seen.insert(key, (entry.path.clone(), name.clone()));
                 entry.name = PathBuf::from(name);
                 entries.push(Ok(entry));
             }
@@ -154,6 +176,193 @@ pub fn plan(
     } else {
         Err(problems)
     }
+}
+
+/// The planned files, in walk order, as [`plan`] returns them: each file's path and object name
+/// in one byte arena (a name that ends its path, as most do, is not stored again), 32 bytes of
+/// bookkeeping a file, instead of two allocations and a [`FileEntry`] each; walk errors and
+/// skips kept whole, at their place. The pipeline takes the entries one by one
+/// ([`Plan::into_iter`]) as it goes. The figures are in docs/design.md ("Memory").
+#[derive(Debug, Default)]
+pub struct Plan {
+    arena: Vec<u8>,
+    files: Vec<Planned>,
+    /// Each error with its place among all the entries.
+    errors: Vec<(usize, FileError)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    path: (usize, u32),
+    name: (usize, u32),
+    follow: bool,
+}
+
+/// A planned file, borrowed from its [`Plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The path to open.
+    pub path: &'a Path,
+    /// The object name.
+    pub name: &'a Path,
+    /// Open through a symbolic link.
+    pub follow: bool,
+}
+
+impl EntryRef<'_> {
+    /// The entry, owned.
+    pub fn to_owned(&self) -> FileEntry {
+        FileEntry {
+            path: self.path.to_path_buf(),
+            name: self.name.to_path_buf(),
+            follow: self.follow,
+        }
+    }
+}
+
+impl Plan {
+    /// Adds the next entry.
+    pub fn push(&mut self, item: Result<FileEntry, FileError>) {
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(err) => {
+                self.errors.push((self.len(), err));
+                return;
+            }
+        };
+        let path = entry.path.as_os_str().as_bytes();
+        let name = entry.name.as_os_str().as_bytes();
+        let start = self.arena.len();
+        self.arena.extend_from_slice(path);
+        let name_at = match path.ends_with(name) {
+            true => start + path.len() - name.len(),
+            false => {
+                let at = self.arena.len();
+                self.arena.extend_from_slice(name);
+                at
+            }
+        };
+        // No path or name is 4 GiB long.
+        self.files.push(Planned {
+            path: (start, path.len() as u32),
+            name: (name_at, name.len() as u32),
+            follow: entry.follow,
+        });
+    }
+
+    /// Entries planned: files, errors and skips.
+    pub fn len(&self) -> usize {
+        self.files.len() + self.errors.len()
+    }
+
+    /// Whether nothing was planned.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th file (errors not counted).
+    fn file(&self, i: usize) -> EntryRef<'_> {
+        self.entry(&self.files[i])
+    }
+
+    fn entry(&self, file: &Planned) -> EntryRef<'_> {
+        let bytes = |(at, len): (usize, u32)| {
+            Path::new(OsStr::from_bytes(&self.arena[at..at + len as usize]))
+        };
+        EntryRef {
+            path: bytes(file.path),
+            name: bytes(file.name),
+            follow: file.follow,
+        }
+    }
+
+    /// The entries in walk order, borrowed.
+    pub fn iter(&self) -> impl Iterator<Item = Result<EntryRef<'_>, &FileError>> {
+        let mut files = self.files.iter();
+        let mut errors = self.errors.iter().peekable();
+        (0..self.len()).map(move |i| match errors.next_if(|(at, _)| *at == i) {
+            Some((_, err)) => Err(err),
+            None => Ok(self.entry(files.next().expect("as many files as places left"))),
+        })
+    }
+
+    /// The entries `keep` keeps (it is given each entry's object name, or an error's name below
+    /// its root).
+    pub fn retain(self, mut keep: impl FnMut(&Path) -> bool) -> Plan {
+        let mut kept = Plan::default();
+        for item in self {
+            let name = match &item {
+                Ok(entry) => &entry.name,
+                Err(err) => &err.name,
+            };
+            if keep(name) {
+                kept.push(item);
+            }
+        }
+        kept
+    }
+}
+
+impl FromIterator<Result<FileEntry, FileError>> for Plan {
+    fn from_iter<I: IntoIterator<Item = Result<FileEntry, FileError>>>(items: I) -> Plan {
+        let mut plan = Plan::default();
+        for item in items {
+            plan.push(item);
+        }
+        plan
+    }
+}
+
+impl IntoIterator for Plan {
+    type Item = Result<FileEntry, FileError>;
+    type IntoIter = IntoIter;
+
+    /// The entries in walk order, each made whole as it is taken.
+    fn into_iter(self) -> IntoIter {
+        IntoIter {
+            next: 0,
+            file: 0,
+            errors: self.errors.into_iter().peekable(),
+            plan: Plan {
+                arena: self.arena,
+                files: self.files,
+                errors: Vec::new(),
+            },
+        }
+    }
+}
+
+/// [`Plan::into_iter`].
+pub struct IntoIter {
+    plan: Plan,
+    next: usize,
+    file: usize,
+    errors: std::iter::Peekable<std::vec::IntoIter<(usize, FileError)>>,
+}
+
+impl Iterator for IntoIter {
+    type Item = Result<FileEntry, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let at = self.next;
+        self.next += 1;
+        if let Some((_, err)) = self.errors.next_if(|(i, _)| *i == at) {
+            return Some(Err(err));
+        }
+        let file = self.plan.files.get(self.file)?;
+        self.file += 1;
+        Some(Ok(self.plan.entry(file).to_owned()))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.plan.files.len() - self.file + self.errors.len();
+        (left, Some(left))
+    }
+}
+
+/// The key of a planned file (its name is a final object name, so UTF-8).
+fn key_of<'a>(entry: EntryRef<'a>, keys: &Keys) -> Cow<'a, str> {
+    keys.key(entry.name.to_str().expect("a planned name is UTF-8"))
 }
 
 #[cfg(test)]
