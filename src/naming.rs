@@ -4,9 +4,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::hash::{BuildHasher as _, RandomState};
-use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::config::Naming;
@@ -148,12 +148,12 @@ pub fn plan(
                     let problem = if first_name == name {
                         format!(
                             "object name {name:?} is also the name of {}",
-                            first.path.display()
+                            first.path().display()
                         )
                     } else {
                         format!(
                             "object name {name:?} is stored as {key:?}, as {} (named {first_name:?}) is",
-                            first.path.display()
+                            first.path().display()
                         )
                     };
                     problems.push(NameProblem {
@@ -178,42 +178,61 @@ pub fn plan(
     }
 }
 
-/// The planned files, in walk order, as [`plan`] returns them: each file's path and object name
-/// in one byte arena (a name that ends its path, as most do, is not stored again), 32 bytes of
-/// bookkeeping a file, instead of two allocations and a [`FileEntry`] each; walk errors and
-/// skips kept whole, at their place. The pipeline takes the entries one by one
-/// ([`Plan::into_iter`]) as it goes. The figures are in docs/design.md ("Memory").
+/// The planned files, in walk order, as [`plan`] returns them: each file's object name once in
+/// one byte arena, and its path as a shared prefix (the root it was found under, as a rule)
+/// followed by the name; 16 bytes of bookkeeping a file, instead of two allocations and a
+/// [`FileEntry`] each. Walk errors and skips are kept whole, at their place. The pipeline takes
+/// the entries one by one ([`Plan::into_iter`]) as it goes. The figures are in docs/design.md
+/// ("Memory").
 #[derive(Debug, Default)]
 pub struct Plan {
     arena: Vec<u8>,
+    /// Path prefixes in the arena: (start, length).
+    prefixes: Vec<(u64, u32)>,
     files: Vec<Planned>,
     /// Each error with its place among all the entries.
     errors: Vec<(usize, FileError)>,
 }
 
+/// A planned file: its name's start and length in the arena, and its prefix (with `APART`,
+/// the whole path; the name does not end it) and `FOLLOW` in `prefix`'s top bits.
 #[derive(Debug, Clone, Copy)]
 struct Planned {
-    path: (usize, u32),
-    name: (usize, u32),
-    follow: bool,
+    name: u64,
+    name_len: u32,
+    prefix: u32,
 }
+
+const APART: u32 = 1 << 31;
+const FOLLOW: u32 = 1 << 30;
 
 /// A planned file, borrowed from its [`Plan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryRef<'a> {
-    /// The path to open.
-    pub path: &'a Path,
     /// The object name.
     pub name: &'a Path,
     /// Open through a symbolic link.
     pub follow: bool,
+    /// The path: `prefix` then, unless `apart`, `name`.
+    prefix: &'a [u8],
+    apart: bool,
 }
 
 impl EntryRef<'_> {
+    /// The path to open.
+    pub fn path(&self) -> PathBuf {
+        let mut bytes = Vec::with_capacity(self.prefix.len() + self.name.as_os_str().len());
+        bytes.extend_from_slice(self.prefix);
+        if !self.apart {
+            bytes.extend_from_slice(self.name.as_os_str().as_bytes());
+        }
+        PathBuf::from(OsString::from_vec(bytes))
+    }
+
     /// The entry, owned.
     pub fn to_owned(&self) -> FileEntry {
         FileEntry {
-            path: self.path.to_path_buf(),
+            path: self.path(),
             name: self.name.to_path_buf(),
             follow: self.follow,
         }
@@ -232,22 +251,38 @@ impl Plan {
         };
         let path = entry.path.as_os_str().as_bytes();
         let name = entry.name.as_os_str().as_bytes();
-        let start = self.arena.len();
-        self.arena.extend_from_slice(path);
-        let name_at = match path.ends_with(name) {
-            true => start + path.len() - name.len(),
-            false => {
-                let at = self.arena.len();
-                self.arena.extend_from_slice(name);
-                at
-            }
+        let (prefix, apart) = match path.strip_suffix(name) {
+            Some(prefix) => (prefix, false),
+            None => (path, true),
         };
-        // No path or name is 4 GiB long.
+        let same = self
+            .prefixes
+            .last()
+            .is_some_and(|&(at, len)| self.bytes(at, len) == prefix);
+        if !same {
+            let at = self.arena.len() as u64;
+            self.arena.extend_from_slice(prefix);
+            self.prefixes.push((at, prefix.len() as u32));
+        }
+        let at = self.arena.len() as u64;
+        self.arena.extend_from_slice(name);
+        // Fewer than 2^30 distinct prefixes, and no name 4 GiB long.
+        let mut flags = (self.prefixes.len() - 1) as u32;
+        if apart {
+            flags |= APART;
+        }
+        if entry.follow {
+            flags |= FOLLOW;
+        }
         self.files.push(Planned {
-            path: (start, path.len() as u32),
-            name: (name_at, name.len() as u32),
-            follow: entry.follow,
+            name: at,
+            name_len: name.len() as u32,
+            prefix: flags,
         });
+    }
+
+    fn bytes(&self, at: u64, len: u32) -> &[u8] {
+        &self.arena[at as usize..at as usize + len as usize]
     }
 
     /// Entries planned: files, errors and skips.
@@ -266,13 +301,12 @@ impl Plan {
     }
 
     fn entry(&self, file: &Planned) -> EntryRef<'_> {
-        let bytes = |(at, len): (usize, u32)| {
-            Path::new(OsStr::from_bytes(&self.arena[at..at + len as usize]))
-        };
+        let (at, len) = self.prefixes[(file.prefix & !(APART | FOLLOW)) as usize];
         EntryRef {
-            path: bytes(file.path),
-            name: bytes(file.name),
-            follow: file.follow,
+            name: Path::new(OsStr::from_bytes(self.bytes(file.name, file.name_len))),
+            follow: file.prefix & FOLLOW != 0,
+            prefix: self.bytes(at, len),
+            apart: file.prefix & APART != 0,
         }
     }
 
@@ -325,6 +359,7 @@ impl IntoIterator for Plan {
             errors: self.errors.into_iter().peekable(),
             plan: Plan {
                 arena: self.arena,
+                prefixes: self.prefixes,
                 files: self.files,
                 errors: Vec::new(),
             },
@@ -359,6 +394,8 @@ impl Iterator for IntoIter {
         (left, Some(left))
     }
 }
+
+impl ExactSizeIterator for IntoIter {}
 
 /// The key of a planned file (its name is a final object name, so UTF-8).
 fn key_of<'a>(entry: EntryRef<'a>, keys: &Keys) -> Cow<'a, str> {
@@ -447,5 +484,86 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn a_plan_gives_back_its_entries_in_walk_order() {
+        let file = |path: &str, name: &str| {
+            Ok(FileEntry {
+                path: path.into(),
+                name: name.into(),
+                follow: path.len() % 2 == 0,
+            })
+        };
+        let error = |path: &str, name: &str| {
+            Err(FileError {
+                path: path.into(),
+                name: name.into(),
+                kind: crate::hash::FileErrorKind::ChangedWhileReading,
+            })
+        };
+        let walk = vec![
+            error("/t/gone", "gone"),
+            file("/t/a", "a"),
+            // A name that does not end its path (--prefix, --flatten).
+            file("/t/d/b", "p/b"),
+            error("/t/x", "x"),
+            error("/t/y", "y"),
+            file("/t/d/\u{e9}", "d/\u{e9}"),
+            file("/t/c", "c"),
+        ];
+        let shape = |items: Vec<Result<FileEntry, FileError>>| -> Vec<(PathBuf, PathBuf, bool)> {
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Ok(e) => (e.path, e.name, e.follow),
+                    Err(e) => (e.path, e.name, false),
+                })
+                .collect()
+        };
+        let plan: Plan = walk.iter().map(clone_item).collect();
+        assert_eq!(plan.len(), 7);
+        let borrowed: Vec<_> = plan
+            .iter()
+            .map(|item| item.map(|e| e.to_owned()).map_err(|e| clone_error(e)))
+            .collect();
+        assert_eq!(
+            shape(borrowed),
+            shape(walk.iter().map(clone_item).collect())
+        );
+        assert_eq!(plan.into_iter().len(), 7);
+        let plan: Plan = walk.iter().map(clone_item).collect();
+        assert_eq!(
+            shape(plan.into_iter().collect()),
+            shape(walk.iter().map(clone_item).collect())
+        );
+        // Keeping some: the rest keep their order, errors included.
+        let plan: Plan = walk.iter().map(clone_item).collect();
+        let kept = plan.retain(|name| name != Path::new("a") && name != Path::new("x"));
+        let want: Vec<_> = walk
+            .iter()
+            .map(clone_item)
+            .filter(|item| match item {
+                Ok(e) => e.name != Path::new("a"),
+                Err(e) => e.name != Path::new("x"),
+            })
+            .collect();
+        assert_eq!(shape(kept.into_iter().collect()), shape(want));
+        assert!(Plan::default().is_empty());
+    }
+
+    fn clone_error(err: &FileError) -> FileError {
+        FileError {
+            path: err.path.clone(),
+            name: err.name.clone(),
+            kind: crate::hash::FileErrorKind::ChangedWhileReading,
+        }
+    }
+
+    fn clone_item(item: &Result<FileEntry, FileError>) -> Result<FileEntry, FileError> {
+        match item {
+            Ok(e) => Ok(e.clone()),
+            Err(e) => Err(clone_error(e)),
+        }
     }
 }

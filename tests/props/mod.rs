@@ -891,7 +891,7 @@ proptest! {
                 let got: Vec<_> = entries
                     .iter()
                     .map(|e| match e {
-                        Ok(e) => (e.path.to_path_buf(), Some(e.name.to_path_buf())),
+                        Ok(e) => (e.path(), Some(e.name.to_path_buf())),
                         Err(e) => (e.path.clone(), None),
                     })
                     .collect();

@@ -120,7 +120,7 @@ pub fn warn_if_token_outlived(
     let sizes: Vec<u64> = entries
         .iter()
         .flatten()
-        .filter_map(|e| std::fs::metadata(e.path).ok())
+        .filter_map(|e| std::fs::metadata(e.path()).ok())
         .map(|m| m.len())
         .collect();
     let bytes: u64 = sizes.iter().sum();
