@@ -492,7 +492,7 @@ mod tests {
             Ok(FileEntry {
                 path: path.into(),
                 name: name.into(),
-                follow: path.len() % 2 == 0,
+                follow: path.len().is_multiple_of(2),
             })
         };
         let error = |path: &str, name: &str| {
@@ -502,7 +502,7 @@ mod tests {
                 kind: crate::hash::FileErrorKind::ChangedWhileReading,
             })
         };
-        let walk = vec![
+        let walk = [
             error("/t/gone", "gone"),
             file("/t/a", "a"),
             // A name that does not end its path (--prefix, --flatten).
@@ -525,7 +525,7 @@ mod tests {
         assert_eq!(plan.len(), 7);
         let borrowed: Vec<_> = plan
             .iter()
-            .map(|item| item.map(|e| e.to_owned()).map_err(|e| clone_error(e)))
+            .map(|item| item.map(|e| e.to_owned()).map_err(clone_error))
             .collect();
         assert_eq!(
             shape(borrowed),
