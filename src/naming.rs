@@ -183,7 +183,7 @@ pub fn plan(
 /// followed by the name; 16 bytes of bookkeeping a file, instead of two allocations and a
 /// [`FileEntry`] each. Walk errors and skips are kept whole, at their place. The pipeline takes
 /// the entries one by one ([`Plan::into_iter`]) as it goes. The figures are in docs/design.md
-/// ("Memory").
+/// ("Memory against the size of the tree").
 #[derive(Debug, Default)]
 pub struct Plan {
     arena: Vec<u8>,

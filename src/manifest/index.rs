@@ -13,7 +13,7 @@
 //! entry by the rules of [`Journal::latest`], [`Journal::stored`], [`Journal::deletions`] and
 //! [`Journal::gone`] and those of `skip::AlreadyStored` (a later record wins; a skip as already
 //! stored keeps the upload it rests on; a deletion or a failure removes the evidence). The
-//! figures are in docs/design.md ("Memory").
+//! figures are in docs/design.md ("Memory against the size of the tree").
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 //! directory would make its files look gone). A `back` line needs none of that: a planned
 //! file is there.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use crate::config::UploadConfig;
@@ -42,8 +42,17 @@ pub(super) fn journal(
         .any(|e| matches!(e, Err(err) if !err.is_skip()));
     let scope = (walked_all && crate::mirror::check_usage(&config.source.select, naming).is_ok())
         .then(|| Scope::new(naming, selection.selector.clone()));
-    let names = super::delete::planned_names(naming, entries);
-    let planned: HashSet<&str> = names.iter().map(String::as_str).collect();
+    // The planned names, borrowed from the plan (a walk error's name is made): sorted, searched.
+    let mut planned: Vec<Cow<'_, str>> = entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Ok(entry) => entry.name.to_str().map(Cow::Borrowed),
+            Err(err) => crate::naming::object_name(&err.name, naming)
+                .ok()
+                .map(Cow::Owned),
+        })
+        .collect();
+    planned.sort_unstable();
     let time = crate::utc::rfc3339_nanos(SystemTime::now());
     for line in changes(read, &planned, scope.as_ref(), &time) {
         if let Err(err) = manifest.local(&line) {
@@ -60,7 +69,7 @@ pub(super) fn journal(
 /// run does not see the whole tree).
 fn changes(
     read: &Index,
-    planned: &HashSet<&str>,
+    planned: &[Cow<'_, str>],
     scope: Option<&Scope>,
     time: &str,
 ) -> Vec<LocalLine> {
@@ -71,7 +80,7 @@ fn changes(
     let mut lines = Vec::new();
     for stored in read.stored() {
         let name = stored.name;
-        let here = planned.contains(name);
+        let here = planned.binary_search_by(|p| (**p).cmp(name)).is_ok();
         if stored.gone {
             if here {
                 lines.push(LocalLine::Back(presence(name)));
@@ -146,7 +155,8 @@ mod tests {
         sources: &[&str],
         scope: Option<&Scope>,
     ) -> Vec<LocalLine> {
-        let planned: HashSet<&str> = planned.iter().copied().collect();
+        let mut planned: Vec<Cow<str>> = planned.iter().copied().map(Cow::Borrowed).collect();
+        planned.sort_unstable();
         let sources: Vec<std::path::PathBuf> = sources.iter().map(Into::into).collect();
         let read = Index::of([], Some(journal), &sources);
         changes(&read, &planned, scope, TIME)
