@@ -236,7 +236,9 @@ measure_files() {
             "$(echo "$(stat -c %s "$out/m.jsonl") / 1000000" | bc -l)" \
             "$(echo "$(stat -c %s "$out/state/hash-cache.bin") / 1000000" | bc -l)" "$n"
         if [ -n "$rclone" ]; then
-            printf 'rclone --transfers 64 --checkers 64 --stats 0; copy to s3://bench/rc-%d, sync to hs-%d.\n' "$n" "$n"
+            printf 'rclone --transfers 64 --checkers 64 --stats 0: sync --dry-run --size-only to hs-%d' "$n"
+            [ -z "${mem_rss[rclone copy/$n]:-}" ] || printf ', copy to s3://bench/rc-%d' "$n"
+            printf '.\n'
         fi
     done
     if [ ${#sizes[@]} -ge 2 ]; then
