@@ -29,6 +29,23 @@
 # calls for --skip-existing cross the emulated network too.)
 # BENCH_SYNC_PER_DIR=N makes 10 x N files instead (a quick check of the script; use another
 # BENCH_DIR for it).
+#
+# BENCH_SYNC_FILES=N[,N...] measures memory against the size of the tree instead (issue 22):
+# for each N, N tiny files (8 random bytes, 100 to a directory, in 10 top directories, mtimes
+# an hour old; made once under $BENCH_DIR/files-N; they fit in the page cache), hashup in
+# direct S3 mode to SeaweedFS (upload --s3 s3://bench/hs-N --manifest M --state S) and rclone
+# to the same bucket, one after another, each under GNU time (wall time, peak RSS):
+#   hashup first            fresh M and S: uploads N
+#   hashup rerun            unchanged, RUNS times: uploads 0, reads nothing
+#   hashup rerun 1%         after rewriting every 100th file: uploads N/100
+#   hashup --dry-run        after rewriting every 100th file again: prints N/100 lines
+#   rclone copy             first run, to s3://bench/rc-N (only for N up to
+#                           $BENCH_SYNC_RCLONE_COPY_MAX when that is set: 1M takes long)
+#   rclone sync --dry-run   --size-only, against hashup's objects (s3://bench/hs-N): lists
+#                           them and walks the tree, reads no file
+# It prints a table per N, then the slope of peak RSS per 100,000 files between the first two
+# sizes. BENCH_HASHUP=PATH times that binary instead of a fresh build (another commit's);
+# BENCH_SYNC_NO_RCLONE=1 leaves rclone out.
 # Needs: cargo, python3, bc.
 set -euo pipefail
 
@@ -53,8 +70,193 @@ load_before=$(uptime | sed 's/.*load average: //')
 
 # --- tools -------------------------------------------------------------------------------
 bench_tools
-bench_build
+if [ -n "${BENCH_HASHUP:-}" ]; then
+    hashup=$BENCH_HASHUP
+else
+    bench_build
+fi
+[ -z "${BENCH_SYNC_NO_RCLONE:-}" ] || rclone=""
 "$hashup" upload --help | grep -q -- '--state' || die "$hashup has no --state (an old build?)"
+
+# --- checks shared by both modes ----------------------------------------------------------
+# The number of objects under s3://$bucket/$1 (a prefix ending in /); s5cmd fails on none.
+objects() {
+    { s5_direct ls "s3://$bucket/$1*" 2>/dev/null || true; } | awk '$3 ~ /^[0-9]+$/ {n++} END {print n + 0}'
+}
+# Prints "uploaded skipped already_stored bytes_hashed cached failed" from manifest $1's last line.
+summary() {
+    python3 - "$1" <<'EOF'
+import json, sys
+lines = open(sys.argv[1], "rb").read().splitlines()
+s = json.loads(lines[-1])["summary"] if lines else {}
+print(*(s.get(k, "?") for k in ("uploaded", "skipped", "already_stored", "bytes_hashed", "cached", "failed")))
+EOF
+}
+# Fails the benchmark unless manifest $1's summary reads "$2"; $3 names the run.
+expect_summary() {
+    local got
+    got=$(summary "$1") || die "$3: no summary line in $1"
+    [ "$got" = "$2" ] || die "$3: manifest summary 'uploaded skipped already_stored bytes_hashed cached failed' is '$got', expected '$2' (logs in $work)"
+}
+
+# --- memory with the size of the tree (BENCH_SYNC_FILES) ---------------------------------
+# Makes (once) $data/files-$1/tree: $1 files of 8 random bytes, 100 to a directory.
+make_tiny() {
+    local n=$1 dir=$data/files-$1
+    [[ "$n" =~ ^[1-9][0-9]*000$ ]] || die "BENCH_SYNC_FILES takes multiples of 1000, not '$n'"
+    if [ ! -f "$dir/.done" ]; then
+        log "making $n files of 8 bytes under $dir/tree..."
+        rm -rf "$dir"
+        python3 - "$dir/tree" "$n" <<'EOF'
+import os, sys, time
+root, n = sys.argv[1], int(sys.argv[2])
+old = time.time() - 3600
+per_sub = 100
+subs = n // (10 * per_sub)
+for d in range(10):
+    for s in range(subs):
+        sub = os.path.join(root, f"d{d:02}", f"s{s:04}")
+        os.makedirs(sub)
+        for i in range(per_sub):
+            path = os.path.join(sub, f"f{i:03}")
+            with open(path, "wb") as out:
+                out.write(os.urandom(8))
+            os.utime(path, (old, old))
+EOF
+        touch "$dir/.done"
+    fi
+    local found
+    found=$(find "$dir/tree" -type f | wc -l)
+    [ "$found" = "$n" ] || die "$dir/tree holds $found files, not $n: remove $dir/.done to remake it"
+}
+
+# Rewrites every 100th file of tree $1 (the first of each directory) with new random bytes.
+change_1pc() {
+    python3 - "$1" <<'EOF'
+import os, sys
+for top in sorted(os.listdir(sys.argv[1])):
+    for sub in sorted(os.listdir(os.path.join(sys.argv[1], top))):
+        with open(os.path.join(sys.argv[1], top, sub, "f000"), "wb") as out:
+            out.write(os.urandom(8))
+EOF
+    # The hash cache keeps no hash for a file whose times lie within 100 ms of the read.
+    sleep 1
+}
+
+# Reads tree $1 and any further files into the page cache.
+warm_tiny() {
+    find "$1" -type f -print0 | xargs -0 cat >/dev/null
+    shift
+    local f
+    for f in "$@"; do
+        if [ -d "$f" ]; then find "$f" -type f -print0 | xargs -0 -r cat >/dev/null; fi
+        if [ -f "$f" ]; then cat "$f" >/dev/null; fi
+    done
+}
+
+# Runs "${@:3}" under GNU time, its output in $out/$1.log and $out/$1.err; records its wall
+# time and peak RSS as case $1 at size $2. Dies if it fails.
+declare -A mem_wall mem_rss
+mem_timed() {
+    local name=$1 n=$2 rc=0 wall kib
+    shift 2
+    log "timing $name, $n files..."
+    /usr/bin/time -o "$out/$name.time" -f '%e %M' "$@" >"$out/$name.log" 2>"$out/$name.err" || rc=$?
+    if [ "$rc" != 0 ]; then
+        tail -n 20 "$out/$name.err" >&2
+        die "$name ($n files) failed (exit $rc), log: $out/$name.err"
+    fi
+    read -r wall kib < <(tail -n 1 "$out/$name.time")
+    mem_wall[$name/$n]=$wall
+    mem_rss[$name/$n]=$kib
+}
+
+# The memory table: every case at each size in BENCH_SYNC_FILES, then the slope.
+measure_files() {
+    local n tree sizes=() load load_after case lines
+    IFS=, read -r -a sizes <<<"$BENCH_SYNC_FILES"
+    [ -x /usr/bin/time ] || die "BENCH_SYNC_FILES needs GNU time (/usr/bin/time)"
+    for n in "${sizes[@]}"; do make_tiny "$n"; done
+    bench_workdir "$data"
+    bench_start_weed
+    local cases=("hashup first")
+    for run in $(seq "$runs"); do cases+=("hashup rerun $run"); done
+    cases+=("hashup rerun 1%" "hashup --dry-run" "rclone copy" "rclone sync --dry-run")
+    for n in "${sizes[@]}"; do
+        tree=$data/files-$n/tree
+        out=$work/files-$n
+        mkdir -p "$out"
+        local hs=("$hashup" upload --s3 "s3://$bucket/hs-$n" --endpoint "$endpoint" --progress none
+            --manifest "$out/m.jsonl" --state "$out/state")
+        load=$(uptime | sed 's/.*load average: //')
+        warm_tiny "$tree"
+        mem_timed "hashup first" "$n" "${hs[@]}" "$tree"
+        expect_summary "$out/m.jsonl" "$n 0 0 $((n * 8)) 0 0" "hashup first ($n)"
+        for run in $(seq "$runs"); do
+            warm_tiny "$tree" "$out/m.jsonl" "$out/state"
+            mem_timed "hashup rerun $run" "$n" "${hs[@]}" "$tree"
+            expect_summary "$out/m.jsonl" "0 $n $n 0 $n 0" "hashup rerun $run ($n)"
+        done
+        change_1pc "$tree"
+        warm_tiny "$tree" "$out/m.jsonl" "$out/state"
+        mem_timed "hashup rerun 1%" "$n" "${hs[@]}" "$tree"
+        expect_summary "$out/m.jsonl" "$((n / 100)) $((n - n / 100)) $((n - n / 100)) $((n / 100 * 8)) $((n - n / 100)) 0" \
+            "hashup rerun 1% ($n)"
+        change_1pc "$tree"
+        warm_tiny "$tree" "$out/m.jsonl" "$out/state"
+        mem_timed "hashup --dry-run" "$n" "${hs[@]}" --dry-run "$tree"
+        lines=$(wc -l <"$out/hashup --dry-run.log")
+        [ "$lines" = $((n / 100)) ] || die "hashup --dry-run ($n): printed $lines lines, expected $((n / 100))"
+        if [ -n "$rclone" ]; then
+            local rc=("$rclone" --transfers 64 --checkers 64 --stats 0)
+            if [ "$n" -le "${BENCH_SYNC_RCLONE_COPY_MAX:-$n}" ]; then
+                warm_tiny "$tree"
+                mem_timed "rclone copy" "$n" "${rc[@]}" copy "$tree" "bench:$bucket/rc-$n"
+                [ "$(objects "rc-$n/")" = "$n" ] || die "rclone copy ($n): not $n objects under rc-$n/"
+            fi
+            # Against hashup's own objects: sizes only (they carry no rclone mtime), no reads.
+            warm_tiny "$tree"
+            mem_timed "rclone sync --dry-run" "$n" "${rc[@]}" sync --dry-run --size-only "$tree" \
+                "bench:$bucket/hs-$n"
+        fi
+        load_after=$(uptime | sed 's/.*load average: //')
+        printf '\nhashup %s (%s), %d cores, SeaweedFS on loopback, %d files of 8 bytes, page cache warm;\n' \
+            "$("$hashup" --version | awk '{print $2}')" "$hashup" "$cores" "$n"
+        printf 'load average before %s, after %s (a shared machine: wall times are noisy, peak RSS is not)\n\n' \
+            "$load" "$load_after"
+        printf '| %-24s | %9s | %14s | %18s |\n' case "wall (s)" "peak RSS (MiB)" "MiB per 100k files"
+        printf '|%s|%s|%s|%s|\n' "--------------------------" "-----------" "----------------" "--------------------"
+        for case in "${cases[@]}"; do
+            [ -n "${mem_rss[$case/$n]:-}" ] || continue
+            printf '| %-24s | %9.2f | %14.1f | %18.1f |\n' "$case" "${mem_wall[$case/$n]}" \
+                "$(echo "${mem_rss[$case/$n]} / 1024" | bc -l)" \
+                "$(echo "${mem_rss[$case/$n]} / 1024 * 100000 / $n" | bc -l)"
+        done
+        printf 'manifest %.1f MB, hash cache %.1f MB; hashup --s3 s3://bench/hs-%d --manifest M --state S;\n' \
+            "$(echo "$(stat -c %s "$out/m.jsonl") / 1000000" | bc -l)" \
+            "$(echo "$(stat -c %s "$out/state/hash-cache.bin") / 1000000" | bc -l)" "$n"
+        if [ -n "$rclone" ]; then
+            printf 'rclone --transfers 64 --checkers 64 --stats 0: sync --dry-run --size-only to hs-%d' "$n"
+            [ -z "${mem_rss[rclone copy/$n]:-}" ] || printf ', copy to s3://bench/rc-%d' "$n"
+            printf '.\n'
+        fi
+    done
+    if [ ${#sizes[@]} -ge 2 ]; then
+        local a=${sizes[0]} b=${sizes[1]}
+        printf '\nslope of peak RSS from %d to %d files, MiB per 100,000 files:\n' "$a" "$b"
+        for case in "${cases[@]}"; do
+            [ -n "${mem_rss[$case/$a]:-}" ] && [ -n "${mem_rss[$case/$b]:-}" ] || continue
+            printf '  %-24s %7.1f\n' "$case" \
+                "$(echo "(${mem_rss[$case/$b]} - ${mem_rss[$case/$a]}) / 1024 * 100000 / ($b - $a)" | bc -l)"
+        done
+    fi
+}
+
+if [ -n "${BENCH_SYNC_FILES:-}" ]; then
+    mkdir -p "$data"
+    measure_files
+    exit 0
+fi
 
 # --- data set ----------------------------------------------------------------------------
 tree=$data/tree
@@ -113,31 +315,11 @@ warm() {
     done
 }
 
-# The number of objects under s3://$bucket/$1 (a prefix ending in /); s5cmd fails on none.
-objects() {
-    { s5_direct ls "s3://$bucket/$1*" 2>/dev/null || true; } | awk '$3 ~ /^[0-9]+$/ {n++} END {print n + 0}'
-}
 # Fails the benchmark unless prefix $1 holds exactly $2 objects; $3 names the run.
 verify() {
     local got
     got=$(objects "$1")
     [ "$got" = "$2" ] || die "$3: expected $2 objects under $1, found $got (logs in $work)"
-}
-
-# Prints "uploaded skipped already_stored bytes_hashed cached failed" from manifest $1's last line.
-summary() {
-    python3 - "$1" <<'EOF'
-import json, sys
-lines = open(sys.argv[1], "rb").read().splitlines()
-s = json.loads(lines[-1])["summary"] if lines else {}
-print(*(s.get(k, "?") for k in ("uploaded", "skipped", "already_stored", "bytes_hashed", "cached", "failed")))
-EOF
-}
-# Fails the benchmark unless manifest $1's summary reads "$2"; $3 names the run.
-expect_summary() {
-    local got
-    got=$(summary "$1") || die "$3: no summary line in $1"
-    [ "$got" = "$2" ] || die "$3: manifest summary 'uploaded skipped already_stored bytes_hashed cached failed' is '$got', expected '$2' (logs in $work)"
 }
 
 declare -A seconds rss all

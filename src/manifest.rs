@@ -42,7 +42,9 @@
 //! add kinds. (Versions from before the multipart lines did not skip unknown kinds: they refuse
 //! such a manifest as unparseable.)
 //! Several runs appended to one file ([`Manifest::append`]) read as one journal;
-//! [`Journal::latest`] gives each name's last record.
+//! [`Journal::latest`] gives each name's last record. A run that resumes a journal reads it
+//! into an [`index::Index`] instead: the same lines, through the same parser, folded into one
+//! compact entry per name.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -56,6 +58,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::multipart::PartsJournal;
 pub use crate::multipart::{Ending, OpenUpload, PartSent, UploadStarted};
+
+pub mod index;
 
 /// The longest a written record waits for its fsync while the run goes on.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -785,15 +789,7 @@ fn other_kind(line: &[u8]) -> Option<Line> {
 /// unparseable line is an `InvalidData` error naming `path` and the line. Empty lines are
 /// skipped.
 pub fn read(path: &Path) -> io::Result<Journal> {
-    let named = |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", path.display()));
-    let file = File::open(path).map_err(named)?;
-    read_from(BufReader::new(file), &path.display().to_string()).map_err(|err| {
-        if err.kind() == io::ErrorKind::InvalidData {
-            err // already names the file and line
-        } else {
-            named(err)
-        }
-    })
+    with_file(path, read_from)
 }
 
 /// The longest manifest line read, newline included (a record of a 1,024-byte name, all
@@ -807,10 +803,58 @@ fn is_sha256_hex(sha256: &str) -> bool {
 }
 
 /// [`read`] from any reader; `origin` names it in errors.
-pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
+pub fn read_from(input: impl BufRead, origin: &str) -> io::Result<Journal> {
     let mut journal = Journal::default();
     // Records after the last summary: a run in progress or killed.
     let mut open_run = false;
+    let torn = scan(input, origin, |line| match line {
+        Line::Record(record) => {
+            journal.records.push(record);
+            journal.summary = None;
+            open_run = true;
+        }
+        Line::Summary(summary) => {
+            journal.summary = Some(summary);
+            journal.runs += 1;
+            open_run = false;
+        }
+        Line::Upload(line) => {
+            journal.apply(line);
+            journal.summary = None;
+            open_run = true;
+        }
+        Line::Deleted(deleted) => {
+            journal.deleted.push((journal.records.len(), deleted));
+            journal.summary = None;
+            open_run = true;
+        }
+        Line::Local(line) => {
+            journal.local.push((journal.records.len(), line));
+            journal.summary = None;
+            open_run = true;
+        }
+        Line::Other => {}
+    })?;
+    if let Some(line) = torn {
+        journal.torn = Some(line);
+        journal.summary = None;
+        open_run = true;
+    }
+    if open_run {
+        journal.runs += 1;
+    }
+    Ok(journal)
+}
+
+/// Hands each line of a manifest to `visit`, parsed, in file order, and returns the line
+/// number of a torn (unparseable) last line, which is tolerated; any other unparseable line is
+/// an `InvalidData` error naming `origin` and the line. Empty lines are skipped. What [`read`]
+/// and [`index`] share: one line parser, whichever form the journal is kept in.
+fn scan(
+    mut input: impl BufRead,
+    origin: &str,
+    mut visit: impl FnMut(Line),
+) -> io::Result<Option<usize>> {
     // An unparseable line: an error unless it turns out to be the last one.
     let mut bad: Option<(usize, serde_json::Error)> = None;
     let mut buf = Vec::new();
@@ -856,44 +900,28 @@ pub fn read_from(mut input: impl BufRead, origin: &str) -> io::Result<Journal> {
             ));
         }
         match parsed {
-            Ok(Line::Record(record)) => {
-                journal.records.push(record);
-                journal.summary = None;
-                open_run = true;
-            }
-            Ok(Line::Summary(summary)) => {
-                journal.summary = Some(summary);
-                journal.runs += 1;
-                open_run = false;
-            }
-            Ok(Line::Upload(line)) => {
-                journal.apply(line);
-                journal.summary = None;
-                open_run = true;
-            }
-            Ok(Line::Deleted(deleted)) => {
-                journal.deleted.push((journal.records.len(), deleted));
-                journal.summary = None;
-                open_run = true;
-            }
-            Ok(Line::Local(line)) => {
-                journal.local.push((journal.records.len(), line));
-                journal.summary = None;
-                open_run = true;
-            }
-            Ok(Line::Other) => {}
+            Ok(line) => visit(line),
             Err(err) => bad = Some((number, err)),
         }
     }
-    if let Some((line, _)) = bad {
-        journal.torn = Some(line);
-        journal.summary = None;
-        open_run = true;
-    }
-    if open_run {
-        journal.runs += 1;
-    }
-    Ok(journal)
+    Ok(bad.map(|(line, _)| line))
+}
+
+/// Opens `path` for `read` (buffered), naming the path in any error but a line's (which names
+/// it already).
+fn with_file<T>(
+    path: &Path,
+    read: impl FnOnce(BufReader<File>, &str) -> io::Result<T>,
+) -> io::Result<T> {
+    let named = |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", path.display()));
+    let file = File::open(path).map_err(named)?;
+    read(BufReader::new(file), &path.display().to_string()).map_err(|err| {
+        if err.kind() == io::ErrorKind::InvalidData {
+            err // already names the file and line
+        } else {
+            named(err)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -273,7 +273,7 @@ async fn follow_stop(
 /// then [`Summary::stopped`] says why and [`Summary::not_started`] counts the files never taken
 /// up (they have no record).
 pub async fn run(
-    entries: Vec<Result<FileEntry, FileError>>,
+    entries: crate::naming::Plan,
     presigner: Arc<dyn Presigner>,
     storage: Storage,
     options: PipelineOptions,

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use sha2::{Digest as _, Sha256};
 
-use crate::hash::{FileEntry, FileError};
+use crate::naming::Plan;
 
 /// The environment variables `--shard auto/N` reads the index from, first set wins: a
 /// Kubernetes Indexed Job, a Slurm job array, and hashup's own (for HTCondor's `$(Process)`
@@ -405,23 +405,11 @@ impl Selection {
     /// Keeps the entries of this run's shard (all of them without `--shard`). A file is placed
     /// by its final object name; a walk error by its name below its root, so each is reported
     /// by exactly one shard.
-    pub fn shard(
-        &self,
-        entries: Vec<Result<FileEntry, FileError>>,
-    ) -> Vec<Result<FileEntry, FileError>> {
+    pub fn shard(&self, entries: Plan) -> Plan {
         let Some(shard) = self.shard else {
             return entries;
         };
-        entries
-            .into_iter()
-            .filter(|item| {
-                let name = match item {
-                    Ok(entry) => &entry.name,
-                    Err(err) => &err.name,
-                };
-                shard.contains(name.as_os_str().as_bytes())
-            })
-            .collect()
+        entries.retain(|name| shard.contains(name.as_os_str().as_bytes()))
     }
 }
 

@@ -17,9 +17,10 @@
 //!   tell a same-size change; the manifests catch those for files this tool uploaded).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::manifest::{Journal, Status};
+use crate::manifest::Journal;
+use crate::manifest::index::{Index, Known, Role};
 use crate::remote::{Listing, Place, StoredObject};
 
 /// Why a file is skipped, as its record says.
@@ -74,24 +75,11 @@ pub enum Decision {
     Send(Option<String>),
 }
 
-/// What a manifest says of a stored name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Known {
-    /// The SHA-256 (hex) stored, or `None` where the latest record failed (or a deletion).
-    sha256: Option<String>,
-    /// The ETag the store answered the upload with.
-    etag: Option<String>,
-    /// When the store acknowledged the upload, by its clock.
-    stored_at: Option<SystemTime>,
-    /// Which manifest said so last.
-    source: Evidence,
-}
-
 /// What is known to be stored.
 #[derive(Debug, Default)]
 pub struct AlreadyStored {
-    /// Name -> what the manifests say, the latest record winning.
-    manifests: HashMap<String, Known>,
+    /// What the manifests say of each name, the latest record winning.
+    manifests: Index,
     /// Name -> the object the destination lists.
     listed: HashMap<String, StoredObject>,
     /// The places the listings covered, and those they could not.
@@ -114,63 +102,26 @@ enum Listed<'a> {
 }
 
 impl AlreadyStored {
-    /// Evidence from `previous` manifests (oldest first), then from `journal`, the manifest this
-    /// run appends to; a later record for a name wins.
-    pub fn from_journals<'a>(
-        previous: impl IntoIterator<Item = &'a Journal>,
-        journal: Option<&'a Journal>,
-    ) -> AlreadyStored {
-        let mut manifests: HashMap<String, Known> = HashMap::new();
-        let sources = previous
-            .into_iter()
-            .map(|j| (j, Evidence::Previous))
-            .chain(journal.map(|j| (j, Evidence::Journal)));
-        for (journal, source) in sources {
-            for record in &journal.records {
-                let stored = match record.status {
-                    Status::Uploaded | Status::Skipped => record.sha256.clone(),
-                    Status::Failed => None,
-                };
-                // A skip without a checksum (a link, a special file) says nothing of storage.
-                if record.status == Status::Skipped && stored.is_none() {
-                    continue;
-                }
-                // A skip as already stored keeps what the upload it rests on recorded.
-                if record.status == Status::Skipped
-                    && let Some(known) = manifests.get_mut(&record.name)
-                    && known.sha256 == stored
-                {
-                    known.source = source;
-                    continue;
-                }
-                let known = Known {
-                    sha256: stored,
-                    etag: record.etag.clone(),
-                    stored_at: record
-                        .stored_at
-                        .as_deref()
-                        .and_then(crate::utc::parse_iso8601),
-                    source,
-                };
-                manifests.insert(record.name.clone(), known);
-            }
-            // A name deleted by `--delete` after its last record here (or with none here) is not
-            // stored, whatever earlier records said: like a failed record, the deletion removes
-            // the evidence.
-            for (name, _) in journal.deletions() {
-                let known = Known {
-                    sha256: None,
-                    etag: None,
-                    stored_at: None,
-                    source,
-                };
-                manifests.insert(name.to_string(), known);
-            }
-        }
+    /// Evidence from the manifests, as indexed ([`crate::manifest::index`]).
+    pub fn new(manifests: Index) -> AlreadyStored {
         AlreadyStored {
             manifests,
             ..AlreadyStored::default()
         }
+    }
+
+    /// Evidence from `previous` manifests (oldest first), then from `journal`, the manifest this
+    /// run appends to, already read; a later record for a name wins.
+    pub fn from_journals<'a>(
+        previous: impl IntoIterator<Item = &'a Journal>,
+        journal: Option<&'a Journal>,
+    ) -> AlreadyStored {
+        AlreadyStored::new(Index::of(previous, journal, &[]))
+    }
+
+    /// What the manifests say.
+    pub fn manifests(&self) -> &Index {
+        &self.manifests
     }
 
     /// Adds a listing of the destination ([`crate::remote::Remote::list`]), which holds exact
@@ -213,14 +164,15 @@ impl AlreadyStored {
     /// on what evidence; else why it is sent again, if the manifests said it was stored.
     pub fn decide(&self, name: &str, size: u64, sha256: &str) -> Decision {
         let listed = self.listed(name);
-        if let Some(known) = self.manifests.get(name) {
-            if known.sha256.as_deref() != Some(sha256) {
+        if let Some(known) = self.manifests.known(name) {
+            if !known.sha256.is_some_and(|stored| stored.is(sha256)) {
                 return Decision::Send(None);
             }
-            let stored = |checked| Decision::Stored {
-                evidence: known.source,
-                checked,
+            let evidence = match known.role {
+                Role::Previous => Evidence::Previous,
+                Role::Resumed => Evidence::Journal,
             };
+            let stored = |checked| Decision::Stored { evidence, checked };
             if !self.check_remote {
                 return stored(false);
             }
@@ -228,7 +180,7 @@ impl AlreadyStored {
                 // A refused place was warned about: the manifests have to do.
                 Listed::Unknown => stored(false),
                 Listed::Absent => Decision::Send(Some("missing from the destination".into())),
-                Listed::Object(object) => match differs(known, object, size, sha256) {
+                Listed::Object(object) => match differs(&known, object, size, sha256) {
                     Some(why) => Decision::Send(Some(why)),
                     None => stored(true),
                 },
@@ -253,7 +205,7 @@ impl AlreadyStored {
 
 /// How a listed object differs from what the manifests say was stored for a file of `size`
 /// bytes and SHA-256 `sha256`, as strongly as the listing can tell.
-fn differs(known: &Known, object: &StoredObject, size: u64, sha256: &str) -> Option<String> {
+fn differs(known: &Known<'_>, object: &StoredObject, size: u64, sha256: &str) -> Option<String> {
     if object.size != size {
         return Some(format!(
             "the destination holds {} bytes, not {size}",
@@ -268,7 +220,7 @@ fn differs(known: &Known, object: &StoredObject, size: u64, sha256: &str) -> Opt
             )
         });
     }
-    if let (Some(listed), Some(recorded)) = (&object.etag, &known.etag) {
+    if let (Some(listed), Some(recorded)) = (&object.etag, known.etag) {
         return (listed.trim_matches('"') != recorded.trim_matches('"')).then(|| {
             format!("rewritten since it was uploaded (ETag {listed}, uploaded as {recorded})")
         });
@@ -287,7 +239,7 @@ fn differs(known: &Known, object: &StoredObject, size: u64, sha256: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Record;
+    use crate::manifest::{Record, Status};
     use crate::remote::Place;
 
     fn record(name: &str, status: Status, sha: Option<&str>) -> Record {

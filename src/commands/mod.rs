@@ -11,7 +11,7 @@ pub mod verify;
 use std::io;
 
 use crate::config::{Destination, Source};
-use crate::hash::{FileEntry, FileError};
+use crate::naming::Plan;
 use crate::select::Selection;
 use crate::walk::Walk;
 
@@ -34,7 +34,7 @@ pub(crate) fn plan(
     selection: &Selection,
     destination: &Destination,
     nothing: &str,
-) -> Option<Vec<Result<FileEntry, FileError>>> {
+) -> Option<Plan> {
     let walk = Walk::new(source.paths.clone(), source.walk.clone())
         .with_listed(selection.listed.clone())
         .selecting(selection.selector.clone());

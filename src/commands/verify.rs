@@ -103,7 +103,7 @@ pub fn run(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
 
 /// What is checked: local files, or what a manifest records.
 enum Plan {
-    Files(Vec<Result<FileEntry, FileError>>),
+    Files(crate::naming::Plan),
     Recorded {
         recorded: Vec<verify::Recorded>,
         left_out: usize,

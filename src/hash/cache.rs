@@ -23,9 +23,8 @@
 //! the moment its read started: a write within the same timestamp tick as the read could
 //! otherwise leave the stamp unchanged with new content (git's "racily clean" problem).
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write as _};
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -70,7 +69,8 @@ pub enum Loaded {
 #[derive(Debug)]
 pub struct HashCache {
     path: PathBuf,
-    known: HashMap<FileStamp, [u8; 32]>,
+    /// Sorted by stamp, one entry per stamp (88 bytes each; see [`Known`]).
+    known: Known,
     fresh: Mutex<Vec<(FileStamp, [u8; 32])>>,
     /// Full records in the file (as loaded, then as saved).
     records_on_disk: AtomicUsize,
@@ -86,20 +86,20 @@ impl HashCache {
     pub fn open(dir: &Path) -> std::io::Result<HashCache> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        let file = match File::open(&path) {
+            Ok(file) => file,
             Err(err) if err.kind() == ErrorKind::NotFound => {
                 return Ok(HashCache::empty(path, Loaded::New, true));
             }
             Err(err) => return Err(err),
         };
-        Ok(HashCache::parse(path, &bytes))
+        HashCache::load(path, file)
     }
 
     fn empty(path: PathBuf, loaded: Loaded, rewrite: bool) -> HashCache {
         HashCache {
             path,
-            known: HashMap::new(),
+            known: Known::default(),
             fresh: Mutex::new(Vec::new()),
             records_on_disk: AtomicUsize::new(0),
             saved: AtomicUsize::new(0),
@@ -108,26 +108,49 @@ impl HashCache {
         }
     }
 
-    fn parse(path: PathBuf, bytes: &[u8]) -> HashCache {
-        if bytes.len() < HEADER || bytes[..HEADER] != header() {
-            return HashCache::empty(path, Loaded::OtherFormat, true);
+    /// Reads the file a block at a time, checking each record, into the sorted entries: the
+    /// file is never held whole.
+    fn load(path: PathBuf, mut file: File) -> std::io::Result<HashCache> {
+        let len = file.metadata()?.len() as usize;
+        let mut header_bytes = [0u8; HEADER];
+        if len < HEADER || file.read_exact(&mut header_bytes).is_err() || header_bytes != header() {
+            return Ok(HashCache::empty(path, Loaded::OtherFormat, true));
         }
-        let body = &bytes[HEADER..];
-        let mut known = HashMap::with_capacity(body.len() / RECORD);
-        for (index, record) in body.chunks_exact(RECORD).enumerate() {
-            match decode(record) {
-                Some((stamp, sha)) => {
-                    known.insert(stamp, sha);
+        let body = len - HEADER;
+        let mut entries = Vec::with_capacity(body / RECORD);
+        let mut block = vec![0u8; RECORD * 1024];
+        let mut filled = 0;
+        let mut index = 0;
+        loop {
+            let n = file.read(&mut block[filled..])?;
+            filled += n;
+            let whole = filled - filled % RECORD;
+            for record in block[..whole].chunks_exact(RECORD) {
+                match decode(record) {
+                    Some(entry) => entries.push(entry),
+                    None => {
+                        return Ok(HashCache::empty(
+                            path,
+                            Loaded::Corrupt { record: index },
+                            true,
+                        ));
+                    }
                 }
-                None => return HashCache::empty(path, Loaded::Corrupt { record: index }, true),
+                index += 1;
+            }
+            block.copy_within(whole..filled, 0);
+            filled -= whole;
+            if n == 0 {
+                break;
             }
         }
-        let torn = !body.len().is_multiple_of(RECORD);
-        HashCache {
+        // Whatever is left is a torn record (a crash mid-append).
+        let torn = filled > 0;
+        Ok(HashCache {
             path,
-            known,
+            known: Known::from(entries),
             fresh: Mutex::new(Vec::new()),
-            records_on_disk: AtomicUsize::new(body.len() / RECORD),
+            records_on_disk: AtomicUsize::new(index),
             saved: AtomicUsize::new(0),
             // Appending after a torn record would misalign everything after it.
             rewrite: AtomicBool::new(torn),
@@ -136,7 +159,7 @@ impl HashCache {
             } else {
                 Loaded::Clean
             },
-        }
+        })
     }
 
     /// What loading found.
@@ -161,7 +184,7 @@ impl HashCache {
 
     /// The SHA-256 of a file with exactly this stamp, if known.
     pub fn get(&self, stamp: &FileStamp) -> Option<[u8; 32]> {
-        self.known.get(stamp).copied()
+        self.known.get(stamp)
     }
 
     /// Remembers a hash taken by a read that started at `read_started`, unless the file's
@@ -176,7 +199,7 @@ impl HashCache {
         if stamp.mtime >= limit || stamp.ctime >= limit {
             return;
         }
-        if self.known.get(&stamp) == Some(&sha256) {
+        if self.known.get(&stamp) == Some(sha256) {
             return;
         }
         self.fresh
@@ -208,13 +231,15 @@ impl HashCache {
         let on_disk = self.records_on_disk.load(Ordering::Relaxed);
         if rewrite || on_disk + fresh.len() > 2 * live.max(1024) {
             // Another run may have appended since we loaded: keep its valid records.
-            let mut merged = match std::fs::read(&self.path) {
-                Ok(bytes) => HashCache::parse(self.path.clone(), &bytes).known,
-                Err(_) => HashMap::new(),
-            };
-            merged.extend(self.known.iter().map(|(k, v)| (*k, *v)));
+            let mut merged = match File::open(&self.path) {
+                Ok(file) => HashCache::load(self.path.clone(), file).map(|c| c.known.0),
+                Err(_) => Ok(Vec::new()),
+            }
+            .unwrap_or_default();
+            merged.extend_from_slice(&self.known.0);
             let added = fresh.len();
             merged.extend(fresh);
+            let merged = Known::from(merged).0;
             let tmp = self.path.with_extension("tmp");
             let mut out = std::io::BufWriter::new(File::create(&tmp)?);
             out.write_all(&header())?;
@@ -269,6 +294,61 @@ fn encode(stamp: &FileStamp, sha: &[u8; 32]) -> [u8; RECORD] {
     let check = Sha256::digest(&r[..88]);
     r[88..].copy_from_slice(&check[..8]);
     r
+}
+
+/// The cache's entries, sorted by stamp with one entry per stamp, looked up by binary search:
+/// 88 bytes an entry, against about twice that in a hash map (its spare capacity, and the file
+/// read whole to fill it).
+#[derive(Debug, Default)]
+struct Known(Vec<(FileStamp, [u8; 32])>);
+
+impl Known {
+    fn get(&self, stamp: &FileStamp) -> Option<[u8; 32]> {
+        self.0
+            .binary_search_by(|(s, _)| order(s).cmp(&order(stamp)))
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<(FileStamp, [u8; 32])>> for Known {
+    /// Sorts and dedups `entries` (as read: a stamp saved twice by two runs sharing the cache
+    /// appears twice). A stamp given two different SHA-256s is dropped, not guessed at: the file
+    /// is read again.
+    fn from(mut entries: Vec<(FileStamp, [u8; 32])>) -> Known {
+        entries.sort_unstable_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.1.cmp(&b.1)));
+        let mut kept = 0;
+        let mut i = 0;
+        while i < entries.len() {
+            let stamp = order(&entries[i].0);
+            let end = i + entries[i..]
+                .iter()
+                .position(|(s, _)| order(s) != stamp)
+                .unwrap_or(entries.len() - i);
+            // Sorted by SHA-256 within a stamp: one value iff the first and last agree.
+            if entries[i].1 == entries[end - 1].1 {
+                entries[kept] = entries[i];
+                kept += 1;
+            }
+            i = end;
+        }
+        entries.truncate(kept);
+        entries.shrink_to_fit();
+        Known(entries)
+    }
+}
+
+/// A stamp's sort key.
+fn order(s: &FileStamp) -> (u64, u64, u64, (i64, i64), (i64, i64)) {
+    (s.dev, s.ino, s.size, s.mtime, s.ctime)
 }
 
 fn decode(r: &[u8]) -> Option<(FileStamp, [u8; 32])> {

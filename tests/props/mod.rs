@@ -935,7 +935,7 @@ proptest! {
                 let got: Vec<_> = entries
                     .iter()
                     .map(|e| match e {
-                        Ok(e) => (e.path.clone(), Some(e.name.clone())),
+                        Ok(e) => (e.path(), Some(e.name.to_path_buf())),
                         Err(e) => (e.path.clone(), None),
                     })
                     .collect();

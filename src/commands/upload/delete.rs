@@ -6,11 +6,11 @@ use std::io::Write as _;
 
 use crate::config::UploadConfig;
 use crate::exit::ExitCode;
-use crate::hash::{FileEntry, FileError};
 use crate::manifest::{DeleteSummary, Manifest};
 use crate::message::shown;
 use crate::mirror::execute::{Event, Halt};
 use crate::mirror::{self, Planned, Scope};
+use crate::naming::Plan;
 use crate::pipeline::StopLevel;
 use crate::remote::{Remote, RemoteError};
 use crate::select::Selection;
@@ -26,11 +26,7 @@ pub struct Mirror {
 
 impl Mirror {
     /// Takes the names from the planned entries (before the pipeline consumes them).
-    pub fn prepare(
-        config: &UploadConfig,
-        selection: &Selection,
-        entries: &[Result<FileEntry, FileError>],
-    ) -> Mirror {
+    pub fn prepare(config: &UploadConfig, selection: &Selection, entries: &Plan) -> Mirror {
         Mirror {
             names: planned_names(&config.source.naming, entries),
             scope: Scope::new(&config.source.naming, selection.selector.clone()),
@@ -194,10 +190,7 @@ impl Mirror {
 /// The final object name of every planned file, skipped ones too (a special file or a link not
 /// followed still stands for its object), and of every file the walk failed on: what keeps an
 /// object from looking removed.
-pub(super) fn planned_names(
-    naming: &crate::config::Naming,
-    entries: &[Result<FileEntry, FileError>],
-) -> Vec<String> {
+pub(super) fn planned_names(naming: &crate::config::Naming, entries: &Plan) -> Vec<String> {
     entries
         .iter()
         .filter_map(|entry| match entry {

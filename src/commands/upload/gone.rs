@@ -11,47 +11,50 @@
 //! directory would make its files look gone). A `back` line needs none of that: a planned
 //! file is there.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use crate::config::UploadConfig;
-use crate::hash::{FileEntry, FileError};
-use crate::manifest::{Journal, LocalLine, Manifest, Presence};
+
+use crate::manifest::index::Index;
+use crate::manifest::{LocalLine, Manifest, Presence};
 use crate::mirror::Scope;
 use crate::select::Selection;
 
 /// Journals the names gone locally, and those back, in `manifest`, the journal of a run (not a
-/// dry run) about to upload `entries`, from `read`, what the manifest held before the run. A
-/// journal that cannot be written is warned about: the lines say what the run saw, they are
-/// not needed to upload.
+/// dry run) about to upload `entries`, from `read`, what the manifests held before the run
+/// (indexed over the run's PATHs). A journal that cannot be written is warned about: the lines
+/// say what the run saw, they are not needed to upload.
 pub(super) fn journal(
     config: &UploadConfig,
-    read: Option<&Journal>,
+    read: &Index,
     selection: &Selection,
-    entries: &[Result<FileEntry, FileError>],
+    entries: &crate::naming::Plan,
     manifest: &Manifest,
 ) {
     // No journal, or one started afresh: no name is recorded as stored.
-    let Some(journal) = read.filter(|_| config.manifest.is_some() && !config.restart) else {
+    if config.manifest.is_none() || config.restart || !read.resumed() {
         return;
-    };
+    }
     let naming = &config.source.naming;
     let walked_all = !entries
         .iter()
         .any(|e| matches!(e, Err(err) if !err.is_skip()));
     let scope = (walked_all && crate::mirror::check_usage(&config.source.select, naming).is_ok())
         .then(|| Scope::new(naming, selection.selector.clone()));
-    let names = super::delete::planned_names(naming, entries);
-    let planned: HashSet<&str> = names.iter().map(String::as_str).collect();
+    // The planned names, borrowed from the plan (a walk error's name is made): sorted, searched.
+    let mut planned: Vec<Cow<'_, str>> = entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Ok(entry) => entry.name.to_str().map(Cow::Borrowed),
+            Err(err) => crate::naming::object_name(&err.name, naming)
+                .ok()
+                .map(Cow::Owned),
+        })
+        .collect();
+    planned.sort_unstable();
     let time = crate::utc::rfc3339_nanos(SystemTime::now());
-    for line in changes(
-        journal,
-        &planned,
-        &config.source.paths,
-        scope.as_ref(),
-        &time,
-    ) {
+    for line in changes(read, &planned, scope.as_ref(), &time) {
         if let Err(err) = manifest.local(&line) {
             eprintln!("hashup: warning: cannot journal a name gone locally: {err}");
             return;
@@ -61,26 +64,24 @@ pub(super) fn journal(
 
 /// The lines to journal, by name: `back` for each stored name gone locally that a planned file
 /// maps to; `gone` for each stored name not gone already that no planned file maps to, whose
-/// recorded path lies under one of `sources` (as the paths were given: the record's path is
-/// the one the walk saw) and that `scope` takes (none without a scope: the run does not see
-/// the whole tree).
+/// recorded path lies under one of the run's PATHs (as the paths were given: the record's path
+/// is the one the walk saw; the index tells) and that `scope` takes (none without a scope: the
+/// run does not see the whole tree).
 fn changes(
-    journal: &Journal,
-    planned: &HashSet<&str>,
-    sources: &[PathBuf],
+    read: &Index,
+    planned: &[Cow<'_, str>],
     scope: Option<&Scope>,
     time: &str,
 ) -> Vec<LocalLine> {
-    let gone = journal.gone();
-    let stored = journal.stored();
     let presence = |name: &str| Presence {
         name: name.to_string(),
         time: time.to_string(),
     };
     let mut lines = Vec::new();
-    for (name, record) in stored {
-        let here = planned.contains(name);
-        if gone.contains_key(name) {
+    for stored in read.stored() {
+        let name = stored.name;
+        let here = planned.binary_search_by(|p| (**p).cmp(name)).is_ok();
+        if stored.gone {
             if here {
                 lines.push(LocalLine::Back(presence(name)));
             }
@@ -89,12 +90,9 @@ fn changes(
         let Some(scope) = scope.filter(|_| !here) else {
             continue;
         };
-        let under = sources
-            .iter()
-            .any(|source| Path::new(&record.path).starts_with(source));
         // A record without a size (none is written so) is left alone rather than guessed.
-        let taken = record.size.is_some_and(|size| scope.selects(name, size));
-        if under && taken {
+        let taken = stored.size.is_some_and(|size| scope.selects(name, size));
+        if stored.under && taken {
             lines.push(LocalLine::Gone(presence(name)));
         }
     }
@@ -105,7 +103,7 @@ fn changes(
 mod tests {
     use super::*;
     use crate::config::Naming;
-    use crate::manifest::{Record, Status};
+    use crate::manifest::{Journal, Record, Status};
     use crate::select::{SelectOptions, Selector};
 
     const TIME: &str = "2027-01-16T02:00:00.000000000Z";
@@ -157,9 +155,11 @@ mod tests {
         sources: &[&str],
         scope: Option<&Scope>,
     ) -> Vec<LocalLine> {
-        let planned: HashSet<&str> = planned.iter().copied().collect();
-        let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
-        changes(journal, &planned, &sources, scope, TIME)
+        let mut planned: Vec<Cow<str>> = planned.iter().copied().map(Cow::Borrowed).collect();
+        planned.sort_unstable();
+        let sources: Vec<std::path::PathBuf> = sources.iter().map(Into::into).collect();
+        let read = Index::of([], Some(journal), &sources);
+        changes(&read, &planned, scope, TIME)
     }
 
     #[test]

@@ -16,9 +16,11 @@ use crate::bandwidth::Bandwidth;
 use crate::config::UploadConfig;
 use crate::exit::ExitCode;
 use crate::hash::cache::{open_or_warn, save_or_warn};
-use crate::hash::{FileEntry, FileError, HashOptions, Hasher};
-use crate::manifest::{self, Manifest, OpenUpload};
+use crate::hash::{HashOptions, Hasher};
+use crate::manifest::index::{self, Role};
+use crate::manifest::{Manifest, OpenUpload};
 use crate::multipart::MultipartOptions;
+use crate::naming::Plan;
 use crate::pipeline::{self, PipelineOptions, Report, StopLevel};
 use crate::progress::Style;
 use crate::remote::{Reach, Remote, RemoteError};
@@ -67,7 +69,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     let mirror = config
         .delete
         .then(|| delete::Mirror::prepare(config, &selection, &entries));
-    let (mut stored, open_uploads, read) = already_stored(config)?;
+    let (mut stored, open_uploads) = already_stored(config)?;
     let cache = open_or_warn(config.cache.dir(&env));
     let hash = HashOptions {
         cache: cache.clone(),
@@ -130,8 +132,7 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
         report::warn_if_token_outlived(token, &entries, &hash);
     }
     let manifest = Arc::new(open_manifest(config)?);
-    gone::journal(config, read.as_ref(), &selection, &entries, &manifest);
-    drop(read);
+    gone::journal(config, stored.manifests(), &selection, &entries, &manifest);
     let options = PipelineOptions {
         hash,
         uploads: config.uploads.within(crate::limit::uploads_that_fit()),
@@ -257,7 +258,7 @@ fn dry_run_listing(
 }
 
 /// The object names of the planned files.
-fn names(entries: &[Result<FileEntry, FileError>]) -> Vec<String> {
+fn names(entries: &Plan) -> Vec<String> {
     entries
         .iter()
         .flatten()
@@ -306,7 +307,7 @@ struct Journal {
 async fn upload(
     config: &UploadConfig,
     reach: Reach,
-    entries: Vec<Result<FileEntry, FileError>>,
+    entries: Plan,
     journal: Journal,
     mut options: PipelineOptions,
     mirror: Option<delete::Mirror>,
@@ -317,10 +318,11 @@ async fn upload(
         mut stored,
         open_uploads,
     } = journal;
-    let names = names(&entries);
+    // The names borrowed from the plan: no copy per file.
+    let names = || entries.iter().flatten().filter_map(|e| e.name.to_str());
     let remote = Remote::connect(
         reach,
-        names.iter().map(String::as_str),
+        names(),
         config.network.timeouts(),
         options.requests.clone(),
     )
@@ -346,7 +348,7 @@ async fn upload(
         };
         let prefix = config.source.naming.prefix.as_deref();
         let listing = remote
-            .list(names.iter().map(String::as_str), prefix)
+            .list(names(), prefix)
             .await
             .map_err(|err| match err {
                 RemoteError::Stopped(last) => anyhow::anyhow!(
@@ -435,28 +437,19 @@ fn exit_code(config: &UploadConfig, report: &Report) -> ExitCode {
 /// What earlier runs stored, from the manifest being resumed and any `--previous` ones, and the
 /// multipart uploads the manifest being resumed left open. A manifest that cannot be read stops
 /// the run: resuming blind could send everything again. (With `--restart`, the open uploads of
-/// the manifest about to be truncated, as far as it reads, so that they are aborted.)
-fn already_stored(
-    config: &UploadConfig,
-) -> anyhow::Result<(AlreadyStored, Vec<OpenUpload>, Option<manifest::Journal>)> {
-    let mut previous = Vec::new();
+/// the manifest about to be truncated, as far as it reads, so that they are aborted.) The
+/// manifests are read into an index, not kept whole ([`crate::manifest::index`]).
+fn already_stored(config: &UploadConfig) -> anyhow::Result<(AlreadyStored, Vec<OpenUpload>)> {
+    let mut index = index::Builder::new(&config.source.paths);
     for path in &config.previous {
-        previous.push(
-            manifest::read(path)
-                .with_context(|| format!("cannot read --previous {}", path.display()))?,
-        );
+        index
+            .read(path, Role::Previous)
+            .with_context(|| format!("cannot read --previous {}", path.display()))?;
     }
-    let mut journal = match &config.manifest {
-        Some(path) if config.restart => {
-            let open = manifest::read(path).map(|j| j.open_uploads);
-            return Ok((
-                AlreadyStored::from_journals(&previous, None),
-                open.unwrap_or_default(),
-                None,
-            ));
-        }
-        Some(path) => match manifest::read(path) {
-            Ok(read) => Some(read),
+    let restarted = match &config.manifest {
+        Some(path) if config.restart => Some(index::open_uploads(path).unwrap_or_default()),
+        Some(path) => match index.read(path, Role::Resumed) {
+            Ok(()) => None,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => {
                 return Err(anyhow::anyhow!(
@@ -465,14 +458,11 @@ fn already_stored(
                 ));
             }
         },
-        _ => None,
+        None => None,
     };
-    let stored = AlreadyStored::from_journals(&previous, journal.as_ref());
-    let open = journal
-        .as_mut()
-        .map(|j| std::mem::take(&mut j.open_uploads))
-        .unwrap_or_default();
-    Ok((stored, open, journal))
+    let mut index = index.finish();
+    let open = restarted.unwrap_or_else(|| index.take_open_uploads());
+    Ok((AlreadyStored::new(index), open))
 }
 
 /// Ctrl-C and SIGTERM, caught from the moment they are installed.
@@ -519,7 +509,7 @@ impl StopSignals {
 /// network, so `--skip-existing`'s listing is not asked. The files that failed, or `None`
 /// when stdout was closed.
 fn dry_run(
-    entries: Vec<Result<FileEntry, FileError>>,
+    entries: Plan,
     hash: &crate::hash::HashOptions,
     stored: &AlreadyStored,
 ) -> anyhow::Result<Option<u64>> {

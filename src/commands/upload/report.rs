@@ -3,7 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::hash::{FileEntry, FileError};
 use crate::progress::human_bytes;
 
 /// Hashing speed per thread assumed when judging whether a token outlives the hashing
@@ -105,7 +104,7 @@ fn nothing_to_do(s: &crate::manifest::Summary) -> String {
 /// requests after that get 401 and the run stops. (Other tokens carry no expiry to judge.)
 pub fn warn_if_token_outlived(
     token: &str,
-    entries: &[Result<FileEntry, FileError>],
+    entries: &crate::naming::Plan,
     hash: &crate::hash::HashOptions,
 ) {
     let Some(exp) = crate::jwt::exp(token) else {
@@ -121,7 +120,7 @@ pub fn warn_if_token_outlived(
     let sizes: Vec<u64> = entries
         .iter()
         .flatten()
-        .filter_map(|e| std::fs::metadata(&e.path).ok())
+        .filter_map(|e| std::fs::metadata(e.path()).ok())
         .map(|m| m.len())
         .collect();
     let bytes: u64 = sizes.iter().sum();
