@@ -10,8 +10,9 @@
 # Writes into dist/ (or $DIST_DIR), named from Cargo.toml's version:
 #   hashup-VERSION-TARGET.tar.gz   holding hashup-VERSION-TARGET/{hashup,README.md}
 #   SHA256SUMS                     GNU format, which `hashup hash -c SHA256SUMS` checks
-# The archives are reproducible for a given toolchain and source: fixed file order, owner and
-# mtime (the last commit's time), gzip without a name or time stamp.
+# The archive adds nothing that varies: fixed file order, owner and mtime (the last commit's
+# time), gzip without a name or time stamp. (Whether the binaries themselves come out
+# byte-identical from two builds has not been checked.)
 # --check only type-checks each target (`cargo-zigbuild check`: no code, no link, no archive).
 # --dev builds the dev profile (no optimisation, no LTO: minutes faster) into dist/dev: what
 # CI runs, then scripts/dist-test.sh checks the archives. Never release those.
