@@ -128,7 +128,12 @@ async fn waiting_for_the_cap_is_not_held_against_a_requests_deadline() {
     }
     let manifest = dir.path().join("m.jsonl");
     let command = util::hashup(["upload".as_ref(), src.as_os_str()])
-        .args(["--s3", &format!("s3://{bucket}"), "--endpoint", &weed.endpoint])
+        .args([
+            "--s3",
+            &format!("s3://{bucket}"),
+            "--endpoint",
+            &weed.endpoint,
+        ])
         .args(["--manifest".as_ref(), manifest.as_os_str()])
         .args(["--bwlimit", "1M", "--uploads", "96", "--retries", "0"])
         .args(["--connect-timeout", "1", "--stall-timeout", "2"])
