@@ -55,7 +55,8 @@ impl Sha<'_> {
 pub struct Known<'a> {
     /// The SHA-256 stored, or `None` where the latest record failed (or a deletion).
     pub sha256: Option<Sha<'a>>,
-    /// The ETag the store answered the upload with.
+    /// The ETag the store answered the upload with (`None` from an index built without
+    /// them, [`Builder::etags`]).
     pub etag: Option<&'a str>,
     /// When the store acknowledged the upload, by its clock.
     pub stored_at: Option<SystemTime>,
@@ -223,6 +224,8 @@ pub struct Builder {
     open_uploads: Vec<OpenUpload>,
     /// A manifest too large to index (over 4 GiB of names, or 4 billion lines).
     overflow: bool,
+    /// Whether records' ETags are kept ([`Builder::etags`]).
+    etags: bool,
 }
 
 impl Builder {
@@ -238,7 +241,16 @@ impl Builder {
             resumed_id: None,
             open_uploads: Vec::new(),
             overflow: false,
+            etags: true,
         }
+    }
+
+    /// Whether to keep the records' ETags (the default). Only a comparison with a listing of
+    /// the destination reads them ([`Known::etag`]); a run that lists nothing leaves them out
+    /// and saves their bytes for every name.
+    pub fn etags(mut self, keep: bool) -> Builder {
+        self.etags = keep;
+        self
     }
 
     /// Reads the manifest at `path` as [`super::read`] does (the same errors), keeping only
@@ -361,7 +373,7 @@ impl Builder {
                 }
             }
         }
-        if let Some(etag) = &record.etag {
+        if let Some(etag) = record.etag.as_ref().filter(|_| self.etags) {
             entry.etag = self.push_str(etag);
             entry.flags |= ETAG;
         }
@@ -1001,6 +1013,54 @@ mod tests {
         );
         assert_eq!(known.etag, Some("\"true\""));
         assert_eq!(std::mem::size_of::<Entry>(), 80);
+    }
+
+    #[test]
+    fn an_index_without_etags_answers_the_same_but_the_etag() {
+        let mut text = String::new();
+        for (i, etag) in [Some(true), None, Some(false)].into_iter().enumerate() {
+            let mut record = journal_of(&[Gen::Record {
+                name: 0,
+                status: 0,
+                sha: 1,
+                etag,
+                stored_at: Some(i as u8),
+                under: true,
+                size: Some(1),
+            }])
+            .records
+            .remove(0);
+            record.name = format!("file-{i}");
+            text.push_str(&(serde_json::to_string(&record).unwrap() + "\n"));
+        }
+        let build = |etags: bool| {
+            let mut builder = Builder::new(&[]).etags(etags);
+            builder
+                .read_from(text.as_bytes(), "m.jsonl", Role::Resumed)
+                .unwrap();
+            builder.finish()
+        };
+        let (with, without) = (build(true), build(false));
+        assert_eq!(with.known("file-0").unwrap().etag, Some("\"true\""));
+        assert_eq!(without.arena.len(), 3 * "file-0".len());
+        let strip = |index: &Index| -> Vec<String> {
+            index
+                .iter()
+                .map(|(name, known)| {
+                    format!(
+                        "{name} {:?}",
+                        Known {
+                            etag: None,
+                            ..known
+                        }
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(strip(&with), strip(&without));
+        assert!(without.iter().all(|(_, known)| known.etag.is_none()));
+        assert_eq!(with.stored().count(), 3);
+        assert!(with.stored().eq(without.stored()));
     }
 
     #[test]

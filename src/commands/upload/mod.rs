@@ -78,8 +78,11 @@ pub fn run(config: &UploadConfig) -> anyhow::Result<ExitCode> {
     };
     if config.dry_run {
         // With --delete the destination is listed (the embedded store started for it, with
-        // the names' groups).
-        let names = names(&entries);
+        // the names' groups), and with --check-remote; otherwise no copy of the names is made.
+        let names = match reach.is_some() {
+            true => names(&entries),
+            false => Vec::new(),
+        };
         let reach = match (config.check_remote, reach) {
             (true, Some(reach)) => {
                 // The listing is asked here; --delete's (if any) resolves the destination again.
@@ -440,7 +443,9 @@ fn exit_code(config: &UploadConfig, report: &Report) -> ExitCode {
 /// the manifest about to be truncated, as far as it reads, so that they are aborted.) The
 /// manifests are read into an index, not kept whole ([`crate::manifest::index`]).
 fn already_stored(config: &UploadConfig) -> anyhow::Result<(AlreadyStored, Vec<OpenUpload>)> {
-    let mut index = index::Builder::new(&config.source.paths);
+    // Only a listing of the destination is compared with the recorded ETags.
+    let listed = config.skip_existing || config.check_remote;
+    let mut index = index::Builder::new(&config.source.paths).etags(listed);
     for path in &config.previous {
         index
             .read(path, Role::Previous)
