@@ -7,7 +7,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 cargo build --quiet --bin hashup
-python3 - "$repo/target/debug/hashup" README.md <<'PY'
+python3 - "${CARGO_TARGET_DIR:-$repo/target}/debug/hashup" README.md <<'PY'
 import subprocess, sys
 binary, path = sys.argv[1], sys.argv[2]
 lines = open(path).read().split("\n")

@@ -7,7 +7,9 @@
 //! The failed runs use real faults: a dangling symbolic link followed with `-L` (the walk
 //! cannot read it, as it could not read an unreadable directory, which root can always read),
 //! and a group the PROMINENCE user is not in (the API refuses the upload with 403). A DELETE
-//! that fails is what no real server does on demand: a small in-test API ([`FaultyApi`]) does.
+//! that fails on demand (the statuses queued for a name, then 204) is what no real server does
+//! (`hashup serve` fails one only when its store does): a small in-test API ([`FaultyApi`])
+//! does.
 
 use std::ffi::OsString;
 use std::path::Path;
