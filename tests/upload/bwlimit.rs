@@ -17,13 +17,28 @@ use crate::util::{self, pattern};
 /// 64 MB at 8 MiB/s.
 const EXPECTED: f64 = 64e6 / (8 << 20) as f64;
 
-/// Runs `hashup upload SRC --s3 s3://TO --endpoint PROXY` with `extra`; the run and its wall
-/// time. Every file must be uploaded, 64 MB in all.
-async fn timed_run(proxy: &Proxy, src: &Path, to: &str, extra: &[&str]) -> (util::Run, Duration) {
+/// Writes `count` files of `size` bytes into a new `src` under `dir`; its path.
+fn tree(dir: &Path, count: usize, size: usize) -> std::path::PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = pattern(size);
+    for i in 0..count {
+        std::fs::write(src.join(format!("f{i:03}")), &data).unwrap();
+    }
+    src
+}
+
+/// Runs `hashup upload SRC --s3 s3://TO --endpoint ENDPOINT` with `extra`; the run and its wall
+/// time, once it has exited 0 with no file failed, and its manifest's summary.
+async fn timed_run(
+    endpoint: &str,
+    src: &Path,
+    to: &str,
+    extra: &[&str],
+) -> (util::Run, Duration, serde_json::Value) {
     let manifest = src.parent().unwrap().join("m.jsonl");
-    let endpoint = format!("http://{}", proxy.local_addr());
     let command = util::hashup(["upload".as_ref(), src.as_os_str()])
-        .args(["--s3", &format!("s3://{to}"), "--endpoint", &endpoint])
+        .args(["--s3", &format!("s3://{to}"), "--endpoint", endpoint])
         .args(["--manifest".as_ref(), manifest.as_os_str()])
         .args(["--no-cache", "--progress", "log", "--progress-every", "1"])
         .args(extra)
@@ -38,8 +53,7 @@ async fn timed_run(proxy: &Proxy, src: &Path, to: &str, extra: &[&str]) -> (util
     assert_eq!(run.code, 0, "{}", run.stderr);
     let (_, summary) = read_manifest(&manifest);
     assert_eq!(summary["failed"], 0, "{summary}");
-    assert_eq!(summary["bytes"], 64_000_000u64, "{summary}");
-    (run, took)
+    (run, took, summary)
 }
 
 /// Sends `src` through a proxy 20 ms from SeaweedFS to `BUCKET` with `--bwlimit 8M` and
@@ -49,7 +63,9 @@ async fn capped(weed: &Weed, src: &Path, bucket: &str, extra: &[&str]) -> util::
     config.rtt = Duration::from_millis(20);
     let proxy = Proxy::start(config).await.unwrap();
     let extra = [extra, &["--bwlimit", "8M"]].concat();
-    let (run, took) = timed_run(&proxy, src, bucket, &extra).await;
+    let endpoint = format!("http://{}", proxy.local_addr());
+    let (run, took, summary) = timed_run(&endpoint, src, bucket, &extra).await;
+    assert_eq!(summary["bytes"], 64_000_000u64, "{summary}");
     let took = took.as_secs_f64();
     eprintln!("64 MB in {took:.2} s under --bwlimit 8M (expected {EXPECTED:.2} s)");
     assert!(
@@ -64,13 +80,8 @@ async fn many_small_files_share_one_cap_and_the_limit_does_not_collapse() {
     let weed = weed();
     let bucket = weed.fresh_bucket("bwsmall").await;
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
     // 250 files of 256,000 bytes: more than auto's starting limit of 128, so it probes.
-    let data = pattern(256_000);
-    for i in 0..250 {
-        std::fs::write(src.join(format!("f{i:03}")), &data).unwrap();
-    }
+    let src = tree(dir.path(), 250, 256_000);
     let run = capped(weed, &src, &bucket, &["--uploads", "auto"]).await;
     assert_eq!(weed.objects(&bucket).await.len(), 250);
     // Every progress line shows the cap, and the limit never fell below where auto starts.
@@ -120,36 +131,19 @@ async fn waiting_for_the_cap_is_not_held_against_a_requests_deadline() {
     let weed = weed();
     let bucket = weed.fresh_bucket("bwdeadline").await;
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    let data = pattern(64 << 10);
-    for i in 0..96 {
-        std::fs::write(src.join(format!("f{i:02}")), &data).unwrap();
-    }
-    let manifest = dir.path().join("m.jsonl");
-    let command = util::hashup(["upload".as_ref(), src.as_os_str()])
-        .args([
-            "--s3",
-            &format!("s3://{bucket}"),
-            "--endpoint",
-            &weed.endpoint,
-        ])
-        .args(["--manifest".as_ref(), manifest.as_os_str()])
-        .args(["--bwlimit", "1M", "--uploads", "96", "--retries", "0"])
-        .args(["--connect-timeout", "1", "--stall-timeout", "2"])
-        .args(["--no-cache", "--progress", "none"])
-        .env("AWS_ACCESS_KEY_ID", WEED_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", WEED_SECRET)
-        .home(dir.path());
-    let started = Instant::now();
-    let run = tokio::task::spawn_blocking(move || command.run())
-        .await
-        .unwrap();
-    let took = started.elapsed();
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let src = tree(dir.path(), 96, 64 << 10);
+    let extra = ["--bwlimit", "1M", "--uploads", "96", "--retries", "0"];
+    let timeouts = ["--connect-timeout", "1", "--stall-timeout", "2"];
+    let (_, took, summary) = timed_run(
+        &weed.endpoint,
+        &src,
+        &bucket,
+        &[&extra[..], &timeouts].concat(),
+    )
+    .await;
     assert!(took >= Duration::from_secs(5), "not capped: {took:?}");
-    let (records, summary) = read_manifest(&manifest);
     assert_eq!(summary["uploaded"], 96, "{summary}");
+    let (records, _) = read_manifest(&dir.path().join("m.jsonl"));
     assert!(records.iter().all(|r| r["status"] == "uploaded"));
     assert_eq!(weed.objects(&bucket).await.len(), 96);
 }
